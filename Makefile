@@ -1,0 +1,33 @@
+# Two entry points for a fresh Linux machine with Python >= 3.11:
+#   make run   -> create .venv from pinned versions (first use only), then `snakemake --cores 4`
+#   make test  -> same environment, then the test suite
+# Extra Snakemake arguments go through ARGS, e.g.
+#   make run ARGS="--config 'mnist_mirrors=[../shared/data/mnist]'"
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= 4
+ARGS   ?=
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint bench venv clean-venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: venv
+	$(BIN)/snakemake --cores $(CORES) $(ARGS)
+
+test: venv
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: venv
+	$(BIN)/snakemake --lint
+
+clean-venv:
+	rm -rf $(VENV)
