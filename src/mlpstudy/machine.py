@@ -1,0 +1,70 @@
+"""Facts about the machine a job runs on: cores, CPU model, library versions, scheduler ids."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads counted once)."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    cores, core = set(), {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    core = {"cpu": int(value)}
+                elif key in ("physical id", "core id"):
+                    core[key] = value
+                if "core id" in core and "physical id" in core:
+                    if allowed is None or core["cpu"] in allowed:
+                        cores.add((core["physical id"], core["core id"]))
+                    core = {"cpu": -1}
+    except OSError:
+        pass
+    logical = len(allowed) if allowed else (os.cpu_count() or 1)
+    return max(1, min(len(cores), logical)) if cores else logical
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict:
+    """What a run's metrics record about where it ran (SLURM ids only under SLURM)."""
+    env = {
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
+        "keras": _version("keras"),
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+    }
+    if "SLURM_JOB_ID" in os.environ:
+        env["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+        env["slurm_node"] = os.environ.get("SLURMD_NODENAME", os.environ.get("SLURM_NODELIST"))
+    return env

@@ -1,0 +1,9 @@
+"""Snakemake wrapper: one split's IDX pair -> parquet (mlpstudy.dataset)."""
+
+import logging
+
+from mlpstudy import dataset
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+rows = dataset.write_split(snakemake.input.images, snakemake.input.labels, snakemake.output[0])
+logging.info("wrote %d rows to %s", rows, snakemake.output[0])
