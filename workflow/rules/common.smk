@@ -68,5 +68,51 @@ def split_files(wildcards):
     return {"images": f"{raw}/{images}", "labels": f"{raw}/{labels}"}
 
 
+def backend_options(wildcards):
+    """The backend-specific knobs of the config (only TensorFlow has any so far)."""
+    return dict(config.get(wildcards.backend, {}))
+
+
+def expected_sweep(wildcards):
+    """What one backend's aggregation checks its runs against."""
+    return {
+        "backend": wildcards.backend,
+        "learning_rates": config["learning_rates"],
+        "batch_sizes": config["batch_sizes"],
+        "trials": config["trials"],
+        "epochs": config["epochs"],
+        "seed": config["seed"],
+        "shared_start": config["shared_start"],
+        "options": backend_options(wildcards),
+    }
+
+
+def threads_of(wildcards, threads):
+    return threads
+
+
+# Measured on a real MNIST run (README, "Resources"): peak RSS per backend, and
+# seconds per epoch at the slowest batch size, one thread.
+PEAK_MB = {"numpy": 600, "tensorflow": 1500}
+EPOCH_S = {"numpy": 10, "tensorflow": 30}
+
+
+def train_mem_mb(wildcards, attempt):
+    return int(PEAK_MB.get(wildcards.backend, 2000) * 1.5 * attempt)
+
+
+def train_runtime_min(wildcards, attempt):
+    seconds = 60 + EPOCH_S.get(wildcards.backend, 60) * config["epochs"] * 2
+    return int(seconds / 60 * attempt) + 1
+
+
+# Snakemake schedules local jobs by --cores (logical CPUs); training jobs also claim
+# `physical_cores`, capped here at the physical core count unless the user sets it
+# (--resources physical_cores=N), so concurrent runs never share a core.
+if workflow.is_main_process and workflow.local_exec:
+    if "physical_cores" not in workflow.global_resources:
+        workflow.register_resource("physical_cores", machine.physical_cores())
+
+
 def all_targets():
-    return ["results/data/mnist/train.parquet", "results/data/mnist/test.parquet"]
+    return ["results/tf_vs_np.csv", "results/histories.parquet"]

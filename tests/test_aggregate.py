@@ -1,0 +1,116 @@
+"""Aggregation's consistency checks (study 6.2), each triggered by a crafted bad set of runs."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mlpstudy import aggregate
+
+EXPECTED = {
+    "backend": "numpy", "learning_rates": [0.1, 0.01], "batch_sizes": [32], "trials": 2,
+    "epochs": 2, "seed": 0, "shared_start": True, "options": {},
+}
+
+
+def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, **overrides):
+    run = root / f"backend={backend}/lr={lr}/batch={batch}/trial={trial}"
+    run.mkdir(parents=True, exist_ok=True)
+    n_rows = overrides.pop("n_rows", epochs)
+    metrics = {
+        "model": backend, "learning_rate": float(lr), "batch_size": int(batch),
+        "trial": int(trial), "epochs": epochs, "seed": 0, "shared_start": True, "threads": 1,
+        "training_time_s": 1.5, "test_accuracy": 0.9, "final_train_loss": 0.3,
+        "final_train_accuracy": 0.91, "step_time_s": 1.0, "eval_time_s": 0.4,
+        "first_epoch_s": 0.8, "cpu_time_s": 1.5, "import_time_s": 0.1, "diverged": False,
+        "diverged_epoch": None, "options": {},
+        "environment": {"hostname": "h"},
+    }
+    metrics.update(overrides)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    pd.DataFrame({
+        "epoch": range(1, n_rows + 1), "train_loss": 0.5, "train_accuracy": 0.8,
+        "test_accuracy": 0.8, "epoch_s": 0.7,
+    }).to_csv(run / "history.csv", index=False)
+    return str(run)
+
+
+def complete_sweep(root):
+    return [write_run(root, lr=lr, trial=t) for lr in ("0.1", "0.01") for t in ("0", "1")]
+
+
+def test_complete_sweep_gives_the_study_columns_first(tmp_path):
+    table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
+    assert list(table.columns[:16]) == aggregate.TABLE_COLUMNS
+    assert list(table.columns[:6]) == [
+        "model", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy"]
+    assert len(table) == 4 and len(histories) == 8
+    assert set(histories.columns) >= {"model", "learning_rate", "epoch", "train_loss"}
+
+
+def problems_for(tmp_path, runs):
+    with pytest.raises(aggregate.ConsistencyError) as err:
+        aggregate.collect(runs, EXPECTED)
+    return str(err.value)
+
+
+def test_missing_trial_is_named(tmp_path):
+    runs = complete_sweep(tmp_path)[:-1]
+    text = problems_for(tmp_path, runs)
+    assert "backend=numpy lr=0.01 batch=32: trials [0], expected [0, 1]" in text
+
+
+def test_short_history_is_named(tmp_path):
+    runs = complete_sweep(tmp_path)
+    runs[0] = write_run(tmp_path, lr="0.1", trial="0", n_rows=1)
+    assert f"{runs[0]}: history has epochs [1], expected 1..2" in problems_for(tmp_path, runs)
+
+
+def test_run_of_another_config_is_named(tmp_path):
+    runs = complete_sweep(tmp_path)
+    runs[1] = write_run(tmp_path, lr="0.1", trial="1", seed=7)
+    assert f"{runs[1]}: run of another config: seed=7, config has 0" in problems_for(tmp_path, runs)
+
+
+def test_other_epochs_is_named(tmp_path):
+    runs = complete_sweep(tmp_path)
+    runs[2] = write_run(tmp_path, lr="0.01", trial="0", epochs=3)
+    assert "epochs=3, config has 2" in problems_for(tmp_path, runs)
+
+
+def test_backend_option_mismatch_is_named(tmp_path):
+    expected = dict(EXPECTED, options={"jit_compile": "auto"})
+    runs = complete_sweep(tmp_path)
+    with pytest.raises(aggregate.ConsistencyError, match="option jit_compile=None"):
+        aggregate.collect(runs, expected)
+
+
+def test_duplicate_run_is_named(tmp_path):
+    runs = complete_sweep(tmp_path)
+    runs.append(runs[0])
+    assert "duplicate run ('numpy', 0.1, 32, 0)" in problems_for(tmp_path, runs)
+
+
+def test_metrics_that_disagree_with_their_directory(tmp_path):
+    runs = complete_sweep(tmp_path)
+    runs[3] = write_run(tmp_path, lr="0.01", trial="1", learning_rate=0.5)
+    assert "metrics say ('numpy', 0.5, 32, 1)" in problems_for(tmp_path, runs)
+
+
+def test_run_outside_the_grid(tmp_path):
+    runs = complete_sweep(tmp_path) + [write_run(tmp_path, lr="0.3", trial="0")]
+    assert "not in the configured grid" in problems_for(tmp_path, runs)
+
+
+def test_diverged_run_with_short_history_is_a_result(tmp_path):
+    runs = complete_sweep(tmp_path)
+    runs[0] = write_run(tmp_path, lr="0.1", trial="0", n_rows=1, diverged=True, diverged_epoch=1,
+                        test_accuracy=0.1, final_train_loss=None)
+    table, _ = aggregate.collect(runs, EXPECTED)
+    assert table["diverged"].sum() == 1
+
+
+def test_combine_refuses_duplicates():
+    t = pd.DataFrame({"model": ["numpy"], "learning_rate": [0.1], "batch_size": [32], "trial": [0]})
+    with pytest.raises(aggregate.ConsistencyError, match="duplicate runs"):
+        aggregate.combine([t, t])
