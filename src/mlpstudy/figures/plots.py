@@ -17,9 +17,9 @@ from . import style
 from .transforms import heatmap_matrix, loss_curves, read_histories, read_runs, summarise
 
 style.matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 CONFIDENCE = 0.95
 _CI = f"{CONFIDENCE:.0%} t-interval"
@@ -107,13 +107,28 @@ def _backend_legend_handles(backends: Sequence[str], points: bool, diverged: boo
     handles.append(Patch(facecolor="0.6", alpha=0.35, label=f"{_CI} of the mean"))
     if points:
         handles.append(
-            Line2D([], [], color="0.3", marker="o", linestyle="none", markersize=4, alpha=0.6,
-                   label="one run")
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                linestyle="none",
+                markersize=4,
+                alpha=0.6,
+                label="one run",
+            )
         )
     if diverged:
         handles.append(
-            Line2D([], [], color="0.3", marker="x", linestyle="none", markersize=6,
-                   label="diverged run")
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="x",
+                linestyle="none",
+                markersize=6,
+                label="diverged run",
+            )
         )
     return handles
 
@@ -121,16 +136,17 @@ def _backend_legend_handles(backends: Sequence[str], points: bool, diverged: boo
 def _place_legend(fig, spare, handles) -> None:
     if spare is not None:
         spare.axis("off")
-        spare.legend(handles=handles, loc="center", fontsize=10, title="Backend",
-                     title_fontsize=10)
+        spare.legend(handles=handles, loc="center", fontsize=10, title="Backend", title_fontsize=10)
     else:
-        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=min(len(handles), 5))
+        fig.legend(
+            handles=handles,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(handles), 5),
+        )
 
 
-def _metric_vs(
-    runs, out_path, value: str, x: str, facet: str, title: str
-) -> None:
+def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> None:
     """Mean +/- CI of ``value`` against ``x``, one line per backend, one panel per ``facet``."""
     runs = read_runs(runs)
     if runs.empty:
@@ -142,7 +158,7 @@ def _metric_vs(
     xs = sorted(runs[x].unique())
     set_x = style.log2_batch_axis if x == "batch_size" else style.log_lr_axis
     # Spread the backends' run points a little around each x so they do not hide each other.
-    step = 2 ** 0.12 if x == "batch_size" else 10 ** 0.05
+    step = 2**0.12 if x == "batch_size" else 10**0.05
     offsets = {b: step ** (i - (len(backends) - 1) / 2) for i, b in enumerate(backends)}
     any_diverged = bool(runs["diverged"].any())
 
@@ -153,20 +169,33 @@ def _metric_vs(
             color = style.backend_color(b)
             cell = summary[(summary["model"] == b) & (summary[facet] == level)].sort_values(x)
             ax.fill_between(
-                cell[x], cell["ci_low"] * scale, cell["ci_high"] * scale,
-                color=color, alpha=0.2, linewidth=0,
+                cell[x],
+                cell["ci_low"] * scale,
+                cell["ci_high"] * scale,
+                color=color,
+                alpha=0.2,
+                linewidth=0,
             )
             ax.plot(
-                cell[x], cell["mean"] * scale, color=color,
-                linestyle=style.backend_linestyle(b), marker=style.backend_marker(b),
-                markersize=5, linewidth=1.8,
+                cell[x],
+                cell["mean"] * scale,
+                color=color,
+                linestyle=style.backend_linestyle(b),
+                marker=style.backend_marker(b),
+                markersize=5,
+                linewidth=1.8,
             )
             pts = runs[(runs["model"] == b) & (runs[facet] == level)]
             for div, marker in ((False, "o"), (True, "x")):
                 sel = pts[pts["diverged"] == div]
                 ax.scatter(
-                    sel[x] * offsets[b], sel[value] * scale, color=color, marker=marker,
-                    s=14 if not div else 30, alpha=0.55, linewidths=1.2 if div else 0,
+                    sel[x] * offsets[b],
+                    sel[value] * scale,
+                    color=color,
+                    marker=marker,
+                    s=14 if not div else 30,
+                    alpha=0.55,
+                    linewidths=1.2 if div else 0,
                     zorder=3,
                 )
         label = "learning rate" if facet == "learning_rate" else "batch size"
@@ -186,26 +215,50 @@ def _metric_vs(
 
 def plot_accuracy_vs_batch_size(runs, out_path) -> None:
     """Figure 3: test accuracy against batch size, one panel per learning rate."""
-    _metric_vs(runs, out_path, "test_accuracy", "batch_size", "learning_rate",
-               "Test accuracy vs batch size")
+    _metric_vs(
+        runs,
+        out_path,
+        "test_accuracy",
+        "batch_size",
+        "learning_rate",
+        "Test accuracy vs batch size",
+    )
 
 
 def plot_accuracy_vs_learning_rate(runs, out_path) -> None:
     """Figure 4: test accuracy against learning rate, one panel per batch size."""
-    _metric_vs(runs, out_path, "test_accuracy", "learning_rate", "batch_size",
-               "Test accuracy vs learning rate")
+    _metric_vs(
+        runs,
+        out_path,
+        "test_accuracy",
+        "learning_rate",
+        "batch_size",
+        "Test accuracy vs learning rate",
+    )
 
 
 def plot_time_vs_batch_size(runs, out_path) -> None:
     """Figure 5: training time against batch size, one panel per learning rate."""
-    _metric_vs(runs, out_path, "training_time_s", "batch_size", "learning_rate",
-               "Training time vs batch size")
+    _metric_vs(
+        runs,
+        out_path,
+        "training_time_s",
+        "batch_size",
+        "learning_rate",
+        "Training time vs batch size",
+    )
 
 
 def plot_time_vs_learning_rate(runs, out_path) -> None:
     """Figure 6: training time against learning rate, one panel per batch size."""
-    _metric_vs(runs, out_path, "training_time_s", "learning_rate", "batch_size",
-               "Training time vs learning rate")
+    _metric_vs(
+        runs,
+        out_path,
+        "training_time_s",
+        "learning_rate",
+        "batch_size",
+        "Training time vs learning rate",
+    )
 
 
 def plot_speed_accuracy(runs, out_path, backend: str | None = None) -> None:
@@ -225,18 +278,37 @@ def plot_speed_accuracy(runs, out_path, backend: str | None = None) -> None:
     fig, ax = plt.subplots(figsize=(8.0, 5.5), layout="constrained")
     for (lr, bs), cell in runs.groupby(["learning_rate", "batch_size"]):
         ok = cell[~cell["diverged"]]
-        ax.scatter(ok["training_time_s"], ok["test_accuracy"] * 100, color=lr_colors[lr],
-                   marker=bs_markers[bs], s=42, alpha=0.85, edgecolors="white",
-                   linewidths=0.5)
+        ax.scatter(
+            ok["training_time_s"],
+            ok["test_accuracy"] * 100,
+            color=lr_colors[lr],
+            marker=bs_markers[bs],
+            s=42,
+            alpha=0.85,
+            edgecolors="white",
+            linewidths=0.5,
+        )
         bad = cell[cell["diverged"]]
-        ax.scatter(bad["training_time_s"], bad["test_accuracy"] * 100, color=lr_colors[lr],
-                   marker="x", s=48, linewidths=1.5)
+        ax.scatter(
+            bad["training_time_s"],
+            bad["test_accuracy"] * 100,
+            color=lr_colors[lr],
+            marker="x",
+            s=48,
+            linewidths=1.5,
+        )
     ax.set_xlabel(style.UNITS["training_time_s"])
     ax.set_ylabel(style.UNITS["test_accuracy"])
-    lr_handles = [Line2D([], [], color=lr_colors[lr], marker="o", linestyle="none",
-                         label=style.number(lr)) for lr in lrs]
-    bs_handles = [Line2D([], [], color="0.35", marker=bs_markers[bs], linestyle="none",
-                         label=style.number(bs)) for bs in bss]
+    lr_handles = [
+        Line2D([], [], color=lr_colors[lr], marker="o", linestyle="none", label=style.number(lr))
+        for lr in lrs
+    ]
+    bs_handles = [
+        Line2D(
+            [], [], color="0.35", marker=bs_markers[bs], linestyle="none", label=style.number(bs)
+        )
+        for bs in bss
+    ]
     fig.legend(handles=lr_handles, title="Learning rate", loc="outside right upper")
     extra = []
     if runs["diverged"].any():
@@ -279,9 +351,17 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str, fmt: st
     fig, ax = plt.subplots(figsize=(1.3 * mean.shape[1] + 3.0, 1.0 * mean.shape[0] + 2.2))
     finite = np.isfinite(mean.to_numpy(dtype=float))
     sns.heatmap(
-        mean.astype(float), annot=labels, fmt="", ax=ax, cmap=style.backend_cmap(backend),
-        linewidths=0.8, linecolor="white", annot_kws={"fontsize": 9},
-        mask=~finite, vmin=None if finite.any() else 0, vmax=None if finite.any() else 1,
+        mean.astype(float),
+        annot=labels,
+        fmt="",
+        ax=ax,
+        cmap=style.backend_cmap(backend),
+        linewidths=0.8,
+        linecolor="white",
+        annot_kws={"fontsize": 9},
+        mask=~finite,
+        vmin=None if finite.any() else 0,
+        vmax=None if finite.any() else 1,
         cbar_kws={"label": f"Mean {style.UNITS[value][0].lower()}{style.UNITS[value][1:]}"},
     )
     ax.invert_yaxis()  # learning rate grows upwards, like a plot's y axis
@@ -329,14 +409,21 @@ def plot_loss_curves(histories, out_path) -> None:
     finite = np.isfinite(hist["train_loss"].astype(float))
     bad_runs = (
         hist.assign(bad=~finite)
-        .groupby(["model", "learning_rate", "batch_size", "trial"])["bad"].any()
-        .groupby(["model", "learning_rate", "batch_size"]).agg(["sum", "size"])
+        .groupby(["model", "learning_rate", "batch_size", "trial"])["bad"]
+        .any()
+        .groupby(["model", "learning_rate", "batch_size"])
+        .agg(["sum", "size"])
     )
 
     style.apply_theme()
     fig, axes = plt.subplots(
-        len(bss), len(lrs), figsize=(2.7 * len(lrs) + 0.8, 2.1 * len(bss) + 1.4),
-        sharex=True, sharey=True, squeeze=False, layout="constrained",
+        len(bss),
+        len(lrs),
+        figsize=(2.7 * len(lrs) + 0.8, 2.1 * len(bss) + 1.4),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     positive = hist.loc[finite & (hist["train_loss"] > 0), "train_loss"]
     log_y = not positive.empty and positive.max() / positive.min() > 10
@@ -351,10 +438,21 @@ def plot_loss_curves(histories, out_path) -> None:
                     & (curves["batch_size"] == bs)
                 ].sort_values("epoch")
                 color = style.backend_color(b)
-                ax.fill_between(cell["epoch"], cell["ci_low"], cell["ci_high"], color=color,
-                                alpha=0.2, linewidth=0)
-                ax.plot(cell["epoch"], cell["mean"], color=color,
-                        linestyle=style.backend_linestyle(b), linewidth=1.6)
+                ax.fill_between(
+                    cell["epoch"],
+                    cell["ci_low"],
+                    cell["ci_high"],
+                    color=color,
+                    alpha=0.2,
+                    linewidth=0,
+                )
+                ax.plot(
+                    cell["epoch"],
+                    cell["mean"],
+                    color=color,
+                    linestyle=style.backend_linestyle(b),
+                    linewidth=1.6,
+                )
                 key = (b, lr, bs)
                 if key in bad_runs.index and bad_runs.loc[key, "sum"] > 0:
                     notes.append(
@@ -362,8 +460,16 @@ def plot_loss_curves(histories, out_path) -> None:
                         f"{int(bad_runs.loc[key, 'size'])} diverged"
                     )
             if notes:
-                ax.text(0.97, 0.95, "\n".join(notes), transform=ax.transAxes, ha="right",
-                        va="top", fontsize=7, color="0.25")
+                ax.text(
+                    0.97,
+                    0.95,
+                    "\n".join(notes),
+                    transform=ax.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=7,
+                    color="0.25",
+                )
             if i == 0:
                 ax.set_title(f"lr = {style.number(lr)}", fontsize=10)
             if j == 0:
@@ -383,16 +489,21 @@ def plot_loss_curves(histories, out_path) -> None:
     if len(epochs) <= 12:
         axes[0, 0].set_xticks(epochs)
     handles = [
-        Line2D([], [], color=style.backend_color(b), linestyle=style.backend_linestyle(b),
-               linewidth=2, label=style.backend_label(b))
+        Line2D(
+            [],
+            [],
+            color=style.backend_color(b),
+            linestyle=style.backend_linestyle(b),
+            linewidth=2,
+            label=style.backend_label(b),
+        )
         for b in backends
     ] + [Patch(facecolor="0.6", alpha=0.35, label=f"{_CI} over trials")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=10)
     names = " vs ".join(style.backend_label(b) for b in backends)
     fig.suptitle(
         f"Training loss per epoch, mean over trials: {names}\n"
-        f"columns: learning rate, rows: batch size"
-        + (" (loss on a log scale)" if log_y else "")
+        f"columns: learning rate, rows: batch size" + (" (loss on a log scale)" if log_y else "")
     )
     _save(fig, out_path)
 
@@ -411,3 +522,20 @@ FIGURES = {
 
 #: Figures drawn once per backend (their target names end in ``_{backend}``).
 PER_BACKEND = ("speed_accuracy", "accuracy_heatmap", "time_heatmap")
+
+
+def draw(figure: str, source, out_path, backend: str | None = None) -> None:
+    """Draw ``figure`` (a key of :data:`FIGURES`) from ``source`` into ``out_path``.
+
+    ``backend`` is required by the per-backend figures and refused by the others.
+    """
+    if figure not in FIGURES:
+        raise ValueError(f"unknown figure {figure!r}; known: {sorted(FIGURES)}")
+    if figure in PER_BACKEND:
+        if backend is None:
+            raise ValueError(f"figure {figure!r} is drawn per backend: give backend=")
+        FIGURES[figure](source, out_path, backend=backend)
+    else:
+        if backend is not None:
+            raise ValueError(f"figure {figure!r} shows every backend; backend= is not used")
+        FIGURES[figure](source, out_path)

@@ -132,7 +132,9 @@ def summarise(
             n_missing=int(values.size - finite.size),
             mean=mean,
             std=float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
-            sem=float(finite.std(ddof=1) / np.sqrt(finite.size)) if finite.size > 1 else float("nan"),
+            sem=float(finite.std(ddof=1) / np.sqrt(finite.size))
+            if finite.size > 1
+            else float("nan"),
             ci_half=half,
             ci_low=mean - half,
             ci_high=mean + half,
