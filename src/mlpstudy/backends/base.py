@@ -1,0 +1,147 @@
+"""What every backend shares: the run's spec, its shared start, its result, the divergence rule.
+
+Both backend modules import these names, so ``TrainSpec``, ``initial_params`` or
+``RunResult`` mean the same thing in ``numpy_mlp.py`` and ``tensorflow_mlp.py``.
+
+The shared start (``TrainSpec.shared_start``, default true): one NumPy ``Generator``
+seeded by ``(seed, trial)`` draws, in this order, the He-uniform initial weights
+(W1, then W2; biases are zero) and then one permutation of the training set per
+epoch. Every backend consumes exactly those, so two backends started from the same
+spec differ only by their implementation.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Layer sizes of the study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax.
+LAYER_SIZES = (784, 64, 10)
+#: Parameter order, the same as Keras' ``model.get_weights()`` for the Sequential model.
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+#: Columns of ``RunResult.history``, in order.
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s")
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """One training run: the grid point, the trial, and how to run it.
+
+    ``options`` holds backend-specific knobs; a backend ignores the ones it does not
+    know and records the ones it used in ``RunResult.metrics["options"]``
+    (TensorFlow: ``jit_compile`` "auto"|True|False, ``steps_per_execution`` int,
+    ``deterministic`` bool; NumPy: ``dtype`` "float32"|"float64").
+    """
+
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    seed: int
+    trial: int
+    shared_start: bool = True
+    threads: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        for name in ("batch_size", "epochs", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("seed", "trial"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def generator(seed: int, trial: int, stream: str | None = None) -> np.random.Generator:
+    """The NumPy Generator for ``(seed, trial)``.
+
+    ``stream=None`` is the shared start. A backend running with ``shared_start=False``
+    that draws with NumPy passes its own name, which gives an independent stream, so
+    no two frameworks share a start by accident.
+    """
+    key = [seed, trial] if stream is None else [seed, trial, zlib.crc32(stream.encode())]
+    return np.random.default_rng(key)
+
+
+def he_uniform(rng: np.random.Generator, n_in: int, n_out: int, dtype=np.float32) -> np.ndarray:
+    """W ~ U(-sqrt(6/n_in), +sqrt(6/n_in)), the study's equation (11)."""
+    limit = math.sqrt(6.0 / n_in)
+    return rng.uniform(-limit, limit, size=(n_in, n_out)).astype(dtype)
+
+
+def initial_params(rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
+    """He-uniform weights and zero biases, drawn from ``rng`` (W1 first, then W2)."""
+    n_in, n_hidden, n_out = LAYER_SIZES
+    return {
+        "W1": he_uniform(rng, n_in, n_hidden, dtype),
+        "b1": np.zeros(n_hidden, dtype=dtype),
+        "W2": he_uniform(rng, n_hidden, n_out, dtype),
+        "b2": np.zeros(n_out, dtype=dtype),
+    }
+
+
+class SharedStart:
+    """The initial parameters and the per-epoch permutations of one ``(seed, trial)``.
+
+    >>> start = SharedStart(seed=0, trial=1)
+    >>> start.params["W1"].shape, start.permutation(5).shape
+    ((784, 64), (5,))
+
+    Call ``permutation(n)`` once per epoch, in epoch order: each call draws the next one.
+    """
+
+    def __init__(self, seed: int, trial: int, stream: str | None = None, dtype=np.float32):
+        self._rng = generator(seed, trial, stream)
+        self.params = initial_params(self._rng, dtype)
+
+    def permutation(self, n: int) -> np.ndarray:
+        return self._rng.permutation(n)
+
+
+def is_diverged(train_loss: float) -> bool:
+    """The divergence rule: an epoch whose full-training-set mean loss is not finite.
+
+    A diverged run stops after that epoch. Its history keeps the rows up to and
+    including it (the last row's values may be NaN or inf), and its metrics carry
+    ``diverged=True`` and ``diverged_epoch``.
+    """
+    return not math.isfinite(train_loss)
+
+
+@dataclass
+class RunResult:
+    """What ``train`` returns: one dict per completed epoch, and the run's flat metrics.
+
+    ``history`` rows have exactly the keys ``HISTORY_COLUMNS``; ``epoch`` is 1-based.
+    ``metrics`` holds the timings (``training_time_s``, ``step_time_s``,
+    ``eval_time_s``, ``shuffle_time_s``, ``first_epoch_s``, ``cpu_time_s``), the final
+    values (``final_train_loss``, ``final_train_accuracy``, ``test_accuracy``),
+    ``diverged``, ``diverged_epoch``, ``epochs_completed``, the spec's fields and the
+    backend ``options`` actually used. ``mlpstudy.training.run_training`` adds
+    ``import_time_s``, ``threads``, ``thread_settings`` and ``blas``.
+    """
+
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    #: The parameters after the last epoch (NumPy arrays, names ``PARAM_NAMES``).
+    params: dict[str, np.ndarray] | None = None
+
+    def history_frame(self):
+        """``history`` as a pandas DataFrame with columns ``HISTORY_COLUMNS``."""
+        import pandas as pd
+
+        return pd.DataFrame(self.history, columns=list(HISTORY_COLUMNS))
+
+
+def spec_fields(spec: TrainSpec) -> dict[str, Any]:
+    """The spec as flat metrics (``options`` is recorded separately, as used)."""
+    fields = asdict(spec)
+    fields.pop("options")
+    return fields

@@ -1,0 +1,86 @@
+"""The timed epoch loop that every backend runs, so both are timed and stopped the same way.
+
+A backend supplies three callables and this module does the rest:
+
+- ``shuffle(epoch) -> data``: the epoch's shuffled training data (or whatever its
+  steps consume), timed as ``shuffle_time_s``;
+- ``train_epoch(data)``: every optimisation step of one epoch, timed as ``step_time_s``;
+- ``evaluate() -> (train_loss, train_accuracy, test_accuracy)``: mean loss and accuracy
+  over the full training set and accuracy on the test set, timed as ``eval_time_s``.
+
+``training_time_s`` is the study's training time (section 5.2): wall clock from the
+start of the training loop to its end, per-epoch evaluation included. ``epoch_s`` in the
+history is one epoch's shuffle + steps + evaluation; ``first_epoch_s`` is the first
+one's (it carries any tracing or compilation). ``cpu_time_s`` is the process's CPU time
+over the loop, all threads together: above ``training_time_s`` means several cores
+were busy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .base import RunResult, TrainSpec, is_diverged, spec_fields
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def run_epochs(
+    spec: TrainSpec,
+    shuffle: Callable[[int], Any],
+    train_epoch: Callable[[Any], None],
+    evaluate: Callable[[], tuple[float, float, float]],
+    on_epoch: EpochCallback | None = None,
+    options: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run ``spec.epochs`` epochs (fewer if the loss stops being finite); return the result."""
+    history: list[dict[str, Any]] = []
+    spent = {"shuffle": 0.0, "step": 0.0, "eval": 0.0}
+    diverged_epoch = None
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    for epoch in range(1, spec.epochs + 1):
+        t0 = time.perf_counter()
+        data = shuffle(epoch)
+        t1 = time.perf_counter()
+        train_epoch(data)
+        t2 = time.perf_counter()
+        train_loss, train_accuracy, test_accuracy = evaluate()
+        t3 = time.perf_counter()
+        spent["shuffle"] += t1 - t0
+        spent["step"] += t2 - t1
+        spent["eval"] += t3 - t2
+        row = {
+            "epoch": epoch,
+            "train_loss": float(train_loss),
+            "train_accuracy": float(train_accuracy),
+            "test_accuracy": float(test_accuracy),
+            "epoch_s": t3 - t0,
+        }
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(dict(row))
+        if is_diverged(row["train_loss"]):
+            diverged_epoch = epoch
+            break
+    training_time = time.perf_counter() - wall_start
+    cpu_time = time.process_time() - cpu_start
+    last = history[-1]
+    metrics = {
+        **spec_fields(spec),
+        "training_time_s": training_time,
+        "step_time_s": spent["step"],
+        "eval_time_s": spent["eval"],
+        "shuffle_time_s": spent["shuffle"],
+        "first_epoch_s": history[0]["epoch_s"],
+        "cpu_time_s": cpu_time,
+        "final_train_loss": last["train_loss"],
+        "final_train_accuracy": last["train_accuracy"],
+        "test_accuracy": last["test_accuracy"],
+        "diverged": diverged_epoch is not None,
+        "diverged_epoch": diverged_epoch,
+        "epochs_completed": len(history),
+        "options": dict(options or {}),
+    }
+    return RunResult(history=history, metrics=metrics)

@@ -1,0 +1,154 @@
+"""The MLP in Keras on TensorFlow, written as a Keras user would write it.
+
+``Sequential([Input(784), Dense(64, relu), Dense(10, softmax)])``, ``SGD``, sparse
+categorical cross-entropy and one ``fit`` call per epoch; the per-epoch quantities come
+from ``evaluate`` between the ``fit`` calls (Keras' running loss average during ``fit``
+is not the loss over the training set after the epoch, so it is not recorded).
+
+With the shared start, the model gets the shared initial weights through
+``set_weights`` and each epoch's ``fit`` sees the training set gathered in the shared
+permutation's order (``tf.gather``, ``shuffle=False``). Without it, Keras draws its own He-uniform
+weights and shuffles itself, seeded by ``keras.utils.set_random_seed``.
+
+Same functions, same order, as ``numpy_mlp.py``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from .base import LAYER_SIZES, PARAM_NAMES, SharedStart, TrainSpec  # noqa: E402
+from .loop import EpochCallback, run_epochs  # noqa: E402
+
+#: Batch size of ``evaluate`` (the per-epoch evaluation is inference only: big batches).
+EVAL_BATCH = 10_000
+#: Keras' own defaults for the compile knobs; op determinism on unless asked otherwise.
+DEFAULT_OPTIONS = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
+
+
+def set_threads(n: int) -> dict[str, int]:
+    """Set TensorFlow's intra-/inter-op pools (and NumPy's BLAS) to ``n``; return them.
+
+    TensorFlow fixes its pools when it starts its runtime: call this before any op runs.
+    After that, the values it started with stay (``mlpstudy.training`` also sets
+    ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` before the import), and the
+    returned dict says which are in effect.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # the runtime has started: its pools are fixed
+        pass
+    threadpool_limits(limits=n)  # NumPy's BLAS, in case anything here uses it
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    return {
+        "tf_intra_op": _pool_size(tf.config.threading.get_intra_op_parallelism_threads(),
+                                  "TF_NUM_INTRAOP_THREADS"),
+        "tf_inter_op": _pool_size(tf.config.threading.get_inter_op_parallelism_threads(),
+                                  "TF_NUM_INTEROP_THREADS"),
+        "xla_cpu_multi_thread_eigen": int("--xla_cpu_multi_thread_eigen=false" not in xla_flags),
+    }
+
+
+def start(spec: TrainSpec) -> SharedStart | None:
+    """The shared start, or None: Keras then draws its own weights and shuffles itself."""
+    return SharedStart(spec.seed, spec.trial) if spec.shared_start else None
+
+
+def build_model(learning_rate: float, params=None, seed=None, jit_compile="auto",
+                steps_per_execution=1) -> keras.Model:
+    """The study's network as a compiled Keras model; ``params`` overrides its weights."""
+    n_in, n_hidden, n_out = LAYER_SIZES
+    model = keras.Sequential([
+        keras.Input(shape=(n_in,)),
+        keras.layers.Dense(n_hidden, activation="relu",
+                           kernel_initializer=keras.initializers.HeUniform(seed=seed)),
+        keras.layers.Dense(n_out, activation="softmax",
+                           kernel_initializer=keras.initializers.HeUniform(
+                               seed=None if seed is None else seed + 1)),
+    ])
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    if params is not None:
+        model.set_weights([params[name] for name in PARAM_NAMES])
+    return model
+
+
+def gradients(params, x, y):
+    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by ``tf.GradientTape``."""
+    model = build_model(learning_rate=0.1, params=params)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    return float(loss), {name: g.numpy() for name, g in zip(PARAM_NAMES, grads)}
+
+
+def evaluate(model: keras.Model, x, y) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, by ``model.evaluate``."""
+    scores = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+    return scores["loss"], scores["accuracy"]
+
+
+def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCallback | None = None):
+    """Train the network with mini-batch SGD as ``spec`` says; return a ``RunResult``."""
+    options = {**DEFAULT_OPTIONS, **{k: v for k, v in spec.options.items() if k in DEFAULT_OPTIONS}}
+    if options["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    run_start = start(spec)
+    seed = None
+    if run_start is None:
+        seed = _keras_seed(spec)
+        keras.utils.set_random_seed(seed)
+    params = run_start.params if run_start is not None else None
+    model = build_model(spec.learning_rate, params, seed,
+                        options["jit_compile"], options["steps_per_execution"])
+    options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
+    n = len(x_train)
+    # Tensors once: fit/evaluate then skip converting 60000x784 floats at every call.
+    x_train, y_train = tf.constant(x_train), tf.constant(y_train)
+    x_test, y_test = tf.constant(x_test), tf.constant(y_test)
+
+    def shuffle(epoch):
+        if run_start is None:
+            return x_train, y_train  # fit(shuffle=True) shuffles
+        order = run_start.permutation(n)
+        return tf.gather(x_train, order), tf.gather(y_train, order)
+
+    def train_epoch(data):
+        model.fit(*data, batch_size=spec.batch_size, epochs=1, shuffle=run_start is None,
+                  verbose=0)
+
+    def evaluate_epoch():
+        loss, accuracy = evaluate(model, x_train, y_train)
+        return loss, accuracy, evaluate(model, x_test, y_test)[1]
+
+    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+    result.params = dict(zip(PARAM_NAMES, model.get_weights()))
+    return result
+
+
+def _pool_size(configured: int, env_var: str) -> int:
+    """The pool's size: set through the API, else through the environment, else TF's
+    default (0 there means one thread per core)."""
+    if configured:
+        return configured
+    return int(os.environ.get(env_var) or 0) or os.cpu_count()
+
+
+def _keras_seed(spec: TrainSpec) -> int:
+    """One integer seed for Keras from ``(seed, trial)`` when the start is not shared."""
+    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)
