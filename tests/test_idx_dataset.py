@@ -33,7 +33,8 @@ def test_round_trip_values_dtype_shape_and_order(pair, tmp_path):
     np.testing.assert_allclose(x, images.reshape(50, -1) / 255.0, rtol=1e-6)
     assert 0.0 <= x.min() and x.max() <= 1.0
     schema = pq.read_schema(out)
-    assert str(schema.field("pixels").type) == "fixed_size_list<element: float>[784]"
+    assert str(schema.field("pixels").type) == "fixed_size_list<element: float not null>[784]"
+    assert not schema.field("pixels").nullable and not schema.field("label").nullable
     assert str(schema.field("label").type) == "uint8"
 
 

