@@ -19,7 +19,7 @@ from .transforms import heatmap_matrix, loss_curves, read_histories, read_runs, 
 style.matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 
 CONFIDENCE = 0.95
 _CI = f"{CONFIDENCE:.0%} t-interval"
@@ -338,8 +338,7 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str, fmt: st
         for j in range(mean.shape[1]):
             m, h = mean.iat[i, j], half.iat[i, j]
             if not np.isfinite(m):
-                labels[i, j] = "no data"
-                continue
+                continue  # masked below and labelled "no data"
             text = format(m, fmt)
             if np.isfinite(h):
                 text += f"\n\u00b1{h:{fmt}}"
@@ -364,12 +363,17 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str, fmt: st
         vmax=None if finite.any() else 1,
         cbar_kws={"label": f"Mean {style.UNITS[value][0].lower()}{style.UNITS[value][1:]}"},
     )
+    for i, j in zip(*np.nonzero(~finite)):
+        ax.add_patch(Rectangle((j, i), 1, 1, facecolor="0.92", hatch="//", edgecolor="0.75"))
+        ax.text(j + 0.5, i + 0.5, "no data", ha="center", va="center", fontsize=9, color="0.3")
     ax.invert_yaxis()  # learning rate grows upwards, like a plot's y axis
     ax.set_xticklabels([style.number(c) for c in mean.columns], rotation=0)
     ax.set_yticklabels([style.number(r) for r in mean.index], rotation=0)
     ax.set_xlabel("Batch size")
     ax.set_ylabel("Learning rate")
-    n_lo, n_hi = int(np.nanmin(n.to_numpy(dtype=float))), int(np.nanmax(n.to_numpy(dtype=float)))
+    counts = n.to_numpy(dtype=float)
+    counts = counts[np.isfinite(counts) & (counts > 0)]
+    n_lo, n_hi = (int(counts.min()), int(counts.max())) if counts.size else (0, 0)
     trials = f"{n_hi}" if n_lo == n_hi else f"{n_lo}\u2013{n_hi}"
     ax.set_title(
         f"{what}, {style.backend_label(backend)}: learning rate \u00d7 batch size\n"
@@ -479,10 +483,9 @@ def plot_loss_curves(histories, out_path) -> None:
     # Fit the shared y axis to the mean curves; a wide band runs off the panel.
     means = curves["mean"][np.isfinite(curves["mean"])]
     if log_y:
-        style.log_y_axis(axes[0, 0])
         means = means[means > 0]
         if not means.empty:
-            axes[0, 0].set_ylim(means.min() / 1.3, means.max() * 1.3)
+            style.log_y_axis(axes[0, 0], means.min() / 1.3, means.max() * 1.3)
     else:
         _data_ylim(axes[0, 0], means, lower=0.0)
     epochs = sorted(hist["epoch"].unique())

@@ -107,9 +107,13 @@ def log2_batch_axis(ax: Axes, values) -> None:
     ax.set_xlabel(UNITS["batch_size"])
 
 
-def log_y_axis(ax: Axes) -> None:
+def log_y_axis(ax: Axes, low: float, high: float) -> None:
+    """A base-10 log y axis over [low, high]: ticks at 1-2-5 for up to two decades, else
+    at the powers of ten only, so the labels never crowd."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.set_ylim(low, high)
+    subs = (1.0, 2.0, 5.0) if high / low <= 100 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: number(y)))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
 
