@@ -1,0 +1,16 @@
+"""Snakemake wrapper: results/tf_vs_np.csv -> results/comparison.csv (mlpstudy.stats)."""
+
+import logging
+
+from mlpstudy import stats
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+logging.captureWarnings(True)
+result = stats.write_comparison(
+    snakemake.input.table,
+    snakemake.output.comparison,
+    alpha=snakemake.params.alpha,
+    confidence=snakemake.params.confidence,
+    correction=snakemake.params.correction,
+)
+logging.info("wrote %d rows to %s", len(result), snakemake.output.comparison)
