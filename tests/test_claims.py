@@ -218,7 +218,7 @@ def test_markdown_and_html_report(verdicts, tmp_path):
     html = claims.render_html(results)
     for r in results:
         assert f"Claim {r.id}: {r.title}" in md
-        assert r.quote in md and f"section {r.section}" in md
+        assert f"{r.quote} — study, section {r.section}" in md
         assert f"| {r.id} | {r.title} | {r.section} | SUPPORTED |" in md
         for fig in r.figures:
             assert fig in md and fig in html

@@ -190,3 +190,11 @@ def test_bad_tables_fail_with_the_column_or_run_named():
         stats.compare_cells(t.drop(columns="test_accuracy"))
     with pytest.raises(ValueError, match="same run"):
         stats.compare_cells(pd.concat([t, t.iloc[:1]]))
+
+
+def test_float32_rounding_of_the_same_accuracy_is_no_difference():
+    rows = [run("numpy", 0.1, 32, t, a) for t, a in enumerate([0.6416666666666666, 0.5, 0.7])]
+    rows += [run("tensorflow", 0.1, 32, t, float(np.float32(a)))
+             for t, a in enumerate([0.6416666666666666, 0.5, 0.7])]
+    r = row(stats.compare_cells(pd.DataFrame(rows)), 0.1)
+    assert r.mean_diff == 0 and r.p_value == 1.0

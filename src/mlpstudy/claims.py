@@ -783,7 +783,7 @@ def _estimate(p: Part) -> str:
         return "n/a"
     text = f"{_num(p.estimate)} [{_num(p.ci[0])}, {_num(p.ci[1])}]"
     if p.ratio:
-        text += f" (x{np.exp(p.estimate):.3g})"
+        text += f" (x{np.exp(p.estimate):.2f})"
     return text
 
 
@@ -810,7 +810,7 @@ def _blocks(results: list[ClaimResult], settings: Settings, title: str) -> list[
               [[k, _num(v)] for k, v in dataclasses.asdict(settings).items()]))
     for r in results:
         b.append(("h2", f"Claim {r.id}: {r.title} — {r.verdict.upper()}"))
-        b.append(("quote", f"{r.quote} (section {r.section})"))
+        b.append(("quote", f"{r.quote} — study, section {r.section}"))
         b.append(("ul", [f"Verdict: {r.verdict} ({r.reason})",
                          f"Statistic: {r.statistic}",
                          f"Rule: {r.rule}",
