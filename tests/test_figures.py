@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from PIL import Image
 
 from mlpstudy.figures import FIGURES, PER_BACKEND, draw, style
@@ -194,11 +195,6 @@ def read_png(path):
         return np.asarray(img.convert("RGB")), dpi
 
 
-def has_colour(pixels, hex_colour):
-    rgb = np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)])
-    return bool((np.abs(pixels.astype(int) - rgb).sum(axis=2) <= 6).any())
-
-
 # figure -> minimum (width, height) in pixels for the 3 x 3 sweep at 150 dpi
 MIN_SIZE = {
     "speed_accuracy": (1000, 700),
@@ -234,26 +230,75 @@ def test_every_figure_writes_a_non_blank_png_of_the_expected_size(figure, tables
     assert pixels.std() > 10 and 0.02 < not_white < 0.9, not_white
 
 
+def backend_lines(ax, backend):
+    """The data lines (not legend handles) an axis draws in ``backend``'s colour."""
+    colour = style.backend_color(backend).lower()
+    return [line for line in ax.get_lines() if to_hex(line.get_color()) == colour]
+
+
 @pytest.mark.parametrize(
-    "figure",
-    ["accuracy_vs_batch_size", "accuracy_vs_learning_rate", "time_vs_batch_size", "loss_curves"],
+    "figure, x, facet, value",
+    [
+        ("accuracy_vs_batch_size", "batch_size", "learning_rate", "test_accuracy"),
+        ("accuracy_vs_learning_rate", "learning_rate", "batch_size", "test_accuracy"),
+        ("time_vs_batch_size", "batch_size", "learning_rate", "training_time_s"),
+        ("time_vs_learning_rate", "learning_rate", "batch_size", "training_time_s"),
+    ],
 )
-def test_cross_backend_figures_draw_each_backend_in_its_colour(figure, tmp_path):
-    runs, hists = sweep(backends=("numpy", "tensorflow", "jax"))
-    draw(figure, hists if figure == "loss_curves" else runs, tmp_path / "f.png")
-    pixels, _ = read_png(tmp_path / "f.png")
-    for backend in ("numpy", "tensorflow", "jax"):
-        assert has_colour(pixels, style.backend_color(backend)), backend
-
-
-def test_per_backend_figure_is_in_that_backends_colour_and_refuses_a_missing_backend(
-    tables, tmp_path
+def test_cross_backend_panels_plot_each_backends_trial_means_in_its_colour(
+    figure, x, facet, value, tmp_path
 ):
+    runs, _ = sweep(backends=("numpy", "tensorflow", "jax"))
+    fig = draw(figure, runs, tmp_path / "f.png")
+    scale = 100 if value == "test_accuracy" else 1
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 3
+    for ax, level in zip(panels, sorted(runs[facet].unique())):
+        assert ax.get_title().endswith(f"= {level:g}")
+        assert ax.get_xscale() == "log"
+        for backend in ("numpy", "tensorflow", "jax"):
+            (line,) = backend_lines(ax, backend)
+            cells = runs[(runs["model"] == backend) & (runs[facet] == level)]
+            expected = cells.groupby(x)[value].mean() * scale
+            assert list(line.get_xdata()) == list(expected.index)
+            assert np.allclose(line.get_ydata(), expected.to_numpy())
+
+
+def test_batch_axis_is_base_2_and_learning_rate_axis_base_10(tables, tmp_path):
     runs, _ = tables
-    draw("accuracy_heatmap", runs, tmp_path / "tf.png", backend="tensorflow")
-    pixels, _ = read_png(tmp_path / "tf.png")
-    assert has_colour(pixels, style.backend_color("tensorflow"))
-    assert not has_colour(pixels, style.backend_color("numpy"))
+    by_batch = draw("accuracy_vs_batch_size", runs, tmp_path / "b.png").axes[0]
+    by_lr = draw("accuracy_vs_learning_rate", runs, tmp_path / "l.png").axes[0]
+    assert by_batch.xaxis.get_transform().base == 2
+    assert by_lr.xaxis.get_transform().base == 10
+
+
+def test_loss_curves_of_one_epoch_still_show_each_backend(tmp_path):
+    hists = pd.concat([history([[2.0], [2.2]], backend=b) for b in ("numpy", "tensorflow")])
+    fig = draw("loss_curves", hists, tmp_path / "one_epoch.png")
+    for backend in ("numpy", "tensorflow"):
+        (line,) = backend_lines(fig.axes[0], backend)
+        assert line.get_marker() not in (None, "None", "")  # a single point stays visible
+        assert list(line.get_ydata()) == pytest.approx([2.1])
+
+
+def test_loss_curve_panels_are_learning_rate_columns_and_batch_size_rows(tables, tmp_path):
+    _, hists = tables
+    fig = draw("loss_curves", hists, tmp_path / "l.png")
+    assert len(fig.axes) == 9
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["lr = 0.001", "lr = 0.01", "lr = 0.1"]
+    # the diverged NumPy run (lr 0.1, batch 32) is named in its panel
+    assert any("1/3 diverged" in t.get_text() for t in fig.axes[2].texts)
+
+
+def test_heatmap_annotates_means_and_uses_the_backends_colour_map(tables, tmp_path):
+    runs, _ = tables
+    fig = draw("accuracy_heatmap", runs, tmp_path / "tf.png", backend="tensorflow")
+    ax = fig.axes[0]
+    assert ax.collections[0].get_cmap().name == "seq_tensorflow"
+    texts = [t.get_text() for t in ax.texts]
+    means = heatmap_matrix(runs, "test_accuracy", backend="tensorflow") * 100
+    for mean in means.to_numpy().ravel():
+        assert any(t.startswith(f"{mean:.3g}\n\u00b1") for t in texts), mean
     with pytest.raises(ValueError, match="one backend; the table has no rows for backend 'jax'"):
         draw("time_heatmap", runs, tmp_path / "jax.png", backend="jax")
     assert not (tmp_path / "jax.png").exists()

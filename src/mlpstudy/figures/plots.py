@@ -18,6 +18,7 @@ from .transforms import heatmap_matrix, loss_curves, read_histories, read_runs, 
 
 style.matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
@@ -25,11 +26,14 @@ CONFIDENCE = 0.95
 _CI = f"{CONFIDENCE:.0%} t-interval"
 
 
-def _save(fig, out_path: str | os.PathLike) -> None:
+def _save(fig: Figure, out_path: str | os.PathLike) -> Figure:
+    """Write the PNG and close the figure; the closed Figure is returned so that tests can
+    check what was drawn (its axes and lines stay readable)."""
     out_path = os.fspath(out_path)
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
     fig.savefig(out_path, dpi=style.DPI, bbox_inches="tight", facecolor="white")
     plt.close(fig)
+    return fig
 
 
 def _data_ylim(ax, values, lower: float | None = None, upper: float | None = None) -> None:
@@ -146,7 +150,7 @@ def _place_legend(fig, spare, handles) -> None:
         )
 
 
-def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> None:
+def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> Figure:
     """Mean +/- CI of ``value`` against ``x``, one line per backend, one panel per ``facet``."""
     runs = read_runs(runs)
     if runs.empty:
@@ -210,12 +214,12 @@ def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> No
     names = " vs ".join(style.backend_label(b) for b in backends)
     fig.suptitle(f"{title}: {names}\n{_trials_note(summary)}")
     fig.tight_layout()
-    _save(fig, out_path)
+    return _save(fig, out_path)
 
 
-def plot_accuracy_vs_batch_size(runs, out_path) -> None:
+def plot_accuracy_vs_batch_size(runs, out_path) -> Figure:
     """Figure 3: test accuracy against batch size, one panel per learning rate."""
-    _metric_vs(
+    return _metric_vs(
         runs,
         out_path,
         "test_accuracy",
@@ -225,9 +229,9 @@ def plot_accuracy_vs_batch_size(runs, out_path) -> None:
     )
 
 
-def plot_accuracy_vs_learning_rate(runs, out_path) -> None:
+def plot_accuracy_vs_learning_rate(runs, out_path) -> Figure:
     """Figure 4: test accuracy against learning rate, one panel per batch size."""
-    _metric_vs(
+    return _metric_vs(
         runs,
         out_path,
         "test_accuracy",
@@ -237,9 +241,9 @@ def plot_accuracy_vs_learning_rate(runs, out_path) -> None:
     )
 
 
-def plot_time_vs_batch_size(runs, out_path) -> None:
+def plot_time_vs_batch_size(runs, out_path) -> Figure:
     """Figure 5: training time against batch size, one panel per learning rate."""
-    _metric_vs(
+    return _metric_vs(
         runs,
         out_path,
         "training_time_s",
@@ -249,9 +253,9 @@ def plot_time_vs_batch_size(runs, out_path) -> None:
     )
 
 
-def plot_time_vs_learning_rate(runs, out_path) -> None:
+def plot_time_vs_learning_rate(runs, out_path) -> Figure:
     """Figure 6: training time against learning rate, one panel per batch size."""
-    _metric_vs(
+    return _metric_vs(
         runs,
         out_path,
         "training_time_s",
@@ -261,7 +265,7 @@ def plot_time_vs_learning_rate(runs, out_path) -> None:
     )
 
 
-def plot_speed_accuracy(runs, out_path, backend: str | None = None) -> None:
+def plot_speed_accuracy(runs, out_path, backend: str | None = None) -> Figure:
     """Figures 1-2: one point per run, training time against test accuracy, for one backend.
 
     Colour encodes the learning rate (viridis, ordered), marker the batch size; diverged
@@ -321,10 +325,10 @@ def plot_speed_accuracy(runs, out_path, backend: str | None = None) -> None:
         f"{n_trials} trials)",
         color=style.backend_color(backend),
     )
-    _save(fig, out_path)
+    return _save(fig, out_path)
 
 
-def _heatmap(runs, out_path, value: str, backend: str | None, what: str, fmt: str) -> None:
+def _heatmap(runs, out_path, value: str, backend: str | None, what: str) -> Figure:
     import seaborn as sns
 
     runs, backend = _one_backend(read_runs(runs), backend)
@@ -339,9 +343,9 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str, fmt: st
             m, h = mean.iat[i, j], half.iat[i, j]
             if not np.isfinite(m):
                 continue  # masked below and labelled "no data"
-            text = format(m, fmt)
+            text = f"{m:.3g}"  # 97.1 %, 15.2 s and 0.00235 s alike
             if np.isfinite(h):
-                text += f"\n\u00b1{h:{fmt}}"
+                text += f"\n\u00b1{h:.2g}"
             if diverged.iat[i, j] > 0:
                 text += f"\n{int(diverged.iat[i, j])} div."
             labels[i, j] = text
@@ -382,20 +386,20 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str, fmt: st
     )
     ax.grid(False)
     fig.tight_layout()
-    _save(fig, out_path)
+    return _save(fig, out_path)
 
 
-def plot_accuracy_heatmap(runs, out_path, backend: str | None = None) -> None:
+def plot_accuracy_heatmap(runs, out_path, backend: str | None = None) -> Figure:
     """Figures 7-8: mean test accuracy (%) per learning rate x batch size, one backend."""
-    _heatmap(runs, out_path, "test_accuracy", backend, "Test accuracy (%)", ".1f")
+    return _heatmap(runs, out_path, "test_accuracy", backend, "Test accuracy (%)")
 
 
-def plot_time_heatmap(runs, out_path, backend: str | None = None) -> None:
+def plot_time_heatmap(runs, out_path, backend: str | None = None) -> Figure:
     """Figures 9-10: mean training time (s) per learning rate x batch size, one backend."""
-    _heatmap(runs, out_path, "training_time_s", backend, "Training time (s)", ".1f")
+    return _heatmap(runs, out_path, "training_time_s", backend, "Training time (s)")
 
 
-def plot_loss_curves(histories, out_path) -> None:
+def plot_loss_curves(histories, out_path) -> Figure:
     """Figure 11: mean training loss per epoch, one panel per (batch size, learning rate).
 
     Rows are batch sizes, columns learning rates; each panel overlays the backends (colour
@@ -456,6 +460,8 @@ def plot_loss_curves(histories, out_path) -> None:
                     color=color,
                     linestyle=style.backend_linestyle(b),
                     linewidth=1.6,
+                    marker=style.backend_marker(b),
+                    markersize=3.5,  # a one-epoch run is a single point
                 )
                 key = (b, lr, bs)
                 if key in bad_runs.index and bad_runs.loc[key, "sum"] > 0:
@@ -498,6 +504,8 @@ def plot_loss_curves(histories, out_path) -> None:
             color=style.backend_color(b),
             linestyle=style.backend_linestyle(b),
             linewidth=2,
+            marker=style.backend_marker(b),
+            markersize=4,
             label=style.backend_label(b),
         )
         for b in backends
@@ -508,7 +516,7 @@ def plot_loss_curves(histories, out_path) -> None:
         f"Training loss per epoch, mean over trials: {names}\n"
         f"columns: learning rate, rows: batch size" + (" (loss on a log scale)" if log_y else "")
     )
-    _save(fig, out_path)
+    return _save(fig, out_path)
 
 
 #: Figure name (the target's stem without the backend) -> plotting function.
@@ -527,7 +535,7 @@ FIGURES = {
 PER_BACKEND = ("speed_accuracy", "accuracy_heatmap", "time_heatmap")
 
 
-def draw(figure: str, source, out_path, backend: str | None = None) -> None:
+def draw(figure: str, source, out_path, backend: str | None = None) -> Figure:
     """Draw ``figure`` (a key of :data:`FIGURES`) from ``source`` into ``out_path``.
 
     ``backend`` is required by the per-backend figures and refused by the others.
@@ -537,8 +545,8 @@ def draw(figure: str, source, out_path, backend: str | None = None) -> None:
     if figure in PER_BACKEND:
         if backend is None:
             raise ValueError(f"figure {figure!r} is drawn per backend: give backend=")
-        FIGURES[figure](source, out_path, backend=backend)
+        return FIGURES[figure](source, out_path, backend=backend)
     else:
         if backend is not None:
             raise ValueError(f"figure {figure!r} shows every backend; backend= is not used")
-        FIGURES[figure](source, out_path)
+        return FIGURES[figure](source, out_path)
