@@ -29,6 +29,8 @@ from .base import LAYER_SIZES, PARAM_NAMES, SharedStart, TrainSpec  # noqa: E402
 from .loop import EpochCallback, run_epochs  # noqa: E402
 
 #: Keras' own defaults for the compile knobs; op determinism on unless asked otherwise.
+#: TensorFlow has no public switch back: once on, determinism stays on for the process
+#: (a job trains once, so this matters only when one process trains several times).
 DEFAULT_OPTIONS = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
 
 
