@@ -23,8 +23,9 @@ NOISE_GRID = dict(lrs=[0.01, 0.03, 0.1], batches=[32, 128, 512], trials=3)
 CLAIM_IDS = list(range(1, 10))
 
 
-def world(kind, lrs=LRS, batches=BATCHES, trials=5, epochs=10, seed=0,
-          backends=("numpy", "tensorflow")):
+def world(
+    kind, lrs=LRS, batches=BATCHES, trials=5, epochs=10, seed=0, backends=("numpy", "tensorflow")
+):
     """(runs table, histories) in the formats of results/tf_vs_np.csv and histories.parquet."""
     rng = np.random.default_rng(seed)
     runs, hist = [], []
@@ -36,15 +37,25 @@ def world(kind, lrs=LRS, batches=BATCHES, trials=5, epochs=10, seed=0,
                 for m in backends:
                     is_np = m == "numpy"
                     if kind == "for":
-                        acc = (0.85 + 0.04 * L - (0.012 - 0.005 * L) * B + shared
-                               + rng.normal(0, 0.004 if is_np else 0.001))
+                        acc = (
+                            0.85
+                            + 0.04 * L
+                            - (0.012 - 0.005 * L) * B
+                            + shared
+                            + rng.normal(0, 0.004 if is_np else 0.001)
+                        )
                         time = 15.0 if is_np else 40 * (32 / bs) ** 0.8
                         time *= np.exp(rng.normal(0, 0.01))
                         rate, jitter = (0.30, 0.05) if is_np else (0.35, 0.01)
                     elif kind == "against":
-                        acc = (0.80 - 0.04 * L + (0.012 - 0.005 * L) * B + shared
-                               + (0.0 if is_np else 0.05)
-                               + rng.normal(0, 0.001 if is_np else 0.004))
+                        acc = (
+                            0.80
+                            - 0.04 * L
+                            + (0.012 - 0.005 * L) * B
+                            + shared
+                            + (0.0 if is_np else 0.05)
+                            + rng.normal(0, 0.001 if is_np else 0.004)
+                        )
                         time = 20.0 * 32 / bs if is_np else 10 * (bs / 32) ** 0.3
                         time *= np.exp(rng.normal(0, 0.01))
                         rate, jitter = (0.35, 0.01) if is_np else (0.30, 0.05)
@@ -52,24 +63,50 @@ def world(kind, lrs=LRS, batches=BATCHES, trials=5, epochs=10, seed=0,
                         acc = 0.9 + rng.normal(0, 0.05) * np.exp(rng.normal(0, 1.0))
                         time = 10 * np.exp(rng.normal(0, 2.0))
                         rate, jitter = 0.3, 0.2
-                    runs.append(dict(model=m, learning_rate=lr, batch_size=bs, trial=t,
-                                     training_time_s=time, test_accuracy=acc,
-                                     final_train_loss=0.1, final_train_accuracy=acc,
-                                     epochs=epochs, seed=t, diverged=False))
+                    runs.append(
+                        dict(
+                            model=m,
+                            learning_rate=lr,
+                            batch_size=bs,
+                            trial=t,
+                            training_time_s=time,
+                            test_accuracy=acc,
+                            final_train_loss=0.1,
+                            final_train_accuracy=acc,
+                            epochs=epochs,
+                            seed=t,
+                            diverged=False,
+                        )
+                    )
                     e = np.arange(1, epochs + 1)
                     loss = np.exp(np.log(2.0) - rate * e + rng.normal(0, jitter, e.size))
-                    hist += [dict(model=m, learning_rate=lr, batch_size=bs, trial=t,
-                                  epoch=int(k), train_loss=v, train_accuracy=np.nan,
-                                  test_accuracy=np.nan, epoch_s=1.0)
-                             for k, v in zip(e, loss)]
+                    hist += [
+                        dict(
+                            model=m,
+                            learning_rate=lr,
+                            batch_size=bs,
+                            trial=t,
+                            epoch=int(k),
+                            train_loss=v,
+                            train_accuracy=np.nan,
+                            test_accuracy=np.nan,
+                            epoch_s=1.0,
+                        )
+                        for k, v in zip(e, loss, strict=False)
+                    ]
     return pd.DataFrame(runs), pd.DataFrame(hist)
 
 
 def noise_world(seed=0):
     # any single seed can fire a test by chance (alpha = 0.05 per one-sided test);
     # test_noise_rarely_decides checks the rate over many seeds
-    return world("noise", lrs=NOISE_GRID["lrs"], batches=NOISE_GRID["batches"],
-                 trials=NOISE_GRID["trials"], seed=seed)
+    return world(
+        "noise",
+        lrs=NOISE_GRID["lrs"],
+        batches=NOISE_GRID["batches"],
+        trials=NOISE_GRID["trials"],
+        seed=seed,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +119,9 @@ def verdicts():
 
 
 @pytest.mark.parametrize("claim", CLAIM_IDS)
-@pytest.mark.parametrize("kind, expected", [("for", "supported"), ("against", "contradicted"),
-                                            ("noise", "inconclusive")])
+@pytest.mark.parametrize(
+    "kind, expected", [("for", "supported"), ("against", "contradicted"), ("noise", "inconclusive")]
+)
 def test_every_claim_gets_the_built_in_verdict(verdicts, kind, expected, claim):
     r = verdicts[kind][claim]
     assert r.verdict == expected, f"claim {claim} on {kind!r}: {r.reason}"
@@ -110,7 +148,8 @@ def test_estimates_recover_the_built_in_effects(verdicts):
     # accuracy per 10x lr: 0.04 + 0.005 x mean log2(batch / 32) = 0.05
     assert by["numpy"].estimate == pytest.approx(0.05, abs=0.005)
     assert by["tensorflow: falls with batch size"].estimate == pytest.approx(
-        -0.8 * np.log(2), abs=0.01)  # log time per doubling
+        -0.8 * np.log(2), abs=0.01
+    )  # log time per doubling
     assert np.exp(by["batch size 512"].estimate) == pytest.approx(15 / (40 / 16**0.8), rel=0.02)
     assert np.exp(by["batch size 32"].estimate) == pytest.approx(40 / 15, rel=0.02)
     # sd over trials: sqrt(0.002^2 + 0.004^2) / sqrt(0.002^2 + 0.001^2) = 2 (shared part counts)
@@ -121,7 +160,8 @@ def test_claim_3_summary_numbers(verdicts):
     nums = verdicts["against"][3].numbers
     assert nums["numpy vs tensorflow: cells with a difference beyond +-0.01 (Holm)"] == "25 of 25"
     assert nums["numpy vs tensorflow: largest |mean difference| in a cell"] == pytest.approx(
-        0.05, abs=0.01)
+        0.05, abs=0.01
+    )
     nums = verdicts["for"][3].numbers
     assert nums["numpy vs tensorflow: cells equivalent within +-0.01 (TOST)"] == "25 of 25"
 
@@ -171,8 +211,7 @@ def test_three_backends_every_pair_in_claim_3():
     runs, hist = world("for")
     third = runs[runs.model == "tensorflow"].assign(model="jax")
     r = claims.evaluate_claims(pd.concat([runs, third]), hist)[2]
-    assert [p.name for p in r.parts] == ["jax vs numpy", "jax vs tensorflow",
-                                         "numpy vs tensorflow"]
+    assert [p.name for p in r.parts] == ["jax vs numpy", "jax vs tensorflow", "numpy vs tensorflow"]
     assert r.verdict == "supported"
 
 
@@ -204,8 +243,16 @@ def test_no_histories_is_inconclusive():
 
 
 def test_curve_features_by_hand():
-    h = pd.DataFrame(dict(model="numpy", learning_rate=0.1, batch_size=32, trial=0,
-                          epoch=[1, 2, 3, 4], train_loss=np.exp([0.0, -1.0, -1.5, -2.5])))
+    h = pd.DataFrame(
+        dict(
+            model="numpy",
+            learning_rate=0.1,
+            batch_size=32,
+            trial=0,
+            epoch=[1, 2, 3, 4],
+            train_loss=np.exp([0.0, -1.0, -1.5, -2.5]),
+        )
+    )
     f = claims.curve_features(h).iloc[0]
     # log loss 0, -1, -1.5, -2.5: second differences 0.5, -0.5
     assert f.roughness == pytest.approx(0.5)
@@ -233,9 +280,13 @@ def test_write_claims_from_files(tmp_path):
     runs.to_csv(tmp_path / "tf_vs_np.csv", index=False)
     hist.to_parquet(tmp_path / "histories.parquet")
     stats.write_comparison(tmp_path / "tf_vs_np.csv", tmp_path / "comparison.csv")
-    res = claims.write_claims(tmp_path / "tf_vs_np.csv", tmp_path / "histories.parquet",
-                              tmp_path / "comparison.csv", tmp_path / "out" / "claims.md",
-                              tmp_path / "out" / "claims.html")
+    res = claims.write_claims(
+        tmp_path / "tf_vs_np.csv",
+        tmp_path / "histories.parquet",
+        tmp_path / "comparison.csv",
+        tmp_path / "out" / "claims.md",
+        tmp_path / "out" / "claims.html",
+    )
     md = (tmp_path / "out" / "claims.md").read_text()
     assert md == claims.render_markdown(res)
     assert (tmp_path / "out" / "claims.html").read_text().count("CONTRADICTED") >= 9

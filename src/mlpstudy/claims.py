@@ -85,6 +85,9 @@ class Settings:
     confidence: float = stats.CONFIDENCE
 
 
+DEFAULTS = Settings()
+
+
 @dataclass
 class Part:
     """One test inside a claim."""
@@ -188,7 +191,7 @@ def decide(result: ClaimResult, settings: Settings, adjust: bool = True) -> Clai
     parts = result.parts
     if adjust:
         adj = stats.holm([p.p_contradict for p in parts]) if parts else []
-        for p, a in zip(parts, adj):
+        for p, a in zip(parts, adj, strict=False):
             p.p_contradict_adj = a
     for p in parts:
         if p.p_contradict_adj < settings.alpha:
@@ -276,15 +279,17 @@ def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
 def lr_slopes(g: Grid) -> np.ndarray:
     """[trial, batch]: slope of the value against log10(learning rate)."""
     x = np.log10(g.lrs)
-    return np.array([[slope(x, g.values[t, :, j]) for j in range(g.batches.size)]
-                     for t in range(g.trials.size)]).reshape(g.trials.size, g.batches.size)
+    return np.array(
+        [[slope(x, g.values[t, :, j]) for j in range(g.batches.size)] for t in range(g.trials.size)]
+    ).reshape(g.trials.size, g.batches.size)
 
 
 def batch_slopes(g: Grid) -> np.ndarray:
     """[trial, lr]: slope of the value against log2(batch size)."""
     x = np.log2(g.batches.astype(float))
-    return np.array([[slope(x, g.values[t, i, :]) for i in range(g.lrs.size)]
-                     for t in range(g.trials.size)]).reshape(g.trials.size, g.lrs.size)
+    return np.array(
+        [[slope(x, g.values[t, i, :]) for i in range(g.lrs.size)] for t in range(g.trials.size)]
+    ).reshape(g.trials.size, g.lrs.size)
 
 
 def _backends(runs: pd.DataFrame) -> list[str]:
@@ -309,18 +314,24 @@ def _fmt_key(k) -> str:
 # --------------------------------------------------------------------------- the claims
 
 
-def claim_accuracy_vs_learning_rate(runs: pd.DataFrame, settings: Settings = Settings()):
+def claim_accuracy_vs_learning_rate(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     r = ClaimResult(
         id=1,
         title="Accuracy increases with learning rate, in every backend",
         section="7.3",
-        quote=("Learning rate strongly influences final performance. In both frameworks, "
-               "higher learning rates yield markedly higher accuracy."),
-        statistic=("per trial: OLS slope of test accuracy against log10(learning rate), "
-                   "averaged over batch sizes (accuracy per 10x learning rate)"),
-        rule=(f"direction, per backend: supported if the mean slope is > 0 (one-sided t-test "
-              f"across trials, p < {settings.alpha}); contradicted if it is < 0 or lies "
-              f"within +-{settings.lr_slope_margin} (TOST)"),
+        quote=(
+            "Learning rate strongly influences final performance. In both frameworks, "
+            "higher learning rates yield markedly higher accuracy."
+        ),
+        statistic=(
+            "per trial: OLS slope of test accuracy against log10(learning rate), "
+            "averaged over batch sizes (accuracy per 10x learning rate)"
+        ),
+        rule=(
+            f"direction, per backend: supported if the mean slope is > 0 (one-sided t-test "
+            f"across trials, p < {settings.alpha}); contradicted if it is < 0 or lies "
+            f"within +-{settings.lr_slope_margin} (TOST)"
+        ),
         figures=[figure("accuracy_vs_learning_rate.png")]
         + [figure(f"accuracy_heatmap_{b}.png") for b in _backends(runs)],
     )
@@ -334,33 +345,43 @@ def claim_accuracy_vs_learning_rate(runs: pd.DataFrame, settings: Settings = Set
             direction_part(part, c, +1, settings, settings.lr_slope_margin)
         r.parts.append(part)
         r.numbers[f"mean accuracy by learning rate, {b}"] = _mean_by(
-            runs, b, "learning_rate", "test_accuracy")
+            runs, b, "learning_rate", "test_accuracy"
+        )
     return decide(r, settings)
 
 
-def claim_accuracy_vs_batch_size(runs: pd.DataFrame, settings: Settings = Settings()):
+def claim_accuracy_vs_batch_size(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     r = ClaimResult(
         id=2,
         title="Accuracy decreases with batch size, most at small learning rates",
         section="7.2",
-        quote=("Across both frameworks, accuracy tends to decrease as batch size increases, "
-               "especially at small learning rates."),
-        statistic=("per trial: (a) OLS slope of test accuracy against log2(batch size), "
-                   "averaged over learning rates (accuracy per doubling); (b) slope of those "
-                   "per-learning-rate batch-size slopes against log10(learning rate): > 0 "
-                   "means the decrease is steepest at small learning rates"),
-        rule=(f"per backend, (a) direction < 0, contradicted also if within "
-              f"+-{settings.batch_slope_margin} (TOST); (b) direction > 0, contradicted only "
-              f"if significantly < 0; one-sided t-tests across trials at alpha = "
-              f"{settings.alpha}"),
+        quote=(
+            "Across both frameworks, accuracy tends to decrease as batch size increases, "
+            "especially at small learning rates."
+        ),
+        statistic=(
+            "per trial: (a) OLS slope of test accuracy against log2(batch size), "
+            "averaged over learning rates (accuracy per doubling); (b) slope of those "
+            "per-learning-rate batch-size slopes against log10(learning rate): > 0 "
+            "means the decrease is steepest at small learning rates"
+        ),
+        rule=(
+            f"per backend, (a) direction < 0, contradicted also if within "
+            f"+-{settings.batch_slope_margin} (TOST); (b) direction > 0, contradicted only "
+            f"if significantly < 0; one-sided t-tests across trials at alpha = "
+            f"{settings.alpha}"
+        ),
         figures=[figure("accuracy_vs_batch_size.png")]
         + [figure(f"accuracy_heatmap_{b}.png") for b in _backends(runs)],
     )
     _, lrs, batches = axes(runs)
     for b in _backends(runs):
         main = Part(name=f"{b}: decrease", kind="", statistic="slope per doubling of batch size")
-        inter = Part(name=f"{b}: most at small lr", kind="",
-                     statistic="change of the batch-size slope per 10x learning rate")
+        inter = Part(
+            name=f"{b}: most at small lr",
+            kind="",
+            statistic="change of the batch-size slope per 10x learning rate",
+        )
         if batches.size < 2:
             main.reason = inter.reason = "only one batch size in the grid"
         else:
@@ -373,24 +394,31 @@ def claim_accuracy_vs_batch_size(runs: pd.DataFrame, settings: Settings = Settin
                 direction_part(inter, [slope(x, row) for row in s], +1, settings)
         r.parts += [main, inter]
         r.numbers[f"mean accuracy by batch size, {b}"] = _mean_by(
-            runs, b, "batch_size", "test_accuracy")
+            runs, b, "batch_size", "test_accuracy"
+        )
     return decide(r, settings)
 
 
-def claim_equal_accuracy(runs: pd.DataFrame, settings: Settings = Settings()):
+def claim_equal_accuracy(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     m = settings.accuracy_margin
     r = ClaimResult(
         id=3,
         title="For a given hyperparameter pair the implementations reach nearly identical accuracy",
         section="7.7 (also 7.2, 7.3)",
-        quote=("Accuracy trends aligned closely across frameworks, and for many hyperparameter "
-               "pairs the resulting values were nearly identical."),
-        statistic=(f"per cell and pair of backends: paired per-trial accuracy difference; "
-                   f"equivalence by TOST with margin +-{m} ({m * 100:g} percentage points)"),
-        rule=(f"per pair of backends: supported if TOST gives p < {settings.alpha} in every "
-              f"cell (intersection-union test, no adjustment needed); contradicted if in some "
-              f"cell the difference lies significantly outside +-{m} (Holm-adjusted across "
-              f"all cells and pairs, p < {settings.alpha}); inconclusive otherwise"),
+        quote=(
+            "Accuracy trends aligned closely across frameworks, and for many hyperparameter "
+            "pairs the resulting values were nearly identical."
+        ),
+        statistic=(
+            f"per cell and pair of backends: paired per-trial accuracy difference; "
+            f"equivalence by TOST with margin +-{m} ({m * 100:g} percentage points)"
+        ),
+        rule=(
+            f"per pair of backends: supported if TOST gives p < {settings.alpha} in every "
+            f"cell (intersection-union test, no adjustment needed); contradicted if in some "
+            f"cell the difference lies significantly outside +-{m} (Holm-adjusted across "
+            f"all cells and pairs, p < {settings.alpha}); inconclusive otherwise"
+        ),
         figures=[figure("accuracy_vs_batch_size.png"), figure("accuracy_vs_learning_rate.png")],
     )
     backends = _backends(runs)
@@ -402,17 +430,25 @@ def claim_equal_accuracy(runs: pd.DataFrame, settings: Settings = Settings()):
     tost, beyond, n_pairs, cell_means = [], [], [], []  # per pair: one entry per cell
     for a, b in pairs:
         diffs = grid(runs, a, "test_accuracy").values - grid(runs, b, "test_accuracy").values
-        d_cells = [_finite(diffs[:, i, j])
-                   for i, j in itertools.product(range(lrs.size), range(batches.size))]
+        d_cells = [
+            _finite(diffs[:, i, j])
+            for i, j in itertools.product(range(lrs.size), range(batches.size))
+        ]
         tost.append(np.array([stats.tost_p(d, m) for d in d_cells]))
         beyond.append(np.array([stats.beyond_p(d, m) for d in d_cells]))
         n_pairs.append(np.array([d.size for d in d_cells]))
         cell_means.append(np.array([d.mean() if d.size else np.nan for d in d_cells]))
     # Holm across every cell of every pair: "some cell differs" is a union of tests
     adjusted = np.split(stats.holm(np.concatenate(beyond)), len(pairs))
-    for (a, b), p_tost, p_adj, n, means in zip(pairs, tost, adjusted, n_pairs, cell_means):
-        part = Part(name=f"{a} vs {b}", kind="equivalence", unit="cells",
-                    statistic=f"accuracy difference {a} - {b}, per cell")
+    for (a, b), p_tost, p_adj, n, means in zip(
+        pairs, tost, adjusted, n_pairs, cell_means, strict=False
+    ):
+        part = Part(
+            name=f"{a} vs {b}",
+            kind="equivalence",
+            unit="cells",
+            statistic=f"accuracy difference {a} - {b}, per cell",
+        )
         part.n = int(np.isfinite(means).sum())
         if part.n:
             part.estimate = float(np.nanmean(means))
@@ -420,21 +456,28 @@ def claim_equal_accuracy(runs: pd.DataFrame, settings: Settings = Settings()):
         too_few = int((n < 2).sum())
         part.p_support = float(p_tost.max()) if too_few == 0 else np.nan
         part.p_contradict_adj = float(np.nanmin(p_adj)) if np.isfinite(p_adj).any() else np.nan
-        n_equiv, n_beyond = int((p_tost < settings.alpha).sum()), int((p_adj < settings.alpha).sum())
-        r.numbers[f"{part.name}: cells equivalent within +-{m:g} (TOST)"] = (
-            f"{n_equiv} of {n.size}")
+        n_equiv, n_beyond = (
+            int((p_tost < settings.alpha).sum()),
+            int((p_adj < settings.alpha).sum()),
+        )
+        r.numbers[f"{part.name}: cells equivalent within +-{m:g} (TOST)"] = f"{n_equiv} of {n.size}"
         r.numbers[f"{part.name}: cells with a difference beyond +-{m:g} (Holm)"] = (
-            f"{n_beyond} of {n.size}")
+            f"{n_beyond} of {n.size}"
+        )
         r.numbers[f"{part.name}: largest |mean difference| in a cell"] = (
-            float(np.nanmax(np.abs(means))) if part.n else np.nan)
+            float(np.nanmax(np.abs(means))) if part.n else np.nan
+        )
         if too_few:
-            part.reason = (f"{too_few} cell(s) with fewer than 2 paired trials: no test "
-                           "there (trials: 1 gives no variance)")
+            part.reason = (
+                f"{too_few} cell(s) with fewer than 2 paired trials: no test "
+                "there (trials: 1 gives no variance)"
+            )
         elif part.p_support >= settings.alpha:
             part.reason = f"equivalence not shown in {n.size - n_equiv} of {n.size} cells"
         r.parts.append(part)
     r.numbers["estimate and interval of a pair"] = (
-        "mean over cells of the mean difference; smallest and largest cell mean difference")
+        "mean over cells of the mean difference; smallest and largest cell mean difference"
+    )
     return decide(r, settings, adjust=False)
 
 
@@ -442,23 +485,33 @@ def _time_grid(runs: pd.DataFrame, backend: str) -> Grid:
     return grid(runs, backend, "training_time_s", log=True)
 
 
-def claim_numpy_time_insensitive(runs: pd.DataFrame, settings: Settings = Settings()):
+def claim_numpy_time_insensitive(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     m = np.log1p(settings.time_margin)
     r = ClaimResult(
         id=4,
         title="NumPy training time is tightly clustered and insensitive to batch size and "
-              "learning rate",
+        "learning rate",
         section="7.1, 7.4",
-        quote=("The NumPy scatter plot exhibits tightly clustered training times (14-17s) "
-               "[...] (7.1); NumPy shows almost no dependence on batch size (7.4)"),
-        statistic=("per trial: OLS slope of log(training time) against log2(batch size) "
-                   "(averaged over learning rates) and against log10(learning rate) (averaged "
-                   "over batch sizes); exp(slope) is the time factor per doubling / per 10x"),
-        rule=(f"equivalence for both slopes: supported if TOST shows |slope| < log(1 + "
-              f"{settings.time_margin}) (a change below {settings.time_margin:.0%}), "
-              f"contradicted if a slope lies significantly outside that margin"),
-        figures=[figure("time_vs_batch_size.png"), figure("time_vs_learning_rate.png"),
-                 figure(f"speed_accuracy_{NUMPY}.png"), figure(f"time_heatmap_{NUMPY}.png")],
+        quote=(
+            "The NumPy scatter plot exhibits tightly clustered training times (14-17s) "
+            "[...] (7.1); NumPy shows almost no dependence on batch size (7.4)"
+        ),
+        statistic=(
+            "per trial: OLS slope of log(training time) against log2(batch size) "
+            "(averaged over learning rates) and against log10(learning rate) (averaged "
+            "over batch sizes); exp(slope) is the time factor per doubling / per 10x"
+        ),
+        rule=(
+            f"equivalence for both slopes: supported if TOST shows |slope| < log(1 + "
+            f"{settings.time_margin}) (a change below {settings.time_margin:.0%}), "
+            f"contradicted if a slope lies significantly outside that margin"
+        ),
+        figures=[
+            figure("time_vs_batch_size.png"),
+            figure("time_vs_learning_rate.png"),
+            figure(f"speed_accuracy_{NUMPY}.png"),
+            figure(f"time_heatmap_{NUMPY}.png"),
+        ],
     )
     missing = _missing(runs, NUMPY)
     if missing:
@@ -474,15 +527,22 @@ def claim_numpy_time_insensitive(runs: pd.DataFrame, settings: Settings = Settin
     if t.size:
         r.numbers["training time range [s]"] = f"{t.min():.3g} - {t.max():.3g}"
         r.numbers["coefficient of variation over all runs"] = (
-            float(t.std(ddof=1) / t.mean()) if t.size > 1 else np.nan)
+            float(t.std(ddof=1) / t.mean()) if t.size > 1 else np.nan
+        )
     return decide(r, settings)
 
 
-def _time_slope_part(g: Grid, factor: str, name: str, settings: Settings,
-                     equivalence=None, sign: int = 0, margin=None) -> Part:
+def _time_slope_part(
+    g: Grid,
+    factor: str,
+    name: str,
+    settings: Settings,
+    equivalence=None,
+    sign: int = 0,
+    margin=None,
+) -> Part:
     if factor == "batch":
-        part = Part(name=name, kind="", statistic="log time per doubling of batch size",
-                    ratio=True)
+        part = Part(name=name, kind="", statistic="log time per doubling of batch size", ratio=True)
         if g.batches.size < 2:
             part.reason = "only one batch size in the grid"
             return part
@@ -498,23 +558,32 @@ def _time_slope_part(g: Grid, factor: str, name: str, settings: Settings,
     return direction_part(part, c, sign, settings, margin)
 
 
-def claim_tensorflow_time_vs_batch(runs: pd.DataFrame, settings: Settings = Settings()):
+def claim_tensorflow_time_vs_batch(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     m = np.log1p(settings.time_margin)
     r = ClaimResult(
         id=5,
         title="TensorFlow training time falls systematically with batch size; learning rate "
-              "has no effect",
+        "has no effect",
         section="7.4 (also 7.5)",
-        quote=("TensorFlow becomes significantly faster at large batches across all learning "
-               "rates. Any apparent effect of learning rate on training time is almost "
-               "certainly due to stochastic variations."),
-        statistic=("per trial: OLS slope of log(training time) against log2(batch size) and "
-                   "against log10(learning rate), as in claim 4"),
-        rule=(f"batch size: direction < 0, contradicted also if within log(1 + "
-              f"{settings.time_margin}) (TOST); learning rate: equivalence within log(1 + "
-              f"{settings.time_margin})"),
-        figures=[figure("time_vs_batch_size.png"), figure("time_vs_learning_rate.png"),
-                 figure(f"time_heatmap_{TENSORFLOW}.png")],
+        quote=(
+            "TensorFlow becomes significantly faster at large batches across all learning "
+            "rates. Any apparent effect of learning rate on training time is almost "
+            "certainly due to stochastic variations."
+        ),
+        statistic=(
+            "per trial: OLS slope of log(training time) against log2(batch size) and "
+            "against log10(learning rate), as in claim 4"
+        ),
+        rule=(
+            f"batch size: direction < 0, contradicted also if within log(1 + "
+            f"{settings.time_margin}) (TOST); learning rate: equivalence within log(1 + "
+            f"{settings.time_margin})"
+        ),
+        figures=[
+            figure("time_vs_batch_size.png"),
+            figure("time_vs_learning_rate.png"),
+            figure(f"time_heatmap_{TENSORFLOW}.png"),
+        ],
     )
     missing = _missing(runs, TENSORFLOW)
     if missing:
@@ -523,13 +592,16 @@ def claim_tensorflow_time_vs_batch(runs: pd.DataFrame, settings: Settings = Sett
         return decide(r, settings)
     g = _time_grid(runs, TENSORFLOW)
     r.parts += [
-        _time_slope_part(g, "batch", f"{TENSORFLOW}: falls with batch size", settings,
-                         sign=-1, margin=m),
-        _time_slope_part(g, "lr", f"{TENSORFLOW}: no learning-rate effect", settings,
-                         equivalence=m),
+        _time_slope_part(
+            g, "batch", f"{TENSORFLOW}: falls with batch size", settings, sign=-1, margin=m
+        ),
+        _time_slope_part(
+            g, "lr", f"{TENSORFLOW}: no learning-rate effect", settings, equivalence=m
+        ),
     ]
     r.numbers[f"mean training time by batch size [s], {TENSORFLOW}"] = _mean_by(
-        runs, TENSORFLOW, "batch_size", "training_time_s")
+        runs, TENSORFLOW, "batch_size", "training_time_s"
+    )
     return decide(r, settings)
 
 
@@ -545,33 +617,42 @@ def _cells_from_comparison(comparison, batch: int, settings: Settings) -> dict:
     """How many cells at ``batch`` the per-cell paired test (comparison.csv) calls faster."""
     if comparison is None or comparison.empty:
         return {}
-    sel = comparison[(comparison["metric"] == "training_time_s")
-                     & (comparison["backend_a"] == NUMPY)
-                     & (comparison["backend_b"] == TENSORFLOW)
-                     & (comparison["batch_size"] == batch)]
+    sel = comparison[
+        (comparison["metric"] == "training_time_s")
+        & (comparison["backend_a"] == NUMPY)
+        & (comparison["backend_b"] == TENSORFLOW)
+        & (comparison["batch_size"] == batch)
+    ]
     if sel.empty:
         return {}
     sig = sel["p_adjusted"] < settings.alpha
     return {
         f"cells at batch size {batch} (comparison.csv, {sel['correction'].iloc[0]})": (
             f"{len(sel)}; NumPy significantly faster in {int((sig & (sel['mean_diff'] < 0)).sum())}"
-            f", TensorFlow significantly faster in {int((sig & (sel['mean_diff'] > 0)).sum())}")
+            f", TensorFlow significantly faster in {int((sig & (sel['mean_diff'] > 0)).sum())}"
+        )
     }
 
 
-def claim_numpy_faster_small_batches(runs, comparison=None, settings: Settings = Settings()):
+def claim_numpy_faster_small_batches(runs, comparison=None, settings: Settings = DEFAULTS):
     m = np.log1p(settings.time_margin)
     r = ClaimResult(
         id=6,
         title="At small batch sizes NumPy is faster than TensorFlow",
         section="7.4",
-        quote=("the large computational overhead created by TensorFlow means that at small "
-               "batch sizes, the NumPy models all outperform the TensorFlow equivalent."),
-        statistic=("per trial, at the smallest batch size of the grid: mean over learning "
-                   "rates of log(time TensorFlow / time NumPy); exp() is how many times "
-                   "slower TensorFlow is"),
-        rule=(f"direction > 0 (NumPy faster); contradicted if < 0 or within log(1 + "
-              f"{settings.time_margin}) (TOST)"),
+        quote=(
+            "the large computational overhead created by TensorFlow means that at small "
+            "batch sizes, the NumPy models all outperform the TensorFlow equivalent."
+        ),
+        statistic=(
+            "per trial, at the smallest batch size of the grid: mean over learning "
+            "rates of log(time TensorFlow / time NumPy); exp() is how many times "
+            "slower TensorFlow is"
+        ),
+        rule=(
+            f"direction > 0 (NumPy faster); contradicted if < 0 or within log(1 + "
+            f"{settings.time_margin}) (TOST)"
+        ),
         figures=[figure("time_vs_batch_size.png")],
     )
     missing = _missing(runs, NUMPY, TENSORFLOW)
@@ -580,27 +661,36 @@ def claim_numpy_faster_small_batches(runs, comparison=None, settings: Settings =
         r.reason = missing
         return decide(r, settings)
     batch, c = _speed_at(runs, "smallest")
-    part = Part(name=f"batch size {batch}", kind="", ratio=True,
-                statistic="log(time TensorFlow / time NumPy)")
+    part = Part(
+        name=f"batch size {batch}",
+        kind="",
+        ratio=True,
+        statistic="log(time TensorFlow / time NumPy)",
+    )
     r.parts.append(direction_part(part, -c, +1, settings, m))
     r.numbers.update(_cells_from_comparison(comparison, batch, settings))
     return decide(r, settings)
 
 
-def claim_tensorflow_faster_large_batches(runs, comparison=None,
-                                          settings: Settings = Settings()):
+def claim_tensorflow_faster_large_batches(runs, comparison=None, settings: Settings = DEFAULTS):
     thr = np.log(settings.marked_speedup)
     r = ClaimResult(
         id=7,
         title="TensorFlow is markedly faster at large batch sizes",
         section="abstract, 7.7",
-        quote=("TensorFlow delivers [...] markedly faster training—particularly at large batch "
-               "sizes where kernel-level parallelism is most effective (abstract)"),
-        statistic=("per trial, at the largest batch size of the grid: mean over learning rates "
-                   "of log(time NumPy / time TensorFlow), the speed-up of TensorFlow"),
-        rule=(f"threshold: supported if the speed-up is significantly above "
-              f"{settings.marked_speedup}x (one-sided t-test across trials), contradicted if "
-              f"significantly below"),
+        quote=(
+            "TensorFlow delivers [...] markedly faster training—particularly at large batch "
+            "sizes where kernel-level parallelism is most effective (abstract)"
+        ),
+        statistic=(
+            "per trial, at the largest batch size of the grid: mean over learning rates "
+            "of log(time NumPy / time TensorFlow), the speed-up of TensorFlow"
+        ),
+        rule=(
+            f"threshold: supported if the speed-up is significantly above "
+            f"{settings.marked_speedup}x (one-sided t-test across trials), contradicted if "
+            f"significantly below"
+        ),
         figures=[figure("time_vs_batch_size.png")]
         + [figure(f"speed_accuracy_{b}.png") for b in (NUMPY, TENSORFLOW)],
     )
@@ -610,8 +700,12 @@ def claim_tensorflow_faster_large_batches(runs, comparison=None,
         r.reason = missing
         return decide(r, settings)
     batch, c = _speed_at(runs, "largest")
-    part = Part(name=f"batch size {batch}", kind="", ratio=True,
-                statistic="log(time NumPy / time TensorFlow)")
+    part = Part(
+        name=f"batch size {batch}",
+        kind="",
+        ratio=True,
+        statistic="log(time NumPy / time TensorFlow)",
+    )
     r.parts.append(threshold_part(part, c, thr, settings))
     r.numbers.update(_cells_from_comparison(comparison, batch, settings))
     return decide(r, settings)
@@ -627,19 +721,25 @@ def sd_over_trials(values: np.ndarray) -> np.ndarray:
     return np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), np.nan)
 
 
-def claim_numpy_higher_variance(runs: pd.DataFrame, settings: Settings = Settings()):
+def claim_numpy_higher_variance(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     m = np.log(settings.sd_ratio_margin)
     r = ClaimResult(
         id=8,
         title="NumPy shows higher variance across trials than TensorFlow",
         section="abstract, 7.1",
-        quote=("The NumPy implementation displays higher variance (abstract); [...] extremely "
-               "wide variation in accuracy (66-97%) (7.1)"),
-        statistic=(f"per cell: log((sd NumPy + {settings.sd_floor:g}) / (sd TensorFlow + "
-                   f"{settings.sd_floor:g})) of test accuracy over trials; the floor (one test "
-                   "image) keeps cells without spread finite"),
-        rule=(f"direction > 0 across cells (one-sided t-test, the cell is the unit here); "
-              f"contradicted if < 0 or within log({settings.sd_ratio_margin}) (TOST)"),
+        quote=(
+            "The NumPy implementation displays higher variance (abstract); [...] extremely "
+            "wide variation in accuracy (66-97%) (7.1)"
+        ),
+        statistic=(
+            f"per cell: log((sd NumPy + {settings.sd_floor:g}) / (sd TensorFlow + "
+            f"{settings.sd_floor:g})) of test accuracy over trials; the floor (one test "
+            "image) keeps cells without spread finite"
+        ),
+        rule=(
+            f"direction > 0 across cells (one-sided t-test, the cell is the unit here); "
+            f"contradicted if < 0 or within log({settings.sd_ratio_margin}) (TOST)"
+        ),
         figures=[figure(f"speed_accuracy_{b}.png") for b in (NUMPY, TENSORFLOW)],
     )
     missing = _missing(runs, NUMPY, TENSORFLOW)
@@ -647,10 +747,14 @@ def claim_numpy_higher_variance(runs: pd.DataFrame, settings: Settings = Setting
         r.parts.append(inconclusive_part("variance", missing))
         r.reason = missing
         return decide(r, settings)
-    part = Part(name="test accuracy", kind="", unit="cells", ratio=True,
-                statistic="log ratio of standard deviations over trials, NumPy / TensorFlow")
-    sds = {b: sd_over_trials(grid(runs, b, "test_accuracy").values)
-           for b in (NUMPY, TENSORFLOW)}
+    part = Part(
+        name="test accuracy",
+        kind="",
+        unit="cells",
+        ratio=True,
+        statistic="log ratio of standard deviations over trials, NumPy / TensorFlow",
+    )
+    sds = {b: sd_over_trials(grid(runs, b, "test_accuracy").values) for b in (NUMPY, TENSORFLOW)}
     ratio = np.log((sds[NUMPY] + settings.sd_floor) / (sds[TENSORFLOW] + settings.sd_floor))
     if int(runs["trial"].nunique()) < 2:
         part.reason = "fewer than 2 trials: no variance across trials (trials: 1)"
@@ -659,7 +763,8 @@ def claim_numpy_higher_variance(runs: pd.DataFrame, settings: Settings = Setting
     r.parts.append(part)
     for b in (NUMPY, TENSORFLOW):
         r.numbers[f"median sd of test accuracy over trials, {b}"] = (
-            float(np.nanmedian(sds[b])) if np.isfinite(sds[b]).any() else np.nan)
+            float(np.nanmedian(sds[b])) if np.isfinite(sds[b]).any() else np.nan
+        )
     return decide(r, settings)
 
 
@@ -683,21 +788,27 @@ def curve_features(histories: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "epochs", "roughness", "mean_log_loss"])
 
 
-def claim_tensorflow_smoother(histories, settings: Settings = Settings()):
+def claim_tensorflow_smoother(histories, settings: Settings = DEFAULTS):
     r = ClaimResult(
         id=9,
         title="TensorFlow's loss curves are smoother and converge slightly faster",
         section="7.6, 7.7",
-        quote=("TensorFlow loss curves are smoother although not by much (7.6); [...] with "
-               "TensorFlow converging slightly more smoothly and quickly (7.7)"),
-        statistic=("per run: roughness = mean |second difference| of log(train loss) over "
-                   "epochs; convergence = mean log(train loss) over epochs (area under the "
-                   "log-loss curve). Per trial: mean over cells of log(roughness NumPy / "
-                   "roughness TensorFlow) and of mean-log-loss NumPy - TensorFlow"),
-        rule=(f"direction > 0 for both (TensorFlow smoother, TensorFlow lower loss sooner); "
-              f"contradicted if significantly < 0; no negligibility margin because the study "
-              f"itself says 'not by much'; roughness needs >= "
-              f"{settings.min_epochs_smoothness} epochs"),
+        quote=(
+            "TensorFlow loss curves are smoother although not by much (7.6); [...] with "
+            "TensorFlow converging slightly more smoothly and quickly (7.7)"
+        ),
+        statistic=(
+            "per run: roughness = mean |second difference| of log(train loss) over "
+            "epochs; convergence = mean log(train loss) over epochs (area under the "
+            "log-loss curve). Per trial: mean over cells of log(roughness NumPy / "
+            "roughness TensorFlow) and of mean-log-loss NumPy - TensorFlow"
+        ),
+        rule=(
+            f"direction > 0 for both (TensorFlow smoother, TensorFlow lower loss sooner); "
+            f"contradicted if significantly < 0; no negligibility margin because the study "
+            f"itself says 'not by much'; roughness needs >= "
+            f"{settings.min_epochs_smoothness} epochs"
+        ),
         figures=[figure("loss_curves.png")],
     )
     needed = {"model", "learning_rate", "batch_size", "trial", "epoch", "train_loss"}
@@ -705,30 +816,36 @@ def claim_tensorflow_smoother(histories, settings: Settings = Settings()):
         r.parts.append(inconclusive_part("loss curves", "no training histories"))
         return decide(r, settings)
     have = set(histories["model"].astype(str).unique())
-    missing = ", ".join(f"backend {b} not in this run" for b in (NUMPY, TENSORFLOW)
-                        if b not in have)
+    missing = ", ".join(
+        f"backend {b} not in this run" for b in (NUMPY, TENSORFLOW) if b not in have
+    )
     if missing:
         r.parts.append(inconclusive_part("loss curves", missing))
         r.reason = missing
         return decide(r, settings)
     f = curve_features(histories.assign(model=histories["model"].astype(str)))
     keys = ["learning_rate", "batch_size", "trial"]
-    both = f[f["model"] == NUMPY].merge(f[f["model"] == TENSORFLOW], on=keys,
-                                        suffixes=("_np", "_tf"))
+    both = f[f["model"] == NUMPY].merge(
+        f[f["model"] == TENSORFLOW], on=keys, suffixes=("_np", "_tf")
+    )
     eps = 1e-12
     both["rough"] = np.log((both["roughness_np"] + eps) / (both["roughness_tf"] + eps))
     both["speed"] = both["mean_log_loss_np"] - both["mean_log_loss_tf"]
     per_trial = both.groupby("trial")[["rough", "speed"]].mean()
     epochs = int(f["epochs"].min()) if len(f) else 0
-    smooth = Part(name="smoother", kind="", ratio=True,
-                  statistic="log(roughness NumPy / roughness TensorFlow)")
+    smooth = Part(
+        name="smoother",
+        kind="",
+        ratio=True,
+        statistic="log(roughness NumPy / roughness TensorFlow)",
+    )
     if epochs < settings.min_epochs_smoothness:
-        smooth.reason = (f"{epochs} epoch(s); roughness needs >= "
-                         f"{settings.min_epochs_smoothness}")
+        smooth.reason = (
+            f"{epochs} epoch(s); roughness needs >= " f"{settings.min_epochs_smoothness}"
+        )
     else:
         direction_part(smooth, per_trial["rough"], +1, settings)
-    faster = Part(name="converges faster", kind="",
-                  statistic="mean log loss NumPy - TensorFlow")
+    faster = Part(name="converges faster", kind="", statistic="mean log loss NumPy - TensorFlow")
     if epochs < MIN_EPOCHS_SPEED:
         faster.reason = f"{epochs} epoch(s); a loss curve needs >= {MIN_EPOCHS_SPEED}"
     else:
@@ -741,9 +858,13 @@ def claim_tensorflow_smoother(histories, settings: Settings = Settings()):
     return decide(r, settings)
 
 
-def evaluate_claims(runs: pd.DataFrame, histories: pd.DataFrame | None = None,
-                    comparison: pd.DataFrame | None = None, settings: Settings | None = None,
-                    **overrides) -> list[ClaimResult]:
+def evaluate_claims(
+    runs: pd.DataFrame,
+    histories: pd.DataFrame | None = None,
+    comparison: pd.DataFrame | None = None,
+    settings: Settings | None = None,
+    **overrides,
+) -> list[ClaimResult]:
     """All claims, in order. ``overrides`` replace fields of ``settings`` (e.g. alpha=0.01)."""
     settings = dataclasses.replace(settings or Settings(), **overrides)
     runs = stats.check_runs(runs)
@@ -789,37 +910,87 @@ def _estimate(p: Part) -> str:
 
 def _blocks(results: list[ClaimResult], settings: Settings, title: str) -> list[tuple]:
     b: list[tuple] = [("h1", title)]
-    b.append(("p", "Each claim of the study is tested on this run's data with the rule stated "
-                   "under it, decided before looking at the data. Verdicts: supported, "
-                   "contradicted, inconclusive (the data cannot tell; the reason is given)."))
-    b.append(("table", ["#", "claim", "section", "verdict"],
-              [[str(r.id), r.title, r.section, r.verdict.upper()] for r in results]))
+    b.append(
+        (
+            "p",
+            "Each claim of the study is tested on this run's data with the rule stated "
+            "under it, decided before looking at the data. Verdicts: supported, "
+            "contradicted, inconclusive (the data cannot tell; the reason is given).",
+        )
+    )
+    b.append(
+        (
+            "table",
+            ["#", "claim", "section", "verdict"],
+            [[str(r.id), r.title, r.section, r.verdict.upper()] for r in results],
+        )
+    )
     b.append(("h2", "How verdicts are decided"))
     b.append(("p", __doc__.split("\n\n", 2)[1].replace("\n", " ")))
-    b.append(("ul", [
-        "direction: supported if the one-sided t-test in the claimed direction gives "
-        "p < alpha; contradicted if the opposite one-sided test does, or (where a margin is "
-        "given) TOST shows the effect lies within +-margin.",
-        "equivalence: supported if TOST (two one-sided t-tests) shows the effect within "
-        "+-margin; contradicted if the effect lies significantly outside +-margin.",
-        "threshold: supported / contradicted by the one-sided t-tests above / below it.",
-        "A claim is supported if every part is, contradicted if any part is (contradiction "
-        "p-values Holm-adjusted across the claim's parts), inconclusive otherwise.",
-    ]))
-    b.append(("table", ["setting", "value"],
-              [[k, _num(v)] for k, v in dataclasses.asdict(settings).items()]))
+    b.append(
+        (
+            "ul",
+            [
+                "direction: supported if the one-sided t-test in the claimed direction gives "
+                "p < alpha; contradicted if the opposite one-sided test does, or (where a "
+                "margin is given) TOST shows the effect lies within +-margin.",
+                "equivalence: supported if TOST (two one-sided t-tests) shows the effect within "
+                "+-margin; contradicted if the effect lies significantly outside +-margin.",
+                "threshold: supported / contradicted by the one-sided t-tests above / below it.",
+                "A claim is supported if every part is, contradicted if any part is (contradiction "
+                "p-values Holm-adjusted across the claim's parts), inconclusive otherwise.",
+            ],
+        )
+    )
+    b.append(
+        (
+            "table",
+            ["setting", "value"],
+            [[k, _num(v)] for k, v in dataclasses.asdict(settings).items()],
+        )
+    )
     for r in results:
         b.append(("h2", f"Claim {r.id}: {r.title} — {r.verdict.upper()}"))
         b.append(("quote", f"{r.quote} — study, section {r.section}"))
-        b.append(("ul", [f"Verdict: {r.verdict} ({r.reason})",
-                         f"Statistic: {r.statistic}",
-                         f"Rule: {r.rule}",
-                         "Figures: " + ", ".join(r.figures)]))
-        b.append(("table",
-                  ["part", "kind", "n", "estimate [95% CI]", "p support",
-                   "p contradict (adj.)", "verdict", "note"],
-                  [[p.name, p.kind, f"{p.n} {p.unit}", _estimate(p), _num(p.p_support),
-                    _num(p.p_contradict_adj), p.verdict, p.reason] for p in r.parts]))
+        b.append(
+            (
+                "ul",
+                [
+                    f"Verdict: {r.verdict} ({r.reason})",
+                    f"Statistic: {r.statistic}",
+                    f"Rule: {r.rule}",
+                    "Figures: " + ", ".join(r.figures),
+                ],
+            )
+        )
+        b.append(
+            (
+                "table",
+                [
+                    "part",
+                    "kind",
+                    "n",
+                    "estimate [95% CI]",
+                    "p support",
+                    "p contradict (adj.)",
+                    "verdict",
+                    "note",
+                ],
+                [
+                    [
+                        p.name,
+                        p.kind,
+                        f"{p.n} {p.unit}",
+                        _estimate(p),
+                        _num(p.p_support),
+                        _num(p.p_contradict_adj),
+                        p.verdict,
+                        p.reason,
+                    ]
+                    for p in r.parts
+                ],
+            )
+        )
         if r.numbers:
             items = []
             for k, v in r.numbers.items():
@@ -834,8 +1005,11 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(results: list[ClaimResult], settings: Settings | None = None,
-                    title: str = "Claims of the study, tested on this run") -> str:
+def render_markdown(
+    results: list[ClaimResult],
+    settings: Settings | None = None,
+    title: str = "Claims of the study, tested on this run",
+) -> str:
     out = []
     for kind, *rest in _blocks(results, settings or Settings(), title):
         if kind == "h1":
@@ -850,15 +1024,17 @@ def render_markdown(results: list[ClaimResult], settings: Settings | None = None
             out.append("\n".join(f"- {item}" for item in rest[0]) + "\n")
         elif kind == "table":
             head, rows = rest
-            lines = ["| " + " | ".join(map(_md_cell, head)) + " |",
-                     "|" + "---|" * len(head)]
+            lines = ["| " + " | ".join(map(_md_cell, head)) + " |", "|" + "---|" * len(head)]
             lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
             out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
 
-def render_html(results: list[ClaimResult], settings: Settings | None = None,
-                title: str = "Claims of the study, tested on this run") -> str:
+def render_html(
+    results: list[ClaimResult],
+    settings: Settings | None = None,
+    title: str = "Claims of the study, tested on this run",
+) -> str:
     e = html.escape
     body = []
     for kind, *rest in _blocks(results, settings or Settings(), title):
@@ -873,28 +1049,37 @@ def render_html(results: list[ClaimResult], settings: Settings | None = None,
         elif kind == "table":
             head, rows = rest
             th = "".join(f"<th>{e(h)}</th>" for h in head)
-            trs = "".join("<tr>" + "".join(f'<td class="{e(str(c))}">{e(str(c))}</td>'
-                                           for c in row) + "</tr>" for row in rows)
+            trs = "".join(
+                "<tr>" + "".join(f'<td class="{e(str(c))}">{e(str(c))}</td>' for c in row) + "</tr>"
+                for row in rows
+            )
             body.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
-    style = ("body{font-family:sans-serif;max-width:70em;margin:auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
-             ".SUPPORTED,.supported{background:#dfd}.CONTRADICTED,.contradicted{background:#fdd}"
-             ".INCONCLUSIVE,.inconclusive{background:#eee}"
-             "blockquote{border-left:3px solid #999;margin-left:0;padding-left:1em}")
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>'
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:70em;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
+        ".SUPPORTED,.supported{background:#dfd}.CONTRADICTED,.contradicted{background:#fdd}"
+        ".INCONCLUSIVE,.inconclusive{background:#eee}"
+        "blockquote{border-left:3px solid #999;margin-left:0;padding-left:1em}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
 
 
-def write_claims(table_path, histories_path, comparison_path, markdown_path, html_path,
-                 **overrides) -> list[ClaimResult]:
+def write_claims(
+    table_path, histories_path, comparison_path, markdown_path, html_path, **overrides
+) -> list[ClaimResult]:
     """Read the run table, histories and comparison; write claims.md and claims.html."""
     runs = stats.load_runs(table_path)
     histories = pd.read_parquet(histories_path) if histories_path else None
     comparison = pd.read_csv(comparison_path) if comparison_path else None
     settings = dataclasses.replace(Settings(), **overrides)
     results = evaluate_claims(runs, histories, comparison, settings)
-    for path, text in ((markdown_path, render_markdown(results, settings)),
-                       (html_path, render_html(results, settings))):
+    for path, text in (
+        (markdown_path, render_markdown(results, settings)),
+        (html_path, render_html(results, settings)),
+    ):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
     return results

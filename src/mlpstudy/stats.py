@@ -14,10 +14,11 @@ The Wilcoxon signed-rank test is not used: with 3 trials its smallest attainable
 p-value is 0.25, so it could never reject at 0.05; with the study's few trials the t-test on
 the differences is the only paired test that can say anything.
 
-Diverged runs (``diverged`` true) are kept: their low accuracy is what that hyperparameter
-pair produced, and dropping them would flatter the backend that diverges. Values that are
-not finite (NaN accuracy or time) are dropped pairwise, and ``n_diverged_*`` reports how
-many runs of the cell diverged.
+Diverged runs (``diverged`` true) are kept for accuracy: their low accuracy is what that
+hyperparameter pair produced, and dropping them would flatter the backend that diverges.
+Their training time is left out (set to NaN): training stops at the epoch the loss became
+non-finite, so the time covers fewer epochs. Values that are not finite are dropped
+pairwise, and ``n_diverged_*`` reports how many runs of the cell diverged.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
         table["diverged"] = table["diverged"].map(_as_bool).astype(bool)
     else:
         table["diverged"] = False
+    # a diverged run stops at the epoch its loss became non-finite (backends/loop.py): its
+    # time covers fewer epochs than the others', so it is left out of time statistics
+    table.loc[table["diverged"], "training_time_s"] = np.nan
     dup = table.duplicated(["model", *CELL, "trial"], keep=False)
     if dup.any():
         first = table.loc[dup, ["model", *CELL, "trial"]].iloc[0].to_dict()
@@ -154,9 +158,7 @@ def one_sample_p(values, popmean: float = 0.0, alternative: str = "two-sided") -
 
 def tost_p(values, margin: float) -> float:
     """Two one-sided t-tests: p-value for "the mean lies within (-margin, +margin)"."""
-    return max(
-        one_sample_p(values, -margin, "greater"), one_sample_p(values, margin, "less")
-    )
+    return max(one_sample_p(values, -margin, "greater"), one_sample_p(values, margin, "less"))
 
 
 def beyond_p(values, margin: float) -> float:
@@ -209,17 +211,30 @@ def paired(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE) -> dict:
     diff = (both["a"] - both["b"]).to_numpy()
     n = diff.size
     mean, sd, lo, hi = mean_ci(diff, confidence)
-    out = dict(n_pairs=n, mean_diff=mean, sd_diff=sd, ci_low_diff=lo, ci_high_diff=hi,
-               t_stat=np.nan, df=n - 1 if n >= 1 else np.nan, p_value=np.nan, cohen_dz=np.nan)
+    out = dict(
+        n_pairs=n,
+        mean_diff=mean,
+        sd_diff=sd,
+        ci_low_diff=lo,
+        ci_high_diff=hi,
+        t_stat=np.nan,
+        df=n - 1 if n >= 1 else np.nan,
+        p_value=np.nan,
+        cohen_dz=np.nan,
+    )
     if n < 2:
         return out
     if _degenerate(diff):
         # identical differences: 0/0 when they are all zero (no evidence of a difference)
         zero = abs(mean) <= 1e-12 * max(1.0, float(np.abs(both.to_numpy()).max()))
-        out.update(t_stat=0.0 if zero else np.sign(mean) * np.inf,
-                   p_value=1.0 if zero else 0.0,
-                   cohen_dz=0.0 if zero else np.sign(mean) * np.inf,
-                   sd_diff=0.0, ci_low_diff=mean, ci_high_diff=mean)
+        out.update(
+            t_stat=0.0 if zero else np.sign(mean) * np.inf,
+            p_value=1.0 if zero else 0.0,
+            cohen_dz=0.0 if zero else np.sign(mean) * np.inf,
+            sd_diff=0.0,
+            ci_low_diff=mean,
+            ci_high_diff=mean,
+        )
         return out
     res = sps.ttest_rel(both["a"], both["b"])
     out.update(t_stat=float(res.statistic), p_value=float(res.pvalue), cohen_dz=mean / sd)
@@ -250,17 +265,35 @@ def compare_cells(
                 xb = _series(gb, metric)
                 ma, sa, la, ha = mean_ci(xa, confidence)
                 mb, sb, lb, hb = mean_ci(xb, confidence)
-                rows.append(dict(
-                    learning_rate=lr, batch_size=bs, metric=metric, backend_a=a, backend_b=b,
-                    n_a=int(np.isfinite(xa).sum()), n_b=int(np.isfinite(xb).sum()),
-                    n_diverged_a=int(ga["diverged"].sum()), n_diverged_b=int(gb["diverged"].sum()),
-                    mean_a=ma, sd_a=sa, ci_low_a=la, ci_high_a=ha,
-                    mean_b=mb, sd_b=sb, ci_low_b=lb, ci_high_b=hb,
-                    **paired(xa, xb, confidence),
-                    ratio_of_means=ma / mb if mb else np.nan,
-                ))
-    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in
-                                      ("p_adjusted", "significant", "test", "correction")])
+                rows.append(
+                    dict(
+                        learning_rate=lr,
+                        batch_size=bs,
+                        metric=metric,
+                        backend_a=a,
+                        backend_b=b,
+                        n_a=int(np.isfinite(xa).sum()),
+                        n_b=int(np.isfinite(xb).sum()),
+                        n_diverged_a=int(ga["diverged"].sum()),
+                        n_diverged_b=int(gb["diverged"].sum()),
+                        mean_a=ma,
+                        sd_a=sa,
+                        ci_low_a=la,
+                        ci_high_a=ha,
+                        mean_b=mb,
+                        sd_b=sb,
+                        ci_low_b=lb,
+                        ci_high_b=hb,
+                        **paired(xa, xb, confidence),
+                        ratio_of_means=ma / mb if mb else np.nan,
+                    )
+                )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            c for c in COLUMNS if c not in ("p_adjusted", "significant", "test", "correction")
+        ],
+    )
     if out.empty:
         out = out.assign(p_adjusted=[], significant=[], test=[], correction=[])
         return out[list(COLUMNS)]
@@ -285,11 +318,17 @@ def _series(group: pd.DataFrame, metric: str) -> pd.Series:
     return group[metric].astype(float)
 
 
-def write_comparison(table_path, out_path, alpha: float = ALPHA,
-                     confidence: float = CONFIDENCE, correction: str = CORRECTION) -> pd.DataFrame:
+def write_comparison(
+    table_path,
+    out_path,
+    alpha: float = ALPHA,
+    confidence: float = CONFIDENCE,
+    correction: str = CORRECTION,
+) -> pd.DataFrame:
     """Read the run table, compare, write the CSV (the rule ``compare``)."""
-    result = compare_cells(load_runs(table_path), confidence=confidence, alpha=alpha,
-                           correction=correction)
+    result = compare_cells(
+        load_runs(table_path), confidence=confidence, alpha=alpha, correction=correction
+    )
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out_path, index=False)
     return result

@@ -1,4 +1,4 @@
-"""Snakemake wrapper: run table, histories, comparison -> claims.md / claims.html (mlpstudy.claims)."""
+"""Snakemake wrapper: runs, histories, comparison -> claims.md / .html (mlpstudy.claims)."""
 
 import logging
 
