@@ -23,7 +23,7 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
         "training_time_s": 1.5, "test_accuracy": 0.9, "final_train_loss": 0.3,
         "final_train_accuracy": 0.91, "step_time_s": 1.0, "eval_time_s": 0.4,
         "first_epoch_s": 0.8, "cpu_time_s": 1.5, "import_time_s": 0.1, "diverged": False,
-        "diverged_epoch": None, "options": {},
+        "diverged_epoch": None, "requested_options": {},
         "environment": {"hostname": "h"},
     }
     metrics.update(overrides)

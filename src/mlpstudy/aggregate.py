@@ -55,7 +55,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
         hostname=env.get("hostname"),
         slurm_job_id=env.get("slurm_job_id"),
         slurm_node=env.get("slurm_node"),
-        options=metrics.get("options", {}),
+        requested_options=metrics.get("requested_options", {}),
         run_dir=str(run_dir),
     )
     bench = run_dir / "benchmark.tsv"
@@ -93,7 +93,7 @@ def check(rows: list[dict], histories: list[pd.DataFrame], expected: dict) -> li
                     f"config has {expected[name]!r}"
                 )
         for name, want in expected.get("options", {}).items():
-            got = row["options"].get(name)
+            got = row["requested_options"].get(name)
             if got != want:
                 problems.append(
                     f"{where}: run of another config: option {name}={got!r}, config has {want!r}"

@@ -66,6 +66,9 @@ def run_job(
     metrics = {
         "model": backend,
         **result.metrics,
+        # the options as the config asked for them ("options" holds what the backend
+        # resolved them to, e.g. Keras' jit_compile="auto" -> False on this machine)
+        "requested_options": dict(spec.options),
         "data_load_s": load_s,
         "environment": machine.environment(),
     }
