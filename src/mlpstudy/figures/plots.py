@@ -435,6 +435,11 @@ def plot_loss_curves(histories, out_path) -> Figure:
     )
     positive = hist.loc[finite & (hist["train_loss"] > 0), "train_loss"]
     log_y = not positive.empty and positive.max() / positive.min() > 10
+    # Backends that agree exactly (shared start) must not hide each other: every backend
+    # after the first has open markers, and with a single epoch (no line to see) the
+    # backends' points are set side by side.
+    single = hist["epoch"].nunique() == 1
+    dodge = {b: 0.2 * (k - (len(backends) - 1) / 2) * single for k, b in enumerate(backends)}
     for i, bs in enumerate(bss):
         for j, lr in enumerate(lrs):
             ax = axes[i, j]
@@ -455,14 +460,24 @@ def plot_loss_curves(histories, out_path) -> Figure:
                     linewidth=0,
                 )
                 ax.plot(
-                    cell["epoch"],
+                    cell["epoch"] + dodge[b],
                     cell["mean"],
                     color=color,
                     linestyle=style.backend_linestyle(b),
                     linewidth=1.6,
                     marker=style.backend_marker(b),
-                    markersize=3.5,  # a one-epoch run is a single point
+                    markersize=4,  # a one-epoch run is a single point
+                    markerfacecolor=color if b == backends[0] else "none",
                 )
+                if len(cell) == 1:  # a band needs two epochs; show the interval as a bar
+                    ax.errorbar(
+                        cell["epoch"] + dodge[b],
+                        cell["mean"],
+                        yerr=cell["ci_half"],
+                        color=color,
+                        linewidth=1.2,
+                        capsize=3,
+                    )
                 key = (b, lr, bs)
                 if key in bad_runs.index and bad_runs.loc[key, "sum"] > 0:
                     notes.append(
@@ -495,6 +510,7 @@ def plot_loss_curves(histories, out_path) -> Figure:
     else:
         _data_ylim(axes[0, 0], means, lower=0.0)
     epochs = sorted(hist["epoch"].unique())
+    axes[0, 0].set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)
     if len(epochs) <= 12:
         axes[0, 0].set_xticks(epochs)
     handles = [
@@ -505,7 +521,8 @@ def plot_loss_curves(histories, out_path) -> Figure:
             linestyle=style.backend_linestyle(b),
             linewidth=2,
             marker=style.backend_marker(b),
-            markersize=4,
+            markersize=5,
+            markerfacecolor=style.backend_color(b) if b == backends[0] else "none",
             label=style.backend_label(b),
         )
         for b in backends
