@@ -12,6 +12,27 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/stats.smk"
+
+
+# Everything but training is light: on a cluster it runs beside Snakemake, not as a job.
+localrules:
+    all,
+    download_mnist,
+    preprocess,
+    aggregate_backend,
+    aggregate,
+    compare,
+    claims,
+    figure_speed_accuracy,
+    figure_accuracy_vs_batch_size,
+    figure_accuracy_vs_learning_rate,
+    figure_time_vs_batch_size,
+    figure_time_vs_learning_rate,
+    figure_accuracy_heatmap,
+    figure_time_heatmap,
+    figure_loss_curves,
 
 
 rule all:

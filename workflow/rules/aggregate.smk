@@ -10,6 +10,8 @@ rule aggregate_backend:
         histories="results/tables/histories_{backend}.parquet",
     params:
         expected=expected_sweep,
+    conda:
+        ENV
     log:
         "logs/aggregate/{backend}.log",
     script:
@@ -23,6 +25,8 @@ rule aggregate:
     output:
         table="results/tf_vs_np.csv",
         histories="results/histories.parquet",
+    conda:
+        ENV
     log:
         "logs/aggregate/all.log",
     script:

@@ -1,15 +1,26 @@
 # Configuration, target lists and wildcard constraints shared by every stage.
+# The one pinned software stack of every step (used with --sdm conda).
+ENV = "../../environment.yml"
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
+
+# The workflow's own code (src/mlpstudy) is importable here and in every job, local or
+# on a cluster, whether or not it was pip-installed into the environment.
+SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, SRC)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
+)
 
 try:
     from mlpstudy import config as cfg
     from mlpstudy import datasets, locks, machine
 except ImportError as exc:
     raise WorkflowError(
-        "cannot import the workflow's package 'mlpstudy' "
-        f"({exc}); run `make venv` (or `pip install -e .` in your environment)"
+        f"cannot import the workflow's code from {SRC} ({exc}); are the dependencies "
+        "installed? Run `make venv`, or see README for conda"
     )
 
 
@@ -114,5 +125,31 @@ if workflow.is_main_process and workflow.local_exec:
         workflow.register_resource("physical_cores", machine.physical_cores())
 
 
+PER_BACKEND_FIGURES = ["speed_accuracy", "accuracy_heatmap", "time_heatmap"]
+CROSS_BACKEND_FIGURES = [
+    "accuracy_vs_batch_size",
+    "accuracy_vs_learning_rate",
+    "time_vs_batch_size",
+    "time_vs_learning_rate",
+    "loss_curves",
+]
+
+
+def figure_targets():
+    """The study's 11 figures (more with more backends): one PNG per rule."""
+    return expand(
+        "results/figures/{figure}_{backend}.png",
+        figure=PER_BACKEND_FIGURES,
+        backend=BACKENDS,
+    ) + expand("results/figures/{figure}.png", figure=CROSS_BACKEND_FIGURES)
+
+
 def all_targets():
-    return ["results/tf_vs_np.csv", "results/histories.parquet"]
+    return [
+        "results/tf_vs_np.csv",
+        "results/histories.parquet",
+        *figure_targets(),
+        "results/comparison.csv",
+        "results/claims.md",
+        "results/claims.html",
+    ]

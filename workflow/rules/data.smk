@@ -10,6 +10,8 @@ rule download_mnist:
     params:
         mirrors=config["mnist_mirrors"],
         md5=config["mnist_md5"],
+    conda:
+        ENV
     log:
         "logs/data/{dataset}/download.log",
     script:
@@ -21,6 +23,8 @@ rule preprocess:
         unpack(split_files),
     output:
         "results/data/{dataset}/{split}.parquet",
+    conda:
+        ENV
     log:
         "logs/data/{dataset}/preprocess_{split}.log",
     script:

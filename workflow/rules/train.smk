@@ -21,6 +21,8 @@ rule train:
         physical_cores=threads_of,
         mem_mb=train_mem_mb,
         runtime=train_runtime_min,
+    conda:
+        ENV
     log:
         f"{RUN_DIR}/train.log",
     benchmark:
