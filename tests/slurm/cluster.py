@@ -175,21 +175,39 @@ def install_packages(log=print) -> str | None:
         return None
     log(f"installing {' '.join(PACKAGES)} (missing: {', '.join(missing)})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-    ):
-        try:
-            proc = subprocess.run(
-                cmd, check=False, capture_output=True, text=True, env=env, timeout=APT_TIMEOUT_S
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"cannot install SLURM: `{' '.join(cmd)}` failed: {exc}"
-        if proc.returncode != 0:
-            return (
-                f"cannot install SLURM: `{' '.join(cmd)}` exited {proc.returncode}:\n"
-                f"{_tail(proc.stdout + proc.stderr, 10)}"
-            )
+    # Keep the packages' maintainer scripts from starting the system's munge and
+    # slurm services (on a machine with systemd): only the daemons started here,
+    # and stopped by stop(), may run. Debian's documented switch for that is a
+    # policy-rc.d that exits 101; it is removed again right after the install.
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        policy.write_text("#!/bin/sh\n# tests/slurm/cluster.py: no service starts\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        for cmd in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+        ):
+            try:
+                proc = subprocess.run(
+                    cmd,
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=APT_TIMEOUT_S,
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return f"cannot install SLURM: `{' '.join(cmd)}` failed: {exc}"
+            if proc.returncode != 0:
+                return (
+                    f"cannot install SLURM: `{' '.join(cmd)}` exited {proc.returncode}:\n"
+                    f"{_tail(proc.stdout + proc.stderr, 10)}"
+                )
+    finally:
+        if own_policy:
+            policy.unlink(missing_ok=True)
     still = [p for p in PROGRAMS if not _which(p)]
     if still:
         return f"installed {' '.join(PACKAGES)} but {', '.join(still)} still missing"
