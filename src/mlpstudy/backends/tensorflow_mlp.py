@@ -31,6 +31,8 @@ from .loop import EpochCallback, run_epochs  # noqa: E402
 #: Keras' own defaults for the compile knobs; op determinism on unless asked otherwise.
 #: TensorFlow has no public switch back: once on, determinism stays on for the process
 #: (a job trains once, so this matters only when one process trains several times).
+#: Keras also turns ``jit_compile`` off while op determinism is on: XLA needs
+#: ``deterministic: False``. ``RunResult.metrics["options"]`` records what was in effect.
 DEFAULT_OPTIONS = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
 
 
