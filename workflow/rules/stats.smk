@@ -18,6 +18,8 @@ rule compare:
         alpha=mlpstudy.stats.ALPHA,
         confidence=mlpstudy.stats.CONFIDENCE,
         correction=mlpstudy.stats.CORRECTION,
+    conda:
+        ENV
     log:
         "logs/stats/compare.log",
     script:
@@ -40,6 +42,8 @@ rule claims:
     params:
         alpha=mlpstudy.claims.ALPHA,
         accuracy_margin=mlpstudy.claims.ACCURACY_MARGIN,
+    conda:
+        ENV
     log:
         "logs/stats/claims.log",
     script:
