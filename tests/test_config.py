@@ -80,7 +80,8 @@ def test_cli_style_strings_are_converted_then_validated():
     assert config["learning_rates"] == [0.1, 0.01]
     assert config["batch_sizes"] == [32, 128] and config["trials"] == 2
     assert config["shared_start"] is False
-    assert config["tensorflow"] == {"jit_compile": False, "steps_per_execution": 4}
+    assert config["tensorflow"] == {
+        "jit_compile": False, "steps_per_execution": 4, "deterministic": True}
 
 
 def test_cli_strings_that_are_still_invalid_are_rejected():
@@ -92,7 +93,8 @@ def test_cli_strings_that_are_still_invalid_are_rejected():
 
 def test_defaults_are_filled():
     config = cfg.validate({k: v for k, v in default_config().items() if k != "tensorflow"}, SCHEMA)
-    assert config["tensorflow"] == {"jit_compile": "auto", "steps_per_execution": 1}
+    assert config["tensorflow"] == {
+        "jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
     assert config["mnist_md5"]["train-images-idx3-ubyte.gz"] == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
 
 
