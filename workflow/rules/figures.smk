@@ -16,6 +16,8 @@ rule figure_speed_accuracy:
         ),
     log:
         "logs/figures/speed_accuracy_{backend}.log",
+    conda:
+        ENV
     params:
         figure="speed_accuracy",
         backend="{backend}",
@@ -36,6 +38,8 @@ rule figure_accuracy_vs_batch_size:
         ),
     log:
         "logs/figures/accuracy_vs_batch_size.log",
+    conda:
+        ENV
     params:
         figure="accuracy_vs_batch_size",
     script:
@@ -55,6 +59,8 @@ rule figure_accuracy_vs_learning_rate:
         ),
     log:
         "logs/figures/accuracy_vs_learning_rate.log",
+    conda:
+        ENV
     params:
         figure="accuracy_vs_learning_rate",
     script:
@@ -74,6 +80,8 @@ rule figure_time_vs_batch_size:
         ),
     log:
         "logs/figures/time_vs_batch_size.log",
+    conda:
+        ENV
     params:
         figure="time_vs_batch_size",
     script:
@@ -93,6 +101,8 @@ rule figure_time_vs_learning_rate:
         ),
     log:
         "logs/figures/time_vs_learning_rate.log",
+    conda:
+        ENV
     params:
         figure="time_vs_learning_rate",
     script:
@@ -112,6 +122,8 @@ rule figure_accuracy_heatmap:
         ),
     log:
         "logs/figures/accuracy_heatmap_{backend}.log",
+    conda:
+        ENV
     params:
         figure="accuracy_heatmap",
         backend="{backend}",
@@ -132,6 +144,8 @@ rule figure_time_heatmap:
         ),
     log:
         "logs/figures/time_heatmap_{backend}.log",
+    conda:
+        ENV
     params:
         figure="time_heatmap",
         backend="{backend}",
@@ -152,6 +166,8 @@ rule figure_loss_curves:
         ),
     log:
         "logs/figures/loss_curves.log",
+    conda:
+        ENV
     params:
         figure="loss_curves",
     script:
