@@ -10,6 +10,7 @@ from matplotlib.colors import to_hex
 from PIL import Image
 
 from mlpstudy.figures import FIGURES, PER_BACKEND, draw, style
+from mlpstudy.figures.plots import cell_number
 from mlpstudy.figures.transforms import (
     heatmap_matrix,
     loss_curves,
@@ -305,10 +306,29 @@ def test_heatmap_annotates_means_and_uses_the_backends_colour_map(tables, tmp_pa
     texts = [t.get_text() for t in ax.texts]
     means = heatmap_matrix(runs, "test_accuracy", backend="tensorflow") * 100
     for mean in means.to_numpy().ravel():
-        assert any(t.startswith(f"{mean:.3g}\n\u00b1") for t in texts), mean
+        assert any(t.startswith(f"{mean:.1f}\n\u00b1") for t in texts), mean
     with pytest.raises(ValueError, match="one backend; the table has no rows for backend 'jax'"):
         draw("time_heatmap", runs, tmp_path / "jax.png", backend="jax")
     assert not (tmp_path / "jax.png").exists()
+
+
+def test_heatmap_numbers_keep_short_times_readable():
+    assert [cell_number(x) for x in (97.14, 79.0, 15.25, 0.4321, 0.002354)] == [
+        "97.1",
+        "79.0",
+        "15.2",
+        "0.43",
+        "0.0024",
+    ]
+
+
+def test_one_trial_figures_say_there_is_no_interval(tmp_path):
+    runs = run_table({cell: accs[:1] for cell, accs in CELLS.items()})
+    heat = draw("accuracy_heatmap", runs, tmp_path / "h.png", backend="numpy")
+    assert "1 trial: no confidence interval" in heat.axes[0].get_title()
+    assert "\u00b1" not in "".join(t.get_text() for t in heat.axes[0].texts)
+    line = draw("accuracy_vs_batch_size", runs, tmp_path / "l.png")
+    assert "1 trial: no confidence interval" in line.get_suptitle()
 
 
 def test_heatmap_copes_with_a_cell_without_any_finite_value(tmp_path):

@@ -78,6 +78,8 @@ def _trials_note(summary: pd.DataFrame) -> str:
     if n.empty:
         return "no runs"
     lo, hi = int(n.min()), int(n.max())
+    if hi < 2:
+        return "one run per point (1 trial: no confidence interval)"
     trials = f"n = {hi}" if lo == hi else f"n = {lo}\u2013{hi}"
     return f"mean over trials ({trials}) with {_CI}"
 
@@ -104,6 +106,7 @@ def _backend_legend_handles(backends: Sequence[str], points: bool, diverged: boo
             color=style.backend_color(b),
             linestyle=style.backend_linestyle(b),
             marker=style.backend_marker(b),
+            markerfacecolor=style.marker_face(b, backends),
             label=style.backend_label(b),
         )
         for b in backends
@@ -187,6 +190,7 @@ def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> Fi
                 linestyle=style.backend_linestyle(b),
                 marker=style.backend_marker(b),
                 markersize=5,
+                markerfacecolor=style.marker_face(b, backends),
                 linewidth=1.8,
             )
             pts = runs[(runs["model"] == b) & (runs[facet] == level)]
@@ -328,6 +332,12 @@ def plot_speed_accuracy(runs, out_path, backend: str | None = None) -> Figure:
     return _save(fig, out_path)
 
 
+def cell_number(x: float) -> str:
+    """Heatmap labels: one decimal from 1 up (97.1 %, 15.2 s), two significant digits
+    below (0.43 s, 0.0023 s), so that short runs do not all read 0.0."""
+    return f"{x:.1f}" if abs(x) >= 1 else f"{x:.2g}"
+
+
 def _heatmap(runs, out_path, value: str, backend: str | None, what: str) -> Figure:
     import seaborn as sns
 
@@ -343,9 +353,9 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str) -> Figu
             m, h = mean.iat[i, j], half.iat[i, j]
             if not np.isfinite(m):
                 continue  # masked below and labelled "no data"
-            text = f"{m:.3g}"  # 97.1 %, 15.2 s and 0.00235 s alike
+            text = cell_number(m)
             if np.isfinite(h):
-                text += f"\n\u00b1{h:.2g}"
+                text += f"\n\u00b1{cell_number(h)}"
             if diverged.iat[i, j] > 0:
                 text += f"\n{int(diverged.iat[i, j])} div."
             labels[i, j] = text
@@ -379,9 +389,12 @@ def _heatmap(runs, out_path, value: str, backend: str | None, what: str) -> Figu
     counts = counts[np.isfinite(counts) & (counts > 0)]
     n_lo, n_hi = (int(counts.min()), int(counts.max())) if counts.size else (0, 0)
     trials = f"{n_hi}" if n_lo == n_hi else f"{n_lo}\u2013{n_hi}"
+    if n_hi < 2:
+        how = "cell = the single run (1 trial: no confidence interval)"
+    else:
+        how = f"cell = mean over {trials} trials, \u00b1 half-width of the {_CI}"
     ax.set_title(
-        f"{what}, {style.backend_label(backend)}: learning rate \u00d7 batch size\n"
-        f"cell = mean over {trials} trials, \u00b1 half-width of the {_CI}",
+        f"{what}, {style.backend_label(backend)}: learning rate \u00d7 batch size\n{how}",
         color=style.backend_color(backend),
     )
     ax.grid(False)
@@ -467,7 +480,7 @@ def plot_loss_curves(histories, out_path) -> Figure:
                     linewidth=1.6,
                     marker=style.backend_marker(b),
                     markersize=4,  # a one-epoch run is a single point
-                    markerfacecolor=color if b == backends[0] else "none",
+                    markerfacecolor=style.marker_face(b, backends),
                 )
                 if len(cell) == 1:  # a band needs two epochs; show the interval as a bar
                     ax.errorbar(
@@ -522,7 +535,7 @@ def plot_loss_curves(histories, out_path) -> Figure:
             linewidth=2,
             marker=style.backend_marker(b),
             markersize=5,
-            markerfacecolor=style.backend_color(b) if b == backends[0] else "none",
+            markerfacecolor=style.marker_face(b, backends),
             label=style.backend_label(b),
         )
         for b in backends

@@ -71,6 +71,12 @@ def backend_marker(name: str) -> str:
     return KNOWN_MARKERS.get(name) or _pick(name, _SPARE_MARKERS)
 
 
+def marker_face(name: str, shown: list[str]) -> str:
+    """Filled marker for the first backend shown, open ones for the others: backends that
+    agree exactly (shared start) then show both markers instead of one on top."""
+    return backend_color(name) if name == shown[0] else "none"
+
+
 def backend_label(name: str) -> str:
     return LABELS.get(name, name)
 
