@@ -49,9 +49,7 @@ SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 
-ALPHA = 0.05
-# claim 3: accuracies within 1 percentage point count as "nearly identical"
-ACCURACY_MARGIN = 0.01
+from mlpstudy.defaults import ACCURACY_MARGIN, ALPHA  # noqa: E402
 # claim 1: accuracy change per 10x learning rate below 0.5 pp counts as "no effect"
 LR_SLOPE_MARGIN = 0.005
 # claim 2: accuracy change per doubling of batch size below 0.5 pp counts as "no effect"

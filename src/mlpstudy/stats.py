@@ -30,9 +30,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-ALPHA = 0.05
-CONFIDENCE = 0.95
-CORRECTION = "holm"  # or "bh" (Benjamini-Hochberg, scipy.stats.false_discovery_control)
+from mlpstudy.defaults import ALPHA, CONFIDENCE, CORRECTION  # noqa: E402
+
 METRICS = ("test_accuracy", "training_time_s")
 CELL = ("learning_rate", "batch_size")
 # Accuracies are fractions of the test set; one backend may store them as float32 (an

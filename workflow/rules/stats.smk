@@ -1,7 +1,6 @@
 # Study section 7, tested: per-cell paired statistics, then a verdict on every claim.
-# alpha / margins: defaults live in mlpstudy.stats and mlpstudy.claims (Settings).
-import mlpstudy.claims
-import mlpstudy.stats
+# alpha / margins: headline defaults in mlpstudy.defaults, the rest in mlpstudy.claims.
+from mlpstudy import defaults as stat_defaults
 
 
 rule compare:
@@ -15,9 +14,9 @@ rule compare:
             labels={"table": "per-cell comparison"},
         ),
     params:
-        alpha=mlpstudy.stats.ALPHA,
-        confidence=mlpstudy.stats.CONFIDENCE,
-        correction=mlpstudy.stats.CORRECTION,
+        alpha=stat_defaults.ALPHA,
+        confidence=stat_defaults.CONFIDENCE,
+        correction=stat_defaults.CORRECTION,
     conda:
         ENV
     log:
@@ -40,8 +39,8 @@ rule claims:
             labels={"report": "claims of the study"},
         ),
     params:
-        alpha=mlpstudy.claims.ALPHA,
-        accuracy_margin=mlpstudy.claims.ACCURACY_MARGIN,
+        alpha=stat_defaults.ALPHA,
+        accuracy_margin=stat_defaults.ACCURACY_MARGIN,
     conda:
         ENV
     log:
