@@ -211,7 +211,11 @@ def test_tiny_sweep_through_slurm_profile_matches_a_local_run(cluster, slurm_env
         assert job_id in submitted, f"{path}: slurm_job_id {job_id!r} was not submitted by us"
         assert env.get("slurm_node") == cluster.node
         assert known[job_id]["state"] == "COMPLETED"
-        assert submitted[job_id].is_file() and submitted[job_id].is_relative_to(logs / "rule_train")
+        # SLURM's log of this very run: rule_train/<backend>_<lr>_<batch>_<trial>/<job id>.log
+        run = dict(part.split("=", 1) for part in path.parent.parts if "=" in part)
+        wildcards = "_".join(run[k] for k in ("backend", "lr", "batch", "trial"))
+        assert submitted[job_id] == logs / "rule_train" / wildcards / f"{job_id}.log"
+        assert "rule train:" in submitted[job_id].read_text()
     # Only training goes to SLURM; data, aggregation and figures run where Snakemake runs.
     assert {p.name for p in logs.iterdir()} == {"rule_train"}
     assert len(submitted) == RUNS
