@@ -4,26 +4,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from e2e_utils import REPO, make_tiny_workdir, snakemake
+from e2e_utils import make_tiny_workdir, snakemake
 
 from mlpstudy import claims, stats
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        "workflow/rules/stats.smk" not in (REPO / "Snakefile").read_text(),
-        reason="workflow/rules/stats.smk is not included in the Snakefile yet",
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 TARGETS = ["results/comparison.csv", "results/claims.md", "results/claims.html"]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    work = make_tiny_workdir(tmp_path_factory.mktemp("stats"))
-    snakemake(work, *TARGETS)
-    return work
+def tiny(tiny_sweep):
+    """The session's tiny sweep (its default target includes the statistics)."""
+    snakemake(tiny_sweep, *TARGETS)
+    return tiny_sweep
 
 
 def test_comparison_matches_the_run_table(tiny):

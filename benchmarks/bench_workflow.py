@@ -1,0 +1,96 @@
+"""What the workflow costs beyond training: per-job overhead, dry-run time, sweep wall time.
+
+    .venv/bin/python benchmarks/bench_workflow.py dryrun            # 2,000-job grid, dry run
+    .venv/bin/python benchmarks/bench_workflow.py sweep [SNAKEMAKE ARGS...]
+        # runs `snakemake ARGS` here (--cores 2 unless given), timing it, then reports from
+        # results/tf_vs_np.csv: per-job overhead (job wall time from Snakemake's
+        # benchmark file minus training_time_s) against its target (framework import
+        # time + 1 s), and the sweep's wall time against the sum of its training times.
+    .venv/bin/python benchmarks/bench_workflow.py report [--wall-s S]  # report only
+
+Prints Markdown tables for README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def dryrun(n_lrs=10, n_batches=10, trials=10) -> None:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(
+        learning_rates=[round(0.001 * (i + 1), 3) for i in range(n_lrs)],
+        batch_sizes=[8 * (i + 1) for i in range(n_batches)],
+        trials=trials,
+        mnist_mirrors=["/nonexistent"],  # a dry run fetches nothing
+    )
+    n_jobs = n_lrs * n_batches * trials * len(config["backends"])
+    with tempfile.TemporaryDirectory() as work:
+        Path(work, "config.yaml").write_text(yaml.safe_dump(config))
+        cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", work, "--cores", "2", "-n", "-q"]
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+    print(f"| dry run of a {n_jobs}-training-job grid | best of 3: {min(times):.1f} s | "
+          f"target <= 10 s | {'met' if min(times) <= 10 else 'NOT met'} |")
+
+
+def report(table_path: Path, wall_s: float | None) -> None:
+    t = pd.read_csv(table_path)
+    t["overhead_s"] = t["job_wall_s"] - t["training_time_s"]
+    t["target_s"] = t["import_time_s"] + 1.0
+    print("| backend | runs | median job wall s | median training s | median overhead s "
+          "| median import s | overhead <= import + 1 s |")
+    print("|---|---|---|---|---|---|---|")
+    for model, g in t.groupby("model"):
+        met = (g["overhead_s"] <= g["target_s"]).mean()
+        print(f"| {model} | {len(g)} | {g.job_wall_s.median():.2f} | "
+              f"{g.training_time_s.median():.2f} | {g.overhead_s.median():.2f} | "
+              f"{g.import_time_s.median():.2f} | {met:.0%} of runs |")
+    total_train = t["training_time_s"].sum()
+    total_jobs = t["job_wall_s"].sum()
+    print(f"\nSum of training times: {total_train:.0f} s; sum of job wall times: {total_jobs:.0f} s"
+          + (f"; sweep wall time: {wall_s:.0f} s on {os.cpu_count()} cores "
+             f"(ratio wall / sum of training = {wall_s / total_train:.2f})" if wall_s else ""))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("dryrun")
+    sub.add_parser("sweep")  # every further argument goes to snakemake
+    rep = sub.add_parser("report")
+    rep.add_argument("--table", type=Path, default=Path("results/tf_vs_np.csv"))
+    rep.add_argument("--wall-s", type=float)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.cmd != "sweep":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.cmd == "dryrun":
+        dryrun()
+    elif args.cmd == "sweep":
+        t0 = time.perf_counter()
+        cores = [] if "--cores" in extra or "-c" in extra else ["--cores", "2"]
+        subprocess.run([SNAKEMAKE, *cores, *extra], check=True)
+        wall = time.perf_counter() - t0
+        report(Path("results/tf_vs_np.csv"), wall)
+    else:
+        report(args.table, args.wall_s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
