@@ -33,7 +33,8 @@ def test_round_trip_values_dtype_shape_and_order(pair, tmp_path):
     np.testing.assert_allclose(x, images.reshape(50, -1) / 255.0, rtol=1e-6)
     assert 0.0 <= x.min() and x.max() <= 1.0
     schema = pq.read_schema(out)
-    assert str(schema.field("pixels").type) == "fixed_size_list<element: float not null>[784]"
+    assert str(schema.field("pixels").type) == "fixed_size_binary[3136]"
+    assert schema.field("pixels").metadata == {b"dtype": b"<f4", b"shape": b"784"}
     assert not schema.field("pixels").nullable and not schema.field("label").nullable
     assert str(schema.field("label").type) == "uint8"
 
@@ -93,5 +94,23 @@ def test_load_rejects_wrong_schema(tmp_path):
 
     path = tmp_path / "other.parquet"
     pq.write_table(pa.table({"pixels": [1.0], "label": [1]}), path)
-    with pytest.raises(dataset.DatasetError, match="other.parquet"):
+    with pytest.raises(dataset.DatasetError, match="other.parquet: column .pixels. is double"):
+        dataset.load(path)
+
+
+def test_round_trip_across_several_row_groups(pair, tmp_path, monkeypatch):
+    img_path, lab_path, images, labels = pair
+    monkeypatch.setattr(dataset, "ROW_GROUP", 16)  # 50 rows -> 4 row groups
+    out = tmp_path / "groups.parquet"
+    dataset.write_split(img_path, lab_path, out)
+    assert pq.ParquetFile(out).num_row_groups == 4
+    x, y = dataset.load(out)
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_allclose(x, images.reshape(50, -1) / 255.0, rtol=1e-6)
+
+
+def test_load_rejects_a_file_that_is_not_parquet(tmp_path):
+    path = tmp_path / "train.parquet"
+    path.write_bytes(b"PAR1 but not really")
+    with pytest.raises(dataset.DatasetError, match="train.parquet: not a dataset parquet file"):
         dataset.load(path)
