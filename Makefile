@@ -9,13 +9,12 @@ CORES  ?= 4
 ARGS   ?=
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench venv clean-venv
+.PHONY: run test lint venv clean-venv
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@

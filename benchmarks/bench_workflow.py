@@ -8,6 +8,10 @@
         # time + 1 s), and the sweep's wall time against the sum of its training times.
     .venv/bin/python benchmarks/bench_workflow.py report [--wall-s S]  # report only
 
+The sweep and report modes also print, per backend, the peak RSS of a training job, its
+slowest seconds per epoch and its start-up time: the measurements behind the training
+rule's mem_mb and runtime in workflow/rules/common.smk.
+
 Prints Markdown tables for README.
 """
 
@@ -68,6 +72,20 @@ def report(table_path: Path, wall_s: float | None) -> None:
              f"(ratio wall / sum of training = {wall_s / total_train:.2f})" if wall_s else ""))
 
 
+def resources(table_path: Path) -> None:
+    """The figures behind the training rule's mem_mb and runtime (workflow/rules/common.smk)."""
+    t = pd.read_csv(table_path)
+    t["epoch_s"] = t["training_time_s"] / t["epochs"]
+    t["startup_s"] = t["job_wall_s"] - t["training_time_s"]
+    print("\n| backend | peak RSS of a job, MB (max) | s per epoch (max, at batch) "
+          "| job start-up + teardown s (max) |")
+    print("|---|---|---|---|")
+    for model, g in t.groupby("model"):
+        slow = g.loc[g["epoch_s"].idxmax()]
+        print(f"| {model} | {g.job_max_rss_mb.max():.0f} | {slow.epoch_s:.2f} "
+              f"(batch {slow.batch_size}) | {g.startup_s.max():.1f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -87,8 +105,10 @@ def main(argv=None) -> int:
         subprocess.run([SNAKEMAKE, *cores, *extra], check=True)
         wall = time.perf_counter() - t0
         report(Path("results/tf_vs_np.csv"), wall)
+        resources(Path("results/tf_vs_np.csv"))
     else:
         report(args.table, args.wall_s)
+        resources(args.table)
     return 0
 
 
