@@ -3,14 +3,16 @@
 import logging
 import os
 
+# Everything the job says goes to the run's log, the frameworks' own C++ messages
+# (written straight to file descriptor 2) and any traceback included.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+log = open(snakemake.log[0], "a", buffering=1)
+os.dup2(log.fileno(), 2)
+logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(message)s")
 
 from mlpstudy.backends.base import TrainSpec  # noqa: E402
 from mlpstudy.jobs import run_job  # noqa: E402
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s"
-)
 wc, params = snakemake.wildcards, snakemake.params
 run_job(
     wc.backend,
