@@ -112,5 +112,5 @@ def test_round_trip_across_several_row_groups(pair, tmp_path, monkeypatch):
 def test_load_rejects_a_file_that_is_not_parquet(tmp_path):
     path = tmp_path / "train.parquet"
     path.write_bytes(b"PAR1 but not really")
-    with pytest.raises(dataset.DatasetError, match="train.parquet: not a dataset parquet file"):
+    with pytest.raises(dataset.DatasetError, match="train.parquet: cannot read it as a dataset parquet file"):
         dataset.load(path)

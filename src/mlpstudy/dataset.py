@@ -89,7 +89,7 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         source = pq.ParquetFile(path)
         schema = source.schema_arrow
     except (OSError, pa.ArrowInvalid) as exc:
-        raise DatasetError(f"{path}: not a dataset parquet file ({exc})") from exc
+        raise DatasetError(f"{path}: cannot read it as a dataset parquet file ({exc})") from exc
     for field in SCHEMA:
         if field.name not in schema.names or schema.field(field.name).type != field.type:
             found = schema.field(field.name).type if field.name in schema.names else "missing"
