@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from mlpstudy.stats import mean_ci
 
 #: Columns that identify one hyperparameter cell of one backend.
 CELL = ("model", "learning_rate", "batch_size")
@@ -89,17 +89,11 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
     """Mean and half-width of the two-sided Student-t interval of the finite values.
 
     The half-width is NaN for fewer than two finite values (the mean is NaN for none).
+    The interval is the statistics' own (``mlpstudy.stats.mean_ci``), so a figure's band
+    and comparison.csv's interval are the same numbers.
     """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    n = x.size
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = float(x.mean())
-    if n < 2:
-        return mean, float("nan")
-    sem = x.std(ddof=1) / np.sqrt(n)
-    return mean, float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sem)
+    mean, _, low, high = mean_ci(values, confidence)
+    return mean, (high - low) / 2
 
 
 def summarise(
