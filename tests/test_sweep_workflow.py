@@ -11,11 +11,10 @@ import pandas as pd
 import pytest
 
 from e2e_utils import env, make_tiny_workdir, snakemake, snakemake_cmd
+from mlpstudy.aggregate import DETERMINISTIC_COLUMNS as DETERMINISTIC
 from mlpstudy.aggregate import TABLE_COLUMNS
 
 pytestmark = pytest.mark.e2e
-DETERMINISTIC = ["model", "learning_rate", "batch_size", "trial", "test_accuracy",
-                 "final_train_loss", "final_train_accuracy", "epochs", "seed", "diverged"]
 
 
 def run_dirs(work: Path) -> list[Path]:

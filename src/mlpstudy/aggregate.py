@@ -27,6 +27,11 @@ EXTRA_COLUMNS = [
     "hostname", "slurm_job_id", "slurm_node",
 ]
 KEYS = ["model", "learning_rate", "batch_size", "trial"]
+#: What must not change between two runs of the same config, wherever they ran
+#: (everything else measures time or memory, or names the machine).
+DETERMINISTIC_COLUMNS = KEYS + [
+    "test_accuracy", "final_train_loss", "final_train_accuracy", "epochs", "seed", "diverged",
+]
 HISTORY_KEYS = KEYS
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s"]
 
