@@ -106,6 +106,7 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             x[row : row + m] = np.frombuffer(
                 pixels.buffers()[1], DTYPE, count=m * N_FEATURES, offset=pixels.offset * ROW_BYTES
             ).reshape(m, N_FEATURES)
-            y[row : row + m] = labels.to_numpy()
+            # from the buffer, like the pixels: Array.to_numpy() would import pandas
+            y[row : row + m] = np.frombuffer(labels.buffers()[1], np.uint8, m, labels.offset)
             row += m
     return x, y

@@ -7,6 +7,7 @@ written atomically, the metrics last, so a run whose ``metrics.json`` exists is 
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -15,7 +16,7 @@ from typing import Any
 
 from mlpstudy import dataset, machine
 from mlpstudy.atomic import atomic_path, write_text
-from mlpstudy.backends.base import TrainSpec
+from mlpstudy.backends.base import HISTORY_COLUMNS, TrainSpec
 
 log = logging.getLogger("mlpstudy.train")
 
@@ -37,6 +38,14 @@ def _json_safe(value):
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+def write_history(rows: list[dict[str, Any]], path: str) -> None:
+    """history.csv, one row per epoch (plain csv: a NumPy job never pays pandas' import)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def run_job(
@@ -72,8 +81,7 @@ def run_job(
         "data_load_s": load_s,
         "environment": machine.environment(),
     }
-    with atomic_path(history_path) as tmp:
-        result.history_frame().to_csv(tmp, index=False)
+    write_history(result.history, history_path)
     write_text(metrics_path, json.dumps(_json_safe(metrics), indent=2, sort_keys=True) + "\n")
     if metrics.get("diverged"):
         log.warning("diverged in epoch %s: recorded as a result", metrics.get("diverged_epoch"))
