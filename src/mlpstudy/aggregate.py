@@ -2,7 +2,7 @@
 
 ``results/tf_vs_np.csv`` (study 6.2) has one row per run: ``TABLE_COLUMNS`` first, in
 the study's order, then ``EXTRA_COLUMNS``. ``results/histories.parquet`` holds every
-run's per-epoch history in long format (``HISTORY_KEYS`` + the history columns).
+run's per-epoch history in long format (``KEYS`` + the history columns).
 Nothing is written unless every check passes; a failure names the offending runs.
 """
 
@@ -32,7 +32,6 @@ KEYS = ["model", "learning_rate", "batch_size", "trial"]
 DETERMINISTIC_COLUMNS = KEYS + [
     "test_accuracy", "final_train_loss", "final_train_accuracy", "epochs", "seed", "diverged",
 ]
-HISTORY_KEYS = KEYS
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s"]
 
 
@@ -136,7 +135,7 @@ def collect(run_dirs: list[str], expected: dict) -> tuple[pd.DataFrame, pd.DataF
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS + EXTRA_COLUMNS)
     table = table.sort_values(KEYS, ignore_index=True)
     long = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(
-        columns=HISTORY_KEYS + HISTORY_COLUMNS)
+        columns=KEYS + HISTORY_COLUMNS)
     return table, long.sort_values(KEYS + ["epoch"], ignore_index=True)
 
 

@@ -56,7 +56,7 @@ def _coerce_scalar(value, types: set[str]):
 def coerce(value, schema: dict):
     """Convert strings in ``value`` to the types ``schema`` declares (recursively)."""
     types = _types(schema)
-    if isinstance(value, str) and "array" in types and text_is_list(value):
+    if isinstance(value, str) and "array" in types and value.strip().startswith("["):
         value = yaml.safe_load(value)
     if isinstance(value, list) and "items" in schema:
         return [coerce(v, schema["items"]) for v in value]
@@ -64,10 +64,6 @@ def coerce(value, schema: dict):
         props = schema["properties"]
         return {k: coerce(v, props[k]) if k in props else v for k, v in value.items()}
     return _coerce_scalar(value, types)
-
-
-def text_is_list(text: str) -> bool:
-    return text.strip().startswith("[")
 
 
 def _field(error: jsonschema.ValidationError) -> str:
