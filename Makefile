@@ -13,9 +13,11 @@ BIN    := $(VENV)/bin
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+$(VENV)/.installed: requirements.lock requirements-torch.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	# PyTorch's CPU index is tried once (--retries 0): offline, pip falls back to find-links.
+	$(BIN)/python -m pip install --quiet --retries 0 --no-deps -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
