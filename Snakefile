@@ -1,5 +1,5 @@
-# NumPy vs TensorFlow/Keras MLP on MNIST: download -> preprocess -> train (one job per
-# backend x learning rate x batch size x trial) -> aggregate -> figures and statistics.
+# NumPy vs TensorFlow/Keras (and more) MLP on MNIST (and more): download -> preprocess ->
+# train (one job per run: mlpstudy.runs.AXES) -> aggregate -> figures and statistics.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -22,9 +22,10 @@ include: "workflow/rules/stats.smk"
 # Everything but training is light: on a cluster it runs beside Snakemake, not as a job.
 localrules:
     all,
-    download_mnist,
+    download,
     preprocess,
     aggregate_backend,
+    aggregate_study,
     aggregate,
     compare,
     claims,

@@ -8,30 +8,54 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from synthetic import write_mirror
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 
-# 2 learning rates x 2 batch sizes x 2 trials x 1 epoch x both backends = 16 runs.
+# 2 learning rates x 2 batch sizes x 2 trials x 1 epoch x both backends = 16 runs, on
+# "tiny", a synthetic dataset in MNIST's format served by a local mirror.
 TINY = {
+    "datasets": ["tiny"],
     "learning_rates": [0.1, 0.01],
     "batch_sizes": [16, 64],
     "trials": 2,
     "epochs": 1,
     "backends": ["numpy", "tensorflow"],
     "seed": 0,
-    "shared_start": True,
+    "starts": ["shared"],
 }
+#: The tiny sweep's study: where its tables, figures and claims are.
+TINY_STUDY = "results/studies/dataset=tiny/optimizer=sgd/start=shared/threads=1"
+
+
+def run_path(
+    backend="numpy",
+    lr="0.1",
+    batch=16,
+    trial=0,
+    dataset="tiny",
+    optimizer="sgd",
+    start="shared",
+    threads=1,
+) -> str:
+    """One run's directory (relative to the work dir)."""
+    return (
+        f"results/runs/dataset={dataset}/optimizer={optimizer}/start={start}/"
+        f"threads={threads}/backend={backend}/lr={lr}/batch={batch}/trial={trial}"
+    )
 
 
 def make_tiny_workdir(tmp_path: Path, **config_overrides) -> Path:
-    """A work dir with a synthetic MNIST mirror and ``config.yaml`` for the tiny grid."""
+    """A work dir with a synthetic dataset's mirror and ``config.yaml`` for the tiny grid."""
     workdir = Path(tmp_path) / "work"
     md5 = write_mirror(workdir / "mirror")
-    config = {**TINY, "mnist_mirrors": [str(workdir / "mirror")], "mnist_md5": md5}
+    config = {
+        **TINY,
+        "extra_datasets": {"tiny": {"md5": md5}},
+        "data_mirrors": {"tiny": [str(workdir / "mirror")]},
+    }
     config.update(config_overrides)
     write_config(workdir, config)
     return workdir
@@ -49,10 +73,14 @@ def write_config(workdir: Path, config: dict) -> Path:
 def snakemake_cmd(workdir: Path, *args: str, cores: int = 2) -> list[str]:
     return [
         str(BIN / "snakemake"),
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--configfile", str(Path(workdir) / "config.yaml"),
-        "--cores", str(cores),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(Path(workdir) / "config.yaml"),
+        "--cores",
+        str(cores),
         *args,
     ]
 

@@ -5,33 +5,83 @@ import json
 import pandas as pd
 import pytest
 
-from mlpstudy import aggregate
+from mlpstudy import aggregate, runs
 
+CONFIG = {
+    "datasets": ["mnist"],
+    "optimizers": ["sgd"],
+    "starts": ["shared"],
+    "threads": [1],
+    "backends": ["numpy"],
+    "learning_rates": [0.1, 0.01],
+    "batch_sizes": [32],
+    "trials": 2,
+    "epochs": 2,
+    "seed": 0,
+    "optimizer_settings": {},
+}
 EXPECTED = {
-    "backend": "numpy", "learning_rates": [0.1, 0.01], "batch_sizes": [32], "trials": 2,
-    "epochs": 2, "seed": 0, "shared_start": True, "options": {},
+    "runs": [runs.key(r) for r in runs.grid(CONFIG)],
+    "spec": {"epochs": 2, "seed": 0, "optimizer_settings": {}, "options": {}},
 }
 
 
 def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, **overrides):
-    run = root / f"backend={backend}/lr={lr}/batch={batch}/trial={trial}"
+    wildcards = {
+        "dataset": "mnist",
+        "optimizer": "sgd",
+        "start": "shared",
+        "threads": "1",
+        "backend": backend,
+        "lr": lr,
+        "batch": batch,
+        "trial": trial,
+    }
+    run = root / runs.run_dir(wildcards)
     run.mkdir(parents=True, exist_ok=True)
     n_rows = overrides.pop("n_rows", epochs)
     metrics = {
-        "model": backend, "learning_rate": float(lr), "batch_size": int(batch),
-        "trial": int(trial), "epochs": epochs, "seed": 0, "shared_start": True, "threads": 1,
-        "training_time_s": 1.5, "test_accuracy": 0.9, "final_train_loss": 0.3,
-        "final_train_accuracy": 0.91, "step_time_s": 1.0, "eval_time_s": 0.4,
-        "first_epoch_s": 0.8, "cpu_time_s": 1.5, "import_time_s": 0.1, "diverged": False,
-        "diverged_epoch": None, "requested_options": {},
-        "environment": {"hostname": "h"},
+        "model": backend,
+        "dataset": "mnist",
+        "optimizer": "sgd",
+        "start": "shared",
+        "learning_rate": float(lr),
+        "batch_size": int(batch),
+        "optimizer_settings": {},
+        "trial": int(trial),
+        "epochs": epochs,
+        "seed": 0,
+        "threads": 1,
+        "training_time_s": 1.5,
+        "test_accuracy": 0.9,
+        "final_train_loss": 0.3,
+        "final_train_accuracy": 0.91,
+        "step_time_s": 1.0,
+        "eval_time_s": 0.4,
+        "first_epoch_s": 0.8,
+        "cpu_time_s": 1.5,
+        "import_time_s": 0.1,
+        "diverged": False,
+        "diverged_epoch": None,
+        "requested_options": {},
+        "timing_mode": "strict",
+        "wall_cpu_ratio": 1.0,
+        "steal_s": 0.0,
+        "pinned_cpus": "1",
+        "overlapping_runs": 0,
+        "environment": {"hostname": "h", "cpu_model": "AMD EPYC"},
     }
     metrics.update(overrides)
     (run / "metrics.json").write_text(json.dumps(metrics))
-    pd.DataFrame({
-        "epoch": range(1, n_rows + 1), "train_loss": 0.5, "train_accuracy": 0.8,
-        "test_accuracy": 0.8, "epoch_s": 0.7,
-    }).to_csv(run / "history.csv", index=False)
+    pd.DataFrame(
+        {
+            "epoch": range(1, n_rows + 1),
+            "train_loss": 0.5,
+            "train_accuracy": 0.8,
+            "test_accuracy": 0.8,
+            "epoch_s": 0.7,
+        }
+    ).to_csv(run / "history.csv", index=False)
     return str(run)
 
 
@@ -39,13 +89,24 @@ def complete_sweep(root):
     return [write_run(root, lr=lr, trial=t) for lr in ("0.1", "0.01") for t in ("0", "1")]
 
 
-def test_complete_sweep_gives_the_study_columns_first(tmp_path):
+def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
     table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
-    assert list(table.columns[:16]) == aggregate.TABLE_COLUMNS
-    assert list(table.columns[:6]) == [
-        "model", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy"]
+    assert list(table.columns) == aggregate.COLUMNS
+    assert list(table.columns[:9]) == [
+        "model",
+        "learning_rate",
+        "batch_size",
+        "trial",
+        "training_time_s",
+        "test_accuracy",
+        "dataset",
+        "optimizer",
+        "start",
+    ]
     assert len(table) == 4 and len(histories) == 8
-    assert set(histories.columns) >= {"model", "learning_rate", "epoch", "train_loss"}
+    assert list(histories.columns[:8]) == runs.KEY_COLUMNS
+    assert table["timing_mode"].tolist() == ["strict"] * 4
+    assert table["cpu_model"].tolist() == ["AMD EPYC"] * 4
 
 
 def problems_for(tmp_path, runs):
@@ -57,7 +118,10 @@ def problems_for(tmp_path, runs):
 def test_missing_trial_is_named(tmp_path):
     runs = complete_sweep(tmp_path)[:-1]
     text = problems_for(tmp_path, runs)
-    assert "backend=numpy lr=0.01 batch=32: trials [0], expected [0, 1]" in text
+    assert (
+        "missing run results/runs/dataset=mnist/optimizer=sgd/start=shared/threads=1/"
+        "backend=numpy/lr=0.01/batch=32/trial=1" in text
+    )
 
 
 def test_short_history_is_named(tmp_path):
@@ -79,7 +143,7 @@ def test_other_epochs_is_named(tmp_path):
 
 
 def test_backend_option_mismatch_is_named(tmp_path):
-    expected = dict(EXPECTED, options={"jit_compile": "auto"})
+    expected = dict(EXPECTED, spec={**EXPECTED["spec"], "options": {"jit_compile": "auto"}})
     runs = complete_sweep(tmp_path)
     with pytest.raises(aggregate.ConsistencyError, match="option jit_compile=None"):
         aggregate.collect(runs, expected)
@@ -88,13 +152,40 @@ def test_backend_option_mismatch_is_named(tmp_path):
 def test_duplicate_run_is_named(tmp_path):
     runs = complete_sweep(tmp_path)
     runs.append(runs[0])
-    assert "duplicate run ('numpy', 0.1, 32, 0)" in problems_for(tmp_path, runs)
+    assert "duplicate run ('mnist', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)" in problems_for(
+        tmp_path, runs
+    )
 
 
 def test_metrics_that_disagree_with_their_directory(tmp_path):
     runs = complete_sweep(tmp_path)
     runs[3] = write_run(tmp_path, lr="0.01", trial="1", learning_rate=0.5)
-    assert "metrics say ('numpy', 0.5, 32, 1)" in problems_for(tmp_path, runs)
+    assert "metrics say ('mnist', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)" in problems_for(
+        tmp_path, runs
+    )
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("optimizer", "adam"), ("start", "independent"), ("dataset", "kmnist"), ("threads", 2)],
+)
+def test_a_run_whose_metrics_name_another_axis_value_is_named(tmp_path, field, value):
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(tmp_path, lr="0.1", trial="0", **{field: value})
+    assert f"{runs_[0]}: metrics say" in problems_for(tmp_path, runs_)
+
+
+def test_other_optimizer_settings_are_named(tmp_path):
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(tmp_path, lr="0.1", trial="0", optimizer_settings={"momentum": 0.5})
+    assert "optimizer_settings={'momentum': 0.5}" in problems_for(tmp_path, runs_)
+
+
+def test_contended_runs_are_reported(tmp_path):
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(tmp_path, lr="0.1", trial="0", wall_cpu_ratio=1.3)
+    table, _ = aggregate.collect(runs_, EXPECTED)
+    assert aggregate.contended(table)["wall_cpu_ratio"].tolist() == [1.3]
 
 
 def test_run_outside_the_grid(tmp_path):
@@ -104,13 +195,25 @@ def test_run_outside_the_grid(tmp_path):
 
 def test_diverged_run_with_short_history_is_a_result(tmp_path):
     runs = complete_sweep(tmp_path)
-    runs[0] = write_run(tmp_path, lr="0.1", trial="0", n_rows=1, diverged=True, diverged_epoch=1,
-                        test_accuracy=0.1, final_train_loss=None)
+    runs[0] = write_run(
+        tmp_path,
+        lr="0.1",
+        trial="0",
+        n_rows=1,
+        diverged=True,
+        diverged_epoch=1,
+        test_accuracy=0.1,
+        final_train_loss=None,
+    )
     table, _ = aggregate.collect(runs, EXPECTED)
     assert table["diverged"].sum() == 1
 
 
 def test_combine_refuses_duplicates():
-    t = pd.DataFrame({"model": ["numpy"], "learning_rate": [0.1], "batch_size": [32], "trial": [0]})
+    key = runs.parse(
+        "results/runs/dataset=mnist/optimizer=sgd/start=shared/threads=1/"
+        "backend=numpy/lr=0.1/batch=32/trial=0"
+    )
+    t = pd.DataFrame({c: [v] for c, v in key.items()})
     with pytest.raises(aggregate.ConsistencyError, match="duplicate runs"):
         aggregate.combine([t, t])

@@ -1,8 +1,10 @@
 """Gather finished runs into the study's tables, after checking they belong together.
 
-``results/tf_vs_np.csv`` (study 6.2) has one row per run: ``TABLE_COLUMNS`` first, in
-the study's order, then ``EXTRA_COLUMNS``. ``results/histories.parquet`` holds every
-run's per-epoch history in long format (``KEYS`` + the history columns).
+This module owns the tables' format. ``results/tf_vs_np.csv`` (study 6.2), each study's
+``runs.csv`` and each backend's ``runs_<backend>.csv`` have one row per run and the same
+``COLUMNS``: the study's six first, in its order, then ``dataset, optimizer, start``,
+then the rest. ``histories.parquet`` holds every run's per-epoch history in long format
+(``KEYS`` + the history columns). Read them with ``read_table`` / ``read_histories``.
 Nothing is written unless every check passes; a failure names the offending runs.
 """
 
@@ -15,37 +17,74 @@ from typing import Any
 
 import pandas as pd
 
+from mlpstudy import runs
 from mlpstudy.atomic import atomic_path
 
-TABLE_COLUMNS = [
-    "model", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy",
-    "final_train_loss", "final_train_accuracy", "epochs", "seed", "step_time_s",
-    "eval_time_s", "first_epoch_s", "cpu_time_s", "threads", "diverged",
+#: The study's own columns (section 6.2), in its order; ``model`` is the backend.
+STUDY_COLUMNS = [
+    "model",
+    "learning_rate",
+    "batch_size",
+    "trial",
+    "training_time_s",
+    "test_accuracy",
+]
+TABLE_COLUMNS = (
+    STUDY_COLUMNS
+    + ["dataset", "optimizer", "start"]
+    + [
+        "final_train_loss",
+        "final_train_accuracy",
+        "epochs",
+        "seed",
+        "step_time_s",
+        "eval_time_s",
+        "first_epoch_s",
+        "cpu_time_s",
+        "threads",
+        "diverged",
+    ]
+)
+#: The conditions of each timing (docs/timing.md).
+TIMING_COLUMNS = [
+    "timing_mode",
+    "wall_cpu_ratio",
+    "steal_s",
+    "pinned_cpus",
+    "overlapping_runs",
 ]
 EXTRA_COLUMNS = [
-    "diverged_epoch", "import_time_s", "shared_start", "job_wall_s", "job_max_rss_mb",
-    "hostname", "slurm_job_id", "slurm_node",
+    "diverged_epoch",
+    "import_time_s",
+    *TIMING_COLUMNS,
+    "job_wall_s",
+    "job_max_rss_mb",
+    "hostname",
+    "cpu_model",
+    "slurm_job_id",
+    "slurm_node",
 ]
-KEYS = ["model", "learning_rate", "batch_size", "trial"]
+COLUMNS = TABLE_COLUMNS + EXTRA_COLUMNS
+#: The columns that name a run (mlpstudy.runs.AXES), in sort order.
+KEYS = runs.KEY_COLUMNS
 #: What must not change between two runs of the same config, wherever they ran
 #: (everything else measures time or memory, or names the machine).
 DETERMINISTIC_COLUMNS = KEYS + [
-    "test_accuracy", "final_train_loss", "final_train_accuracy", "epochs", "seed", "diverged",
+    "test_accuracy",
+    "final_train_loss",
+    "final_train_accuracy",
+    "epochs",
+    "seed",
+    "diverged",
 ]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s"]
+#: A run whose timed loop took this much more wall time than CPU time was not alone on
+#: its core(s) for part of it (with one thread per run; the ratio is reported, not fixed).
+WALL_CPU_LIMIT = 1.10
 
 
 class ConsistencyError(ValueError):
     """The runs do not form one complete, uniform sweep; the message lists every problem."""
-
-
-def parse_run_dir(path: str | os.PathLike) -> dict[str, str]:
-    """``.../backend=numpy/lr=0.01/batch=128/trial=0[/file]`` -> its hive-style fields."""
-    fields = dict(part.split("=", 1) for part in Path(path).parts if "=" in part)
-    missing = {"backend", "lr", "batch", "trial"} - set(fields)
-    if missing:
-        raise ConsistencyError(f"{path}: not a run directory (missing {sorted(missing)})")
-    return fields
 
 
 def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -53,13 +92,15 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     env = metrics.get("environment", {})
-    row = {col: metrics.get(col) for col in TABLE_COLUMNS + EXTRA_COLUMNS}
+    row = {col: metrics.get(col) for col in COLUMNS}
     row.update(
         model=metrics.get("model"),
         hostname=env.get("hostname"),
+        cpu_model=env.get("cpu_model"),
         slurm_job_id=env.get("slurm_job_id"),
         slurm_node=env.get("slurm_node"),
         requested_options=metrics.get("requested_options", {}),
+        optimizer_settings=metrics.get("optimizer_settings", {}),
         run_dir=str(run_dir),
     )
     bench = run_dir / "benchmark.tsv"
@@ -67,60 +108,68 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
         b = pd.read_csv(bench, sep="\t").iloc[-1]
         row.update(job_wall_s=float(b["s"]), job_max_rss_mb=float(b["max_rss"]))
     history = pd.read_csv(run_dir / "history.csv")
-    for key in reversed(KEYS):
-        history.insert(0, key, row[key])
+    for column in reversed(KEYS):
+        history.insert(0, column, row[column])
     return row, history
 
 
 def check(rows: list[dict], histories: list[pd.DataFrame], expected: dict) -> list[str]:
-    """Every problem that stops these runs from being one sweep of ``expected``.
+    """Every problem that stops these runs from being the sweep ``expected`` describes.
 
-    ``expected``: backend, learning_rates, batch_sizes, trials, epochs, seed,
-    shared_start, options (the backend options the config asks for).
+    ``expected``: ``runs``, the keys (``{column: value}``, ``mlpstudy.runs.key``) of every
+    run the config asks for here, and ``spec``: ``epochs``, ``seed``,
+    ``optimizer_settings`` and ``options`` (the backend options the config asks for).
     """
     problems = []
     seen: dict[tuple, str] = {}
+    want_keys = {tuple(k[c] for c in KEYS) for k in expected["runs"]}
+    spec = expected["spec"]
     for row, hist in zip(rows, histories):
         where = row["run_dir"]
-        fields = parse_run_dir(where)
-        key = (row["model"], row["learning_rate"], row["batch_size"], row["trial"])
+        key = tuple(row.get(c) for c in KEYS)
         if key in seen:
             problems.append(f"{where}: duplicate run {key}, also in {seen[key]}")
         seen[key] = where
-        path_values = (fields["backend"], float(fields["lr"]), int(fields["batch"]), int(fields["trial"]))
-        if key != path_values:
-            problems.append(f"{where}: metrics say {key}, directory says {path_values}")
-        for name in ("epochs", "seed", "shared_start"):
-            if row.get(name) != expected[name]:
+        try:
+            path_key = tuple(runs.parse(where)[c] for c in KEYS)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        if key != path_key:
+            problems.append(f"{where}: metrics say {key}, directory says {path_key}")
+        if key not in want_keys:
+            problems.append(f"{where}: not in the configured grid")
+        for name in ("epochs", "seed", "optimizer_settings"):
+            if row.get(name) != spec[name]:
                 problems.append(
                     f"{where}: run of another config: {name}={row.get(name)!r}, "
-                    f"config has {expected[name]!r}"
+                    f"config has {spec[name]!r}"
                 )
-        for name, want in expected.get("options", {}).items():
+        for name, want in spec.get("options", {}).items():
             got = row["requested_options"].get(name)
             if got != want:
                 problems.append(
                     f"{where}: run of another config: option {name}={got!r}, config has {want!r}"
                 )
-        want_rows = row["diverged_epoch"] if row.get("diverged") else expected["epochs"]
+        want_rows = row["diverged_epoch"] if row.get("diverged") else spec["epochs"]
         if len(hist) != want_rows or list(hist["epoch"]) != list(range(1, len(hist) + 1)):
             problems.append(
                 f"{where}: history has epochs {list(hist['epoch'])}, expected 1..{want_rows}"
             )
-    for lr in expected["learning_rates"]:
-        for batch in expected["batch_sizes"]:
-            trials = sorted(k[3] for k in seen if k[:3] == (expected["backend"], lr, batch))
-            if trials != list(range(expected["trials"])):
-                problems.append(
-                    f"backend={expected['backend']} lr={lr} batch={batch}: trials {trials}, "
-                    f"expected {list(range(expected['trials']))}"
-                )
-    grid = {(expected["backend"], lr, b) for lr in expected["learning_rates"]
-            for b in expected["batch_sizes"]}
-    for key, where in seen.items():
-        if key[:3] not in grid:
-            problems.append(f"{where}: not in the configured grid")
+    for k in expected["runs"]:
+        if tuple(k[c] for c in KEYS) not in seen:
+            problems.append(f"missing run {runs.run_dir(_wildcards(k))}")
     return problems
+
+
+def _wildcards(key: dict[str, Any]) -> dict[str, Any]:
+    return {axis.name: key[axis.column] for axis in runs.AXES}
+
+
+def contended(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose timed loop ran at wall/CPU above ``WALL_CPU_LIMIT``."""
+    ratio = pd.to_numeric(table.get("wall_cpu_ratio"), errors="coerce")
+    return table[ratio > WALL_CPU_LIMIT]
 
 
 def collect(run_dirs: list[str], expected: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,12 +179,16 @@ def collect(run_dirs: list[str], expected: dict) -> tuple[pd.DataFrame, pd.DataF
     problems = check(rows, histories, expected)
     if problems:
         raise ConsistencyError(
-            "consistency checks failed, nothing written:\n" + "\n".join(f"  - {p}" for p in problems)
+            "consistency checks failed, nothing written:\n"
+            + "\n".join(f"  - {p}" for p in problems)
         )
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS + EXTRA_COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
     table = table.sort_values(KEYS, ignore_index=True)
-    long = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(
-        columns=KEYS + HISTORY_COLUMNS)
+    long = (
+        pd.concat(histories, ignore_index=True)
+        if histories
+        else pd.DataFrame(columns=KEYS + HISTORY_COLUMNS)
+    )
     return table, long.sort_values(KEYS + ["epoch"], ignore_index=True)
 
 
@@ -147,6 +200,18 @@ def combine(tables: list[pd.DataFrame]) -> pd.DataFrame:
     if len(dup):
         raise ConsistencyError(f"duplicate runs across tables:\n{dup[keys].to_string()}")
     return combined
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A runs table (any of the three), with its key columns typed."""
+    table = pd.read_csv(path)
+    return table.astype(
+        {"threads": int, "batch_size": int, "trial": int, "learning_rate": float}, errors="ignore"
+    )
+
+
+def read_histories(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_parquet(path)
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:

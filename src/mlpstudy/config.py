@@ -1,27 +1,75 @@
-"""The workflow's configuration: coerce command-line strings, validate, derive the grid.
+"""The workflow's configuration: complete the schema, coerce command-line strings, validate.
+
+``load_schema`` reads ``workflow/schemas/config.schema.yaml`` and fills in what the code
+defines once: the dataset names (``mlpstudy.datasets.CATALOG``), the optimizers and their
+settings (``mlpstudy.backends.optimizers.SETTINGS``), the backends and each one's options
+block (``mlpstudy.backends.REGISTRY``).
 
 ``snakemake --config 'learning_rates=[0.1,0.01]'`` hands list items over as strings, so
 values are first converted according to the types the schema declares, then validated.
-Every violation is reported at once, each naming the config field and the bad value.
+Every violation is reported at once, each naming the config field and the bad value;
+non-finite numbers (``inf``, ``1e400``, ``nan``) and keys that were replaced by newer
+ones (with what replaces them) included. The run grid itself is ``mlpstudy.runs``.
 """
 
 from __future__ import annotations
 
-import itertools
+import copy
+import math
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import yaml
+
+from mlpstudy.runs import fmt  # noqa: F401  (re-exported: the wildcard format of a value)
+
+#: Keys of earlier versions -> what replaces them.
+REPLACED = {
+    "mnist_mirrors": "data_mirrors (per dataset, "
+    "e.g. data_mirrors={mnist: [../shared/data/mnist]})",
+    "mnist_md5": "the dataset catalog (mlpstudy.datasets: every dataset's files and MD5s); "
+    "choose datasets with datasets=[...]",
+    "shared_start": "starts ([shared], [independent] or both)",
+}
 
 
 class ConfigError(ValueError):
     """Invalid configuration; the message names every bad field and value."""
 
 
-def load_schema(path: str | Path) -> dict:
+def load_schema(path: str | Path, config: dict | None = None) -> dict:
+    """The config schema at ``path``, completed from the code's registries (and the
+    names of ``config``'s ``extra_datasets``)."""
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        return complete_schema(yaml.safe_load(fh), config)
+
+
+def complete_schema(schema: dict, config: dict | None = None) -> dict:
+    """Fill in the names and blocks the code defines (datasets, optimizers, backends)."""
+    from mlpstudy.backends import REGISTRY
+    from mlpstudy.backends.optimizers import SETTINGS
+    from mlpstudy.datasets import CATALOG
+
+    extra = (config or {}).get("extra_datasets")
+    dataset_names = list(CATALOG) + [
+        n for n in (extra if isinstance(extra, dict) else {}) if n not in CATALOG
+    ]
+    props = schema["properties"]
+    props["datasets"]["items"]["enum"] = dataset_names
+    props["data_mirrors"]["propertyNames"] = {"enum": dataset_names}
+    props["optimizers"]["items"]["enum"] = list(SETTINGS)
+    props["optimizer_settings"].update(
+        additionalProperties=False,
+        properties={
+            name: {**fragment, "default": {}}
+            for name, fragment in SETTINGS.items()
+            if fragment.get("properties")
+        },
+    )
+    props["backends"]["items"]["enum"] = list(REGISTRY)
+    for name, info in REGISTRY.items():
+        props[name] = info.options_schema()
+    return schema
 
 
 def _types(schema: dict) -> set[str]:
@@ -56,13 +104,24 @@ def _coerce_scalar(value, types: set[str]):
 def coerce(value, schema: dict):
     """Convert strings in ``value`` to the types ``schema`` declares (recursively)."""
     types = _types(schema)
-    if isinstance(value, str) and "array" in types and value.strip().startswith("["):
+    if isinstance(value, str) and (
+        ("array" in types and value.strip().startswith("["))
+        or ("object" in types and value.strip().startswith("{"))
+    ):
         value = yaml.safe_load(value)
     if isinstance(value, list) and "items" in schema:
         return [coerce(v, schema["items"]) for v in value]
-    if isinstance(value, dict) and "properties" in schema:
-        props = schema["properties"]
-        return {k: coerce(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            k: coerce(v, props[k])
+            if k in props
+            else coerce(v, extra)
+            if isinstance(extra, dict)
+            else v
+            for k, v in value.items()
+        }
     return _coerce_scalar(value, types)
 
 
@@ -84,44 +143,62 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+def _non_finite(value, path: str = "") -> list[tuple[str, float]]:
+    """Every non-finite number in ``value``, with its field name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path or "<top level>", value)]
+    if isinstance(value, dict):
+        return [
+            hit for k, v in value.items() for hit in _non_finite(v, f"{path}.{k}" if path else k)
+        ]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, f"{path}[{i}]")]
+    return []
+
+
 def validate(config: dict, schema: dict) -> dict:
     """Coerce and validate ``config`` in place, fill schema defaults; raise ConfigError."""
+    replaced = [k for k in REPLACED if k in config]
+    for key in replaced:  # reported below; removed so they are not also "unknown"
+        config.pop(key)
     config.update(coerce(dict(config), schema))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [f"  config field '{_field(e)}': {_message(e)}" for e in errors]
+    lines = [f"  config field '{k}': no longer exists; use {REPLACED[k]}" for k in replaced]
+    lines += [
+        f"  config field '{name}': {value!r} is not a finite number"
+        for name, value in _non_finite(config)
+    ]
+    lines += [f"  config field '{_field(e)}': {_message(e)}" for e in errors]
+    if lines:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     _fill_defaults(config, schema)
     return config
 
 
+def register_extra_datasets(config: dict) -> None:
+    """Add the config's ``extra_datasets`` to the dataset catalog (after ``validate``)."""
+    from mlpstudy import datasets
+
+    for name, entry in config.get("extra_datasets", {}).items():
+        if name in datasets.CATALOG:
+            raise ConfigError(
+                f"invalid configuration:\n  config field 'extra_datasets.{name}': "
+                f"{name!r} is already in the catalog"
+            )
+        datasets.CATALOG[name] = datasets.Dataset(
+            name=name,
+            title=name,
+            homepage="",
+            md5=dict(entry["md5"]),
+            mirrors=tuple(entry.get("mirrors", ())),
+            classes=tuple(entry.get("classes", [str(i) for i in range(10)])),
+        )
+
+
 def _fill_defaults(instance: dict, schema: dict) -> None:
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
-            instance[key] = sub["default"]
+            instance[key] = copy.deepcopy(sub["default"])  # never fill into the schema
         if isinstance(instance.get(key), dict) and "properties" in sub:
             _fill_defaults(instance[key], sub)
-
-
-def fmt(value: float | int) -> str:
-    """The wildcard string of a grid value: shortest exact round trip, never exponent form.
-
-    ``fmt(0.001) == '0.001'``, ``fmt(1e-5) == '0.00001'``, ``fmt(128) == '128'``.
-    """
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    return np.format_float_positional(float(value), unique=True, trim="-")
-
-
-def grid(config: dict, backends: list[str] | None = None) -> list[dict[str, str]]:
-    """One dict of wildcard strings per training job, in a stable order."""
-    return [
-        {"backend": b, "lr": fmt(lr), "batch": fmt(bs), "trial": str(t)}
-        for b, lr, bs, t in itertools.product(
-            backends if backends is not None else config["backends"],
-            config["learning_rates"],
-            config["batch_sizes"],
-            range(config["trials"]),
-        )
-    ]

@@ -24,8 +24,12 @@ log = logging.getLogger("mlpstudy.train")
 def log_epoch(row: dict[str, Any], epochs: int) -> None:
     log.info(
         "epoch %d/%d  train_loss=%.4f  train_accuracy=%.4f  test_accuracy=%.4f  (%.2f s)",
-        row["epoch"], epochs, row["train_loss"], row["train_accuracy"],
-        row["test_accuracy"], row["epoch_s"],
+        row["epoch"],
+        epochs,
+        row["train_loss"],
+        row["train_accuracy"],
+        row["test_accuracy"],
+        row["epoch_s"],
     )
 
 
@@ -55,25 +59,50 @@ def run_job(
     test_path: str,
     history_path: str,
     metrics_path: str,
+    dataset_name: str,
+    timing_mode: str | None = None,
 ) -> dict[str, Any]:
-    """Train ``spec`` with ``backend`` on the parquet splits; write history and metrics."""
+    """Train ``spec`` with ``backend`` on the parquet splits; write history and metrics.
+
+    ``dataset_name`` is recorded with the run (the spec does not know its data);
+    ``timing_mode`` ("strict" | "throughput" | None) is how the timed loop gets its
+    cores (``mlpstudy.cores``).
+    """
     from mlpstudy import training  # imports the backend registry only, never a framework
 
     started = time.perf_counter()
     x_train, y_train = dataset.load(train_path)
     x_test, y_test = dataset.load(test_path)
     log.info(
-        "%s: lr=%s batch=%d trial=%d epochs=%d seed=%d shared_start=%s threads=%d, %d train / %d test rows",
-        backend, spec.learning_rate, spec.batch_size, spec.trial, spec.epochs, spec.seed,
-        spec.shared_start, spec.threads, len(x_train), len(x_test),
+        "%s on %s: optimizer=%s start=%s lr=%s batch=%d trial=%d epochs=%d seed=%d "
+        "threads=%d, %d train / %d test rows",
+        backend,
+        dataset_name,
+        spec.optimizer,
+        spec.start,
+        spec.learning_rate,
+        spec.batch_size,
+        spec.trial,
+        spec.epochs,
+        spec.seed,
+        spec.threads,
+        len(x_train),
+        len(x_test),
     )
     load_s = time.perf_counter() - started
     result = training.run_training(
-        backend, spec, x_train, y_train, x_test, y_test,
+        backend,
+        spec,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
         on_epoch=lambda row: log_epoch(row, spec.epochs),
+        timing_mode=timing_mode,
     )
     metrics = {
         "model": backend,
+        "dataset": dataset_name,
         **result.metrics,
         # the options as the config asked for them ("options" holds what the backend
         # resolved them to, e.g. Keras' jit_compile="auto" -> False on this machine)
@@ -87,6 +116,7 @@ def run_job(
         log.warning("diverged in epoch %s: recorded as a result", metrics.get("diverged_epoch"))
     log.info(
         "done: test_accuracy=%s training_time_s=%.2f",
-        metrics.get("test_accuracy"), metrics["training_time_s"],
+        metrics.get("test_accuracy"),
+        metrics["training_time_s"],
     )
     return metrics

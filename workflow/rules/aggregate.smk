@@ -1,33 +1,47 @@
 # Study section 6.2: check the runs, then gather them into the study's tables.
-# Per backend first, so that a figure of one backend needs only that backend's runs.
+# Per study and backend first, so that a figure of one backend needs only its runs;
+# then per study; then every run of every study in the master table.
 
 
 rule aggregate_backend:
     input:
         unpack(backend_runs),
     output:
-        table="results/tables/runs_{backend}.csv",
-        histories="results/tables/histories_{backend}.parquet",
-    params:
-        expected=expected_sweep,
+        table=f"{STUDY}/tables/runs_{{backend}}.csv",
+        histories=f"{STUDY}/tables/histories_{{backend}}.parquet",
+    log:
+        f"logs/aggregate/{STUDY}/{{backend}}.log",
     conda:
         ENV
-    log:
-        "logs/aggregate/{backend}.log",
+    params:
+        expected=expected_sweep,
     script:
         "../scripts/aggregate_backend.py"
 
 
+rule aggregate_study:
+    input:
+        unpack(study_tables),
+    output:
+        table=f"{STUDY}/runs.csv",
+        histories=f"{STUDY}/histories.parquet",
+    log:
+        f"logs/aggregate/{STUDY}/all.log",
+    conda:
+        ENV
+    script:
+        "../scripts/aggregate.py"
+
+
 rule aggregate:
     input:
-        tables=expand("results/tables/runs_{backend}.csv", backend=BACKENDS),
-        histories=expand("results/tables/histories_{backend}.parquet", backend=BACKENDS),
+        unpack(all_study_tables),
     output:
         table="results/tf_vs_np.csv",
         histories="results/histories.parquet",
-    conda:
-        ENV
     log:
         "logs/aggregate/all.log",
+    conda:
+        ENV
     script:
         "../scripts/aggregate.py"

@@ -16,7 +16,8 @@ os.environ.update(
 
 try:
     from mlpstudy import config as cfg
-    from mlpstudy import datasets, locks, machine
+    from mlpstudy import datasets, locks, machine, runs
+    from mlpstudy.backends import REGISTRY
 except ImportError as exc:
     raise WorkflowError(
         f"cannot import the workflow's code from {SRC} ({exc}); are the dependencies "
@@ -28,9 +29,11 @@ try:
     cfg.validate(
         config,
         cfg.load_schema(
-            os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+            os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"),
+            config,
         ),
     )
+    cfg.register_extra_datasets(config)
 except cfg.ConfigError as exc:
     raise WorkflowError(str(exc))
 
@@ -41,35 +44,54 @@ if workflow.is_main_process:
         logger.info(f"removed stale lock {stale} (no other Snakemake runs here)")
 
 BACKENDS = config["backends"]
-DATASET = "mnist"
+# A run's identity (mlpstudy.runs.AXES) gives every path, wildcard and grid below.
+RUN_DIR = runs.RUN_DIR
+STUDY = runs.STUDY_DIR
 
 
 wildcard_constraints:
-    dataset=DATASET,
+    **runs.wildcard_constraints(config),
     split="train|test",
-    backend="|".join(BACKENDS),
-    lr=r"[0-9]+(\.[0-9]+)?",
-    batch=r"[1-9][0-9]*",
-    trial=r"[0-9]+",
 
 
-RUN_DIR = "results/runs/backend={backend}/lr={lr}/batch={batch}/trial={trial}"
-
-
-def run_files(name, backends=None):
-    """Paths of ``name`` (e.g. metrics.json) in every configured run of ``backends``."""
-    return [
-        f"results/runs/backend={r['backend']}/lr={r['lr']}/batch={r['batch']}/trial={r['trial']}/{name}"
-        for r in cfg.grid(config, backends)
-    ]
+def run_files(name, **fixed):
+    """Paths of ``name`` (e.g. metrics.json) in every configured run, narrowed by ``fixed``."""
+    return [f"{runs.run_dir(r)}/{name}" for r in runs.grid(config, **fixed)]
 
 
 def backend_runs(wildcards):
-    """Inputs of one backend's aggregation: its runs only, never another backend's."""
+    """Inputs of one backend's aggregation in one study: its runs only."""
+    fixed = {**runs.study_of(wildcards), "backend": wildcards.backend}
     return {
-        "metrics": run_files("metrics.json", [wildcards.backend]),
-        "histories": run_files("history.csv", [wildcards.backend]),
+        "metrics": run_files("metrics.json", **fixed),
+        "histories": run_files("history.csv", **fixed),
     }
+
+
+def study_tables(wildcards):
+    """The per-backend tables of one study."""
+    study = runs.study_dir(wildcards)
+    return {
+        "tables": [f"{study}/tables/runs_{b}.csv" for b in BACKENDS],
+        "histories": [f"{study}/tables/histories_{b}.parquet" for b in BACKENDS],
+    }
+
+
+def all_study_tables(wildcards):
+    """Every study's combined tables (for the tables of all runs)."""
+    dirs = [runs.study_dir(s) for s in runs.studies(config)]
+    return {
+        "tables": [f"{d}/runs.csv" for d in dirs],
+        "histories": [f"{d}/histories.parquet" for d in dirs],
+    }
+
+
+def dataset_mirrors(wildcards):
+    return datasets.mirrors(wildcards.dataset, config["data_mirrors"])
+
+
+def dataset_md5(wildcards):
+    return datasets.md5s(wildcards.dataset)
 
 
 def split_files(wildcards):
@@ -79,54 +101,52 @@ def split_files(wildcards):
     return {"images": f"{raw}/{images}", "labels": f"{raw}/{labels}"}
 
 
-def backend_options(wildcards):
-    """The backend-specific knobs of the config (only TensorFlow has any so far)."""
-    return dict(config.get(wildcards.backend, {}))
-
-
-def expected_sweep(wildcards):
-    """What one backend's aggregation checks its runs against."""
+def train_data(wildcards):
+    """The parquet splits of the run's dataset."""
     return {
-        "backend": wildcards.backend,
-        "learning_rates": config["learning_rates"],
-        "batch_sizes": config["batch_sizes"],
-        "trials": config["trials"],
-        "epochs": config["epochs"],
-        "seed": config["seed"],
-        "shared_start": config["shared_start"],
-        "options": backend_options(wildcards),
+        split: f"results/data/{wildcards.dataset}/{split}.parquet"
+        for split in ("train", "test")
     }
 
 
-def threads_of(wildcards, threads):
-    return threads
+def train_spec(wildcards):
+    """The run's TrainSpec fields: its identity, plus epochs, seed and settings from the
+    config (a params: change reruns exactly the runs it affects)."""
+    return runs.train_spec_kwargs(wildcards, config)
 
 
-# What a training job needs, measured on the full default grid on the real MNIST
-# (2026-11-25, AMD EPYC, one thread per job; `benchmarks/bench_workflow.py report`
-# prints these from any run's table): peak RSS of the whole job (Snakemake's benchmark
-# file), slowest seconds per epoch (batch 32), and job start-up + teardown (interpreter,
-# framework import, data loading). A backend not measured yet gets TensorFlow's figures.
-MEASURED = {
-    "numpy": {"peak_mb": 404, "epoch_s": 0.72, "startup_s": 2.4},
-    "tensorflow": {"peak_mb": 1533, "epoch_s": 4.76, "startup_s": 10.0},
-}
+def run_threads(wildcards):
+    return int(wildcards.threads)
+
+
+def expected_sweep(wildcards):
+    """What one backend's aggregation in one study checks its runs against."""
+    fixed = {**runs.study_of(wildcards), "backend": wildcards.backend}
+    return {
+        "runs": [runs.key(r) for r in runs.grid(config, **fixed)],
+        "spec": {
+            k: v
+            for k, v in train_spec({**fixed, "lr": 1, "batch": 1, "trial": 0}).items()
+            if k in ("epochs", "seed", "optimizer_settings", "options")
+        },
+    }
+
+
+# What a training job needs, measured per backend (mlpstudy.backends.REGISTRY, with
+# the date and machine): peak RSS of the whole job, slowest seconds per epoch (batch 32),
+# and job start-up + teardown.
 MEM_HEADROOM = 1.3  # peak RSS varies little between runs (< 5 % here)
 TIME_HEADROOM = 3.0  # cluster nodes may be slower than the machine measured
 MIN_RUNTIME_MIN = 5
 
 
-def measured(backend):
-    return MEASURED.get(backend, MEASURED["tensorflow"])
-
-
 def train_mem_mb(wildcards, attempt):
-    return int(measured(wildcards.backend)["peak_mb"] * MEM_HEADROOM * attempt)
+    return int(REGISTRY[wildcards.backend].measured.peak_mb * MEM_HEADROOM * attempt)
 
 
 def train_runtime_min(wildcards, attempt):
-    m = measured(wildcards.backend)
-    seconds = (m["startup_s"] + m["epoch_s"] * config["epochs"]) * TIME_HEADROOM
+    m = REGISTRY[wildcards.backend].measured
+    seconds = (m.startup_s + m.epoch_s * config["epochs"]) * TIME_HEADROOM
     return max(MIN_RUNTIME_MIN, int(seconds / 60) + 1) * attempt
 
 
@@ -148,21 +168,34 @@ CROSS_BACKEND_FIGURES = [
 ]
 
 
-def figure_targets():
-    """The study's 11 figures (more with more backends): one PNG per rule."""
+def figure_targets(study):
+    """One study's 11 figures (more with more backends)."""
     return expand(
-        "results/figures/{figure}_{backend}.png",
+        "{study}/figures/{figure}_{backend}.png",
+        study=study,
         figure=PER_BACKEND_FIGURES,
         backend=BACKENDS,
-    ) + expand("results/figures/{figure}.png", figure=CROSS_BACKEND_FIGURES)
+    ) + expand(
+        "{study}/figures/{figure}.png", study=study, figure=CROSS_BACKEND_FIGURES
+    )
+
+
+def study_targets(study):
+    """Everything one study produces: its tables, figures, statistics and claims."""
+    d = runs.study_dir(study)
+    return [
+        f"{d}/runs.csv",
+        f"{d}/histories.parquet",
+        *figure_targets(d),
+        f"{d}/comparison.csv",
+        f"{d}/claims.md",
+        f"{d}/claims.html",
+    ]
 
 
 def all_targets():
     return [
         "results/tf_vs_np.csv",
         "results/histories.parquet",
-        *figure_targets(),
-        "results/comparison.csv",
-        "results/claims.md",
-        "results/claims.html",
+        *(t for study in runs.studies(config) for t in study_targets(study)),
     ]

@@ -1,19 +1,21 @@
-# Study section 2.1: fetch the four original MNIST files, verify them, convert to parquet.
+# Study section 2.1: fetch a dataset's four original files, verify them, convert to
+# parquet. What each dataset is (files, MD5s, public mirrors) is mlpstudy.datasets.CATALOG.
 
 
-rule download_mnist:
+rule download:
     output:
         expand(
             "results/data/{{dataset}}/raw/{file}",
             file=datasets.FILES,
         ),
-    params:
-        mirrors=config["mnist_mirrors"],
-        md5=config["mnist_md5"],
-    conda:
-        ENV
     log:
         "logs/data/{dataset}/download.log",
+    conda:
+        ENV
+    params:
+        # the config's data_mirrors[dataset] first, then the catalog's public mirrors
+        mirrors=dataset_mirrors,
+        md5=dataset_md5,
     script:
         "../scripts/download.py"
 
@@ -23,9 +25,9 @@ rule preprocess:
         unpack(split_files),
     output:
         "results/data/{dataset}/{split}.parquet",
-    conda:
-        ENV
     log:
         "logs/data/{dataset}/preprocess_{split}.log",
+    conda:
+        ENV
     script:
         "../scripts/preprocess.py"

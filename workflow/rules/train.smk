@@ -1,31 +1,30 @@
-# Study sections 5-6: one job per (backend, learning rate, batch size, trial).
+# Study sections 5-6: one job per run (dataset, optimizer, start, threads, backend,
+# learning rate, batch size, trial; mlpstudy.runs.AXES).
 
 
 rule train:
     input:
-        train="results/data/mnist/train.parquet",
-        test="results/data/mnist/test.parquet",
+        unpack(train_data),
     output:
         history=f"{RUN_DIR}/history.csv",
         metrics=f"{RUN_DIR}/metrics.json",
-    params:
-        # Changing any of these reruns the affected runs (Snakemake's params trigger).
-        epochs=config["epochs"],
-        seed=config["seed"],
-        shared_start=config["shared_start"],
-        options=backend_options,
-    # Drives every thread setting of the backend (BLAS/OpenMP for NumPy, TensorFlow
-    # intra/inter-op and XLA for Keras); override with --set-threads train=N.
-    threads: 1
-    resources:
-        physical_cores=threads_of,
-        mem_mb=train_mem_mb,
-        runtime=train_runtime_min,
-    conda:
-        ENV
     log:
         f"{RUN_DIR}/train.log",
     benchmark:
         f"{RUN_DIR}/benchmark.tsv"
+    conda:
+        ENV
+    # Every thread setting of the backend (BLAS/OpenMP, TensorFlow's pools, XLA, torch)
+    # comes from the run's `threads` axis; its timed loop gets that many dedicated cores.
+    threads: run_threads
+    resources:
+        physical_cores=run_threads,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime_min,
+    params:
+        # The run's TrainSpec: its identity plus epochs, seed, optimizer settings and
+        # backend options; changing any of these reruns exactly the affected runs.
+        spec=train_spec,
+        timing=config["timing"],
     script:
         "../scripts/train.py"

@@ -1,0 +1,143 @@
+"""The run identity (mlpstudy.runs): every axis round-trips between path, key and spec."""
+
+import re
+
+import pytest
+
+from mlpstudy import runs
+from mlpstudy.backends.base import TrainSpec
+
+CONFIG = {
+    "datasets": ["mnist", "fashion-mnist"],
+    "optimizers": ["sgd", "adam"],
+    "starts": ["shared", "independent"],
+    "threads": [1, 2],
+    "backends": ["numpy", "tensorflow"],
+    "learning_rates": [0.001, 0.1],
+    "batch_sizes": [32, 512],
+    "trials": 3,
+    "epochs": 2,
+    "seed": 7,
+    "optimizer_settings": {"adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}},
+    "tensorflow": {"deterministic": True},
+}
+
+
+def test_paths_name_every_axis_in_order():
+    assert runs.RUN_DIR == (
+        "results/runs/dataset={dataset}/optimizer={optimizer}/start={start}/threads={threads}/"
+        "backend={backend}/lr={lr}/batch={batch}/trial={trial}"
+    )
+    assert runs.STUDY_DIR == (
+        "results/studies/dataset={dataset}/optimizer={optimizer}/start={start}/threads={threads}"
+    )
+    assert runs.KEY_COLUMNS == [
+        "dataset",
+        "optimizer",
+        "start",
+        "threads",
+        "model",
+        "learning_rate",
+        "batch_size",
+        "trial",
+    ]
+
+
+def test_grid_is_the_full_product_in_a_stable_order():
+    grid = runs.grid(CONFIG)
+    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
+    assert grid[0] == {
+        "dataset": "mnist",
+        "optimizer": "sgd",
+        "start": "shared",
+        "threads": "1",
+        "backend": "numpy",
+        "lr": "0.001",
+        "batch": "32",
+        "trial": "0",
+    }
+    assert len({tuple(r.values()) for r in grid}) == len(grid)
+    assert grid == runs.grid(dict(CONFIG))
+
+
+def test_grid_narrows_by_fixed_axes():
+    one = runs.grid(
+        CONFIG, dataset="mnist", optimizer="adam", start="shared", threads=2, backend="tensorflow"
+    )
+    assert len(one) == 2 * 2 * 3
+    assert {(r["optimizer"], r["threads"], r["backend"]) for r in one} == {
+        ("adam", "2", "tensorflow")
+    }
+
+
+def test_studies_are_the_product_of_the_study_axes():
+    studies = runs.studies(CONFIG)
+    assert len(studies) == 16
+    assert studies[0] == {"dataset": "mnist", "optimizer": "sgd", "start": "shared", "threads": "1"}
+    assert runs.study_dir(studies[-1]) == (
+        "results/studies/dataset=fashion-mnist/optimizer=adam/start=independent/threads=2"
+    )
+    assert runs.study_label(studies[-1]) == "fashion-mnist · adam · independent start · 2 threads"
+
+
+@pytest.mark.parametrize("index", [0, 1, 77, 383])
+def test_path_key_and_spec_round_trip_for_every_axis(index):
+    wildcards = runs.grid(CONFIG)[index]
+    path = runs.run_dir(wildcards) + "/metrics.json"
+    key = runs.parse(path)
+    assert key == runs.key(wildcards)
+    assert runs.run_dir({a.name: key[a.column] for a in runs.AXES}) == runs.run_dir(wildcards)
+    spec = TrainSpec(**runs.train_spec_kwargs(wildcards, CONFIG))
+    assert (
+        spec.learning_rate,
+        spec.batch_size,
+        spec.trial,
+        spec.start,
+        spec.optimizer,
+        spec.threads,
+    ) == (
+        key["learning_rate"],
+        key["batch_size"],
+        key["trial"],
+        key["start"],
+        key["optimizer"],
+        key["threads"],
+    )
+    assert (spec.epochs, spec.seed) == (2, 7)
+    assert spec.options == CONFIG.get(key["model"], {})
+
+
+def test_spec_carries_the_settings_of_its_own_optimizer_only():
+    adam = next(r for r in runs.grid(CONFIG) if r["optimizer"] == "adam")
+    sgd = next(r for r in runs.grid(CONFIG) if r["optimizer"] == "sgd")
+    assert runs.train_spec_kwargs(adam, CONFIG)["optimizer_settings"] == {
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+    }
+    assert runs.train_spec_kwargs(sgd, CONFIG)["optimizer_settings"] == {}
+
+
+def test_a_path_missing_an_axis_is_named():
+    with pytest.raises(ValueError, match="missing dataset, optimizer, start, threads"):
+        runs.parse("results/runs/backend=numpy/lr=0.1/batch=32/trial=0")
+
+
+def test_wildcard_constraints_accept_the_grid_and_nothing_else():
+    constraints = runs.wildcard_constraints(CONFIG)
+    for wildcards in runs.grid(CONFIG)[:50]:
+        for name, value in wildcards.items():
+            assert re.fullmatch(constraints[name], value), (name, value)
+    assert not re.fullmatch(constraints["backend"], "jax")
+    assert not re.fullmatch(constraints["dataset"], "kmnist")
+    assert not re.fullmatch(constraints["lr"], "1e-03")
+    assert not re.fullmatch(constraints["threads"], "0")
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [(0.001, "0.001"), (0.003, "0.003"), (1e-5, "0.00001"), (0.1, "0.1"), (1.0, "1"), (512, "512")],
+)
+def test_wildcard_strings_round_trip_exactly(value, text):
+    assert runs.fmt(value) == text
+    assert type(value)(text) == value if isinstance(value, int) else float(text) == value
