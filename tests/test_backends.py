@@ -1,54 +1,134 @@
-"""The backend registry, the shared start, the spec and the thread environment."""
+"""The backend registry and contract, the shared start, the spec and the thread environment."""
 
 from __future__ import annotations
 
-import ast
+import dataclasses
+import inspect
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from mlpstudy.backends import BACKENDS, MODULES, framework_modules, get_backend
+from mlpstudy import backends
+from mlpstudy.backends import (
+    BACKENDS,
+    REGISTRY,
+    base,
+    framework_modules,
+    get_backend,
+    info,
+    loop,
+    options_schema,
+)
 from mlpstudy.backends.base import (
     HISTORY_COLUMNS,
     PARAM_NAMES,
+    Backend,
     SharedStart,
     TrainSpec,
     is_diverged,
 )
+from mlpstudy.backends.optimizers import OPTIMIZERS
 from mlpstudy.training import thread_env
 
-ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = [
+    name for name, f in vars(Backend).items() if inspect.isfunction(f) and not name.startswith("_")
+]
 
 
-def test_schema_enum_is_the_registry():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert tuple(schema["properties"]["backends"]["items"]["enum"]) == BACKENDS
+def _signature(function, namespace=None):
+    """(parameters as (name, kind, default, annotation), return annotation), with the
+    annotations evaluated, so ``Params`` and ``dict[str, np.ndarray]`` compare equal."""
+    sig = inspect.signature(function, globals=namespace, eval_str=True)
+    params = [
+        (p.name, p.kind, p.default, p.annotation)
+        for p in sig.parameters.values()
+        if p.name != "self"
+    ]
+    return params, sig.return_annotation
+
+
+def test_protocol_is_the_five_functions():
+    assert PROTOCOL == ["set_threads", "start", "gradients", "evaluate", "train"]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_each_backend_module_implements_the_protocol_exactly(name):
+    """Same names, parameter kinds, defaults and types as ``base.Backend``: only the
+    implementation differs between backends."""
+    pytest.importorskip(info(name).framework_modules[0])
+    module = get_backend(name)
+    namespace = {**vars(base), "EpochCallback": loop.EpochCallback}
+    for function in PROTOCOL:
+        assert callable(getattr(module, function, None)), (name, function)
+        expected = _signature(getattr(Backend, function), namespace)
+        assert _signature(getattr(module, function)) == expected, (name, function)
+
+
+def test_registry_entries_are_complete_and_distinct():
+    assert BACKENDS[:2] == ("numpy", "tensorflow")
+    for name, entry in REGISTRY.items():
+        assert entry.name == name and entry.module.startswith("mlpstudy.backends.")
+        assert entry.framework_modules and entry.distributions
+        assert re.fullmatch(r"#[0-9A-F]{6}", entry.color), name
+        assert entry.label and entry.marker and entry.linestyle
+        assert entry.measured.peak_mb > 0 and entry.measured.epoch_s > 0
+        assert entry.adam_epsilon in ("sqrt_v", "sqrt_v_hat")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            entry.name = "other"
+        for option, schema in entry.options.items():
+            assert "default" in schema and "description" in schema, (name, option)
+    for field in ("color", "label", "marker"):
+        values = [getattr(e, field) for e in REGISTRY.values()]
+        assert len(set(values)) == len(values), field
+
+
+def test_figure_style_and_resources_of_the_study_backends():
+    """The values that lived in figures/style.py and common.smk's MEASURED."""
+    numpy, tensorflow = REGISTRY["numpy"], REGISTRY["tensorflow"]
+    assert (numpy.label, numpy.color, numpy.linestyle, numpy.marker) == (
+        "NumPy",
+        "#0072B2",
+        "-",
+        "o",
+    )
+    assert (tensorflow.label, tensorflow.color, tensorflow.linestyle, tensorflow.marker) == (
+        "TensorFlow/Keras",
+        "#D55E00",
+        "--",
+        "s",
+    )
+    assert backends.measured()["numpy"] == {"peak_mb": 404, "epoch_s": 0.72, "startup_s": 2.4}
+    assert backends.measured()["tensorflow"]["peak_mb"] == 1533
+    versions = backends.recorded_distributions()
+    assert versions["tensorflow"] == ("tensorflow-cpu", "tensorflow") and "keras" in versions
+
+
+def test_options_schema_has_the_defaults_the_backends_use():
+    schemas = options_schema()
+    tf_block = schemas["tensorflow"]
+    assert tf_block["additionalProperties"] is False and tf_block["default"] == {}
+    assert {k: v["default"] for k, v in tf_block["properties"].items()} == {
+        "jit_compile": "auto",
+        "steps_per_execution": 1,
+        "deterministic": True,
+    }
+    assert info("numpy").resolve_options({"dtype": "float64", "jit_compile": True}) == {
+        "dtype": "float64"
+    }  # unknown keys ignored
+    for name, block in schemas.items():
+        assert info(name).default_options() == {
+            k: v["default"] for k, v in block["properties"].items()
+        }
 
 
 def test_unknown_backend_names_itself_and_the_known_ones():
-    with pytest.raises(ValueError, match=r"'jax'.*numpy, tensorflow"):
-        get_backend("jax")
-    with pytest.raises(ValueError, match="'torch'"):
-        framework_modules("torch")
-
-
-def test_backend_modules_mirror_each_other():
-    """Same public functions, same order: only the implementation differs."""
-
-    def public_functions(module: str) -> list[str]:
-        path = ROOT / "src" / (module.replace(".", "/") + ".py")
-        tree = ast.parse(path.read_text())
-        return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)
-                and not n.name.startswith("_")]
-
-    functions = {name: public_functions(module) for name, module in MODULES.items()}
-    shared = ["set_threads", "start", "gradients", "evaluate", "train"]
-    for name, names in functions.items():
-        assert [f for f in names if f in shared] == shared, name
+    with pytest.raises(ValueError, match=r"'caffe'.*numpy, tensorflow"):
+        get_backend("caffe")
+    with pytest.raises(ValueError, match="'theano'"):
+        framework_modules("theano")
 
 
 def test_a_numpy_run_never_imports_tensorflow():
@@ -58,7 +138,7 @@ def test_a_numpy_run_never_imports_tensorflow():
         "from mlpstudy.backends.base import TrainSpec\n"
         "x = np.random.default_rng(0).random((50, 784), dtype=np.float32)\n"
         "y = np.arange(50) % 10\n"
-        "r = run_training('numpy', TrainSpec(0.1, 16, 1, 0, 0), x, y, x, y)\n"
+        "r = run_training('numpy', TrainSpec(0.1, 16, 1, 0, 0, optimizer='adam'), x, y, x, y)\n"
         "assert r.metrics['epochs_completed'] == 1\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))\n"
     )
@@ -90,15 +170,77 @@ def test_start_depends_on_seed_trial_and_stream():
 
 
 @pytest.mark.parametrize(
-    "field, value",
-    [("learning_rate", 0.0), ("learning_rate", float("nan")), ("batch_size", 0),
-     ("epochs", 1.5), ("threads", 0), ("seed", -1), ("trial", -2)],
+    "field, value, message",
+    [
+        ("learning_rate", 0.0, "learning_rate"),
+        ("learning_rate", float("nan"), "learning_rate"),
+        ("learning_rate", float("inf"), "learning_rate"),
+        ("learning_rate", True, "learning_rate"),
+        ("batch_size", 0, "batch_size"),
+        ("epochs", 1.5, "epochs"),
+        ("threads", 0, "threads"),
+        ("seed", -1, "seed"),
+        ("trial", -2, "trial"),
+        ("trial", False, "trial"),
+        ("start", "own", "start must be one of shared, independent"),
+        ("start", True, "start must be one of"),
+        ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam"),
+    ],
 )
-def test_spec_rejects_bad_values_by_name(field, value):
-    fields = dict(learning_rate=0.1, batch_size=32, epochs=1, seed=0, trial=0)
+def test_spec_rejects_bad_values_by_name(field, value, message):
+    fields = {"learning_rate": 0.1, "batch_size": 32, "epochs": 1, "seed": 0, "trial": 0}
     fields[field] = value
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(ValueError, match=message):
         TrainSpec(**fields)
+
+
+@pytest.mark.parametrize(
+    "optimizer, settings, message",
+    [
+        ("sgd", {"momentum": 0.9}, r"unknown setting\(s\) momentum \(known: none\)"),
+        ("momentum", {"beta_1": 0.9}, r"unknown setting\(s\) beta_1 \(known: momentum, nesterov\)"),
+        ("momentum", {"momentum": 1.0}, r"optimizer_settings.momentum .* must be < 1, got 1.0"),
+        ("momentum", {"momentum": -0.1}, "must be >= 0"),
+        ("momentum", {"momentum": "0.9"}, "must be a finite number"),
+        ("momentum", {"nesterov": "yes"}, "nesterov .* must be true or false"),
+        ("adam", {"epsilon": 0.0}, "epsilon .* must be > 0"),
+        ("adam", {"epsilon": float("nan")}, "epsilon .* must be a finite number"),
+        ("adam", {"beta_2": True}, "beta_2 .* must be a finite number"),
+    ],
+)
+def test_spec_rejects_bad_optimizer_settings_by_name(optimizer, settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSpec(0.1, 32, 1, 0, 0, optimizer=optimizer, optimizer_settings=settings)
+
+
+def test_spec_completes_the_optimizer_settings_with_the_defaults():
+    assert OPTIMIZERS == {
+        "sgd": {},
+        "momentum": {"momentum": 0.9, "nesterov": False},
+        "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    }
+    given = {"nesterov": True}
+    spec = TrainSpec(0.1, 32, 1, 0, 0, optimizer="momentum", optimizer_settings=given)
+    assert spec.optimizer_settings == {"momentum": 0.9, "nesterov": True}
+    assert given == {"nesterov": True}  # the caller's dict is not changed
+    assert spec == TrainSpec(
+        0.1,
+        32,
+        1,
+        0,
+        0,
+        optimizer="momentum",
+        optimizer_settings={"momentum": 0.9, "nesterov": True},
+    )
+    assert (spec.start, spec.shared, TrainSpec(0.1, 1, 1, 0, 0, start="independent").shared) == (
+        "shared",
+        True,
+        False,
+    )
+    fields = base.spec_fields(spec)
+    assert fields["optimizer"] == "momentum" and fields["start"] == "shared"
+    assert fields["optimizer_settings"] == {"momentum": 0.9, "nesterov": True}
+    assert "options" not in fields and "shared_start" not in fields
 
 
 def test_divergence_rule():
@@ -112,8 +254,13 @@ def test_history_columns():
 
 def test_thread_env_single_thread_also_tells_xla():
     env = thread_env(1, {"XLA_FLAGS": "--xla_dump_to=/tmp/x"})
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",
+        "TF_NUM_INTEROP_THREADS",
+    ):
         assert env[var] == "1"
     assert env["XLA_FLAGS"].startswith("--xla_dump_to=/tmp/x ")
     assert "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]

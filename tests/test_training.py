@@ -44,8 +44,9 @@ def test_one_sgd_step_from_the_same_start(data):
     for k in PARAM_NAMES:
         assert not np.allclose(expected[k], start.params[k], atol=1e-4), k  # it moved
         np.testing.assert_allclose(after["numpy"][k], expected[k], rtol=0, atol=1e-6, err_msg=k)
-        np.testing.assert_allclose(after["tensorflow"][k], expected[k], rtol=0, atol=1e-6,
-                                   err_msg=k)
+        np.testing.assert_allclose(
+            after["tensorflow"][k], expected[k], rtol=0, atol=1e-6, err_msg=k
+        )
 
 
 def test_two_epochs_agree_between_backends(data):
@@ -99,7 +100,8 @@ def test_without_shared_start_each_framework_starts_on_its_own(data):
     """lr = 1e-30: one epoch leaves the weights at the start, which we compare."""
 
     def start_weights(name, trial, shared):
-        spec = TrainSpec(1e-30, 300, 1, seed=0, trial=trial, shared_start=shared)
+        start = "shared" if shared else "independent"
+        spec = TrainSpec(1e-30, 300, 1, seed=0, trial=trial, start=start)
         return get_backend(name).train(spec, *data).params["W1"]
 
     shared = SharedStart(0, 0).params["W1"]
@@ -137,7 +139,8 @@ def test_run_training_completes_the_metrics(name, data, monkeypatch):
         assert m["options"]["jit_compile"] in (True, False)  # "auto" resolved
         assert m["options"]["deterministic"] is True
         assert {"tf_intra_op", "tf_inter_op", "xla_cpu_multi_thread_eigen"} <= set(
-            m["thread_settings"])
+            m["thread_settings"]
+        )
 
 
 def test_numpy_import_time_is_measured_in_a_fresh_interpreter():

@@ -43,20 +43,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+def _version(*dists: str) -> str | None:
+    """The version of the first of ``dists`` that is installed, else None."""
+    for dist in dists:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def environment() -> dict:
-    """What a run's metrics record about where it ran (SLURM ids only under SLURM)."""
+    """What a run's metrics record about where it ran (SLURM ids only under SLURM).
+
+    The library versions are those of every registered backend's distributions
+    (``mlpstudy.backends.recorded_distributions``), whichever backend the run used.
+    """
+    from mlpstudy.backends import recorded_distributions
+
     env = {
         "python": platform.python_version(),
-        "numpy": _version("numpy"),
-        "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
-        "keras": _version("keras"),
+        **{key: _version(*dists) for key, dists in recorded_distributions().items()},
         "cpu_model": cpu_model(),
         "logical_cores": os.cpu_count(),
         "physical_cores": physical_cores(),

@@ -1,13 +1,16 @@
-"""What every backend shares: the run's spec, its shared start, its result, the divergence rule.
+"""What every backend shares: the contract, the run's spec, the shared start, the result.
 
-Both backend modules import these names, so ``TrainSpec``, ``initial_params`` or
-``RunResult`` mean the same thing in ``numpy_mlp.py`` and ``tensorflow_mlp.py``.
+Every backend module imports these names, so ``TrainSpec``, ``initial_params`` or
+``RunResult`` mean the same thing in each of them, and each module implements the
+``Backend`` protocol below with exactly its signatures (a test checks them).
 
-The shared start (``TrainSpec.shared_start``, default true): one NumPy ``Generator``
+The shared start (``TrainSpec.start == "shared"``, the default): one NumPy ``Generator``
 seeded by ``(seed, trial)`` draws, in this order, the He-uniform initial weights
 (W1, then W2; biases are zero) and then one permutation of the training set per
 epoch. Every backend consumes exactly those, so two backends started from the same
-spec differ only by their implementation.
+spec differ only by their implementation. With ``start == "independent"`` each
+framework draws its own weights and batch order from ``(seed, trial)`` (the study's
+setting).
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from .optimizers import resolve
+
+if TYPE_CHECKING:
+    from .loop import EpochCallback
 
 #: Layer sizes of the study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax.
 LAYER_SIZES = (784, 64, 10)
@@ -25,16 +33,24 @@ LAYER_SIZES = (784, 64, 10)
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 #: Columns of ``RunResult.history``, in order.
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s")
+#: The start modes: one shared draw for every backend, or each framework its own.
+STARTS = ("shared", "independent")
+
+#: The network's parameters by ``PARAM_NAMES``, as NumPy arrays in Keras' layout
+#: (W1: 784x64, b1: 64, W2: 64x10, b2: 10); a backend storing them otherwise transposes.
+Params = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """One training run: the grid point, the trial, and how to run it.
+    """One training run: the grid point, the trial, the optimizer, and how to run it.
 
-    ``options`` holds backend-specific knobs; a backend ignores the ones it does not
-    know and records the ones it used in ``RunResult.metrics["options"]``
-    (TensorFlow: ``jit_compile`` "auto"|True|False, ``steps_per_execution`` int,
-    ``deterministic`` bool; NumPy: ``dtype`` "float32"|"float64").
+    ``optimizer`` is one of ``optimizers.OPTIMIZERS`` and ``optimizer_settings`` its
+    settings (the config's ``optimizer_settings[optimizer]``); missing settings take the
+    defaults, so after construction ``optimizer_settings`` holds every number used.
+    ``options`` holds backend-specific knobs (the registry's ``BackendInfo.options``);
+    a backend ignores the ones it does not know and records the ones it used in
+    ``RunResult.metrics["options"]``.
     """
 
     learning_rate: float
@@ -42,27 +58,49 @@ class TrainSpec:
     epochs: int
     seed: int
     trial: int
-    shared_start: bool = True
+    start: str = "shared"
+    optimizer: str = "sgd"
+    optimizer_settings: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        lr = self.learning_rate
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, (int, float))
+            or not (lr > 0 and math.isfinite(lr))
+        ):
+            raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
         for name in ("batch_size", "epochs", "threads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         for name in ("seed", "trial"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if not isinstance(self.optimizer_settings, dict):
+            raise TypeError(
+                f"optimizer_settings must be a mapping, got {self.optimizer_settings!r}"
+            )
+        object.__setattr__(
+            self, "optimizer_settings", resolve(self.optimizer, self.optimizer_settings)
+        )
+        object.__setattr__(self, "options", dict(self.options))
+
+    @property
+    def shared(self) -> bool:
+        """True when every backend starts from the shared draw."""
+        return self.start == "shared"
 
 
 def generator(seed: int, trial: int, stream: str | None = None) -> np.random.Generator:
     """The NumPy Generator for ``(seed, trial)``.
 
-    ``stream=None`` is the shared start. A backend running with ``shared_start=False``
+    ``stream=None`` is the shared start. A backend running with ``start="independent"``
     that draws with NumPy passes its own name, which gives an independent stream, so
     no two frameworks share a start by accident.
     """
@@ -131,7 +169,7 @@ class RunResult:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     #: The parameters after the last epoch (NumPy arrays, names ``PARAM_NAMES``).
-    params: dict[str, np.ndarray] | None = None
+    params: Params | None = None
 
     def history_frame(self):
         """``history`` as a pandas DataFrame with columns ``HISTORY_COLUMNS``."""
@@ -141,7 +179,50 @@ class RunResult:
 
 
 def spec_fields(spec: TrainSpec) -> dict[str, Any]:
-    """The spec as flat metrics (``options`` is recorded separately, as used)."""
+    """The spec as metrics (``options`` is recorded separately, as used):
+    ``learning_rate, batch_size, epochs, seed, trial, start, optimizer,
+    optimizer_settings`` (a dict of every number used), ``threads``."""
     fields = asdict(spec)
     fields.pop("options")
     return fields
+
+
+class Backend(Protocol):
+    """What a backend module provides, with these exact signatures (checked by a test).
+
+    Every function takes and returns NumPy arrays; only ``train`` runs the framework's
+    own training loop. A module is registered in ``mlpstudy.backends.REGISTRY``.
+    """
+
+    def set_threads(self, n: int) -> dict[str, int]:
+        """Limit the framework's thread pools (and NumPy's BLAS) to ``n``; return what is
+        in effect, by pool name. Called before the framework runs any op."""
+        ...
+
+    def start(self, spec: TrainSpec) -> SharedStart | None:
+        """The run's initial parameters and epoch permutations: the shared ones for
+        ``spec.start == "shared"``, else the backend's own draw, or None where the
+        framework draws its own weights and batch order itself."""
+        ...
+
+    def gradients(self, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
+        """Mean cross-entropy of the batch ``(x, y)`` at ``params`` and its gradients,
+        computed in the dtype of ``params`` where the framework allows (float64 too)."""
+        ...
+
+    def evaluate(self, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``."""
+        ...
+
+    def train(
+        self,
+        spec: TrainSpec,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        on_epoch: EpochCallback | None = None,
+    ) -> RunResult:
+        """Train as ``spec`` says (its optimizer, start, options) with the timed loop of
+        ``loop.run_epochs``; the result's ``params`` are the final ones as ``Params``."""
+        ...

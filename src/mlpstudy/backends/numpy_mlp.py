@@ -8,9 +8,12 @@ run, so a step at batch size 32 costs little beyond its three matrix products:
   buffer, where it is still in cache for the matrix products that read it;
 - labels are one-hot encoded once, so delta2 = y_hat - y_onehot is one subtraction;
 - the 1/b of the batch mean and the learning rate are folded into delta2 (one small
-  multiplication), so each gradient product already is the SGD update lr * dL/dW.
+  multiplication), so each gradient product already is the SGD update lr * dL/dW;
+- the four parameter arrays are views into one flat vector, and so are their gradients,
+  so an optimizer updates all 50,890 numbers with a few in-place passes over one array
+  (``SGD``, ``Momentum``, ``Adam`` below: equations in their docstrings).
 
-Same functions, same order, as ``tensorflow_mlp.py``.
+Implements ``base.Backend``, like every other backend module.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from .base import LAYER_SIZES, PARAM_NAMES, RunResult, SharedStart, TrainSpec
+from . import info
+from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
 from .loop import EpochCallback, run_epochs
 
 #: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
 EVAL_CHUNK = 4096
-DEFAULT_OPTIONS = {"dtype": "float32"}
 
 
 def set_threads(n: int) -> dict[str, int]:
@@ -36,20 +39,36 @@ def set_threads(n: int) -> dict[str, int]:
     }
 
 
-def start(spec: TrainSpec, dtype=np.float32) -> SharedStart:
-    """The run's initial parameters and epoch permutations.
+def start(spec: TrainSpec) -> SharedStart | None:
+    """The run's initial parameters and epoch permutations, in the ``dtype`` option's type.
 
-    With ``shared_start`` these are the shared ones. Without, NumPy draws its own
-    from an independent stream of the same ``(seed, trial)``.
+    With ``start="shared"`` these are the shared ones; with "independent", NumPy draws
+    its own from an independent stream of the same ``(seed, trial)``.
     """
-    stream = None if spec.shared_start else "numpy"
+    stream = None if spec.shared else "numpy"
+    dtype = np.dtype(info("numpy").resolve_options(spec.options)["dtype"])
     return SharedStart(spec.seed, spec.trial, stream=stream, dtype=dtype)
 
 
-class _Buffers:
-    """Every array one training step writes, allocated once for the largest batch."""
+def _flat(arrays: Params, dtype) -> tuple[np.ndarray, Params]:
+    """One flat vector holding ``arrays`` (copied in), and views of it by name."""
+    flat = np.empty(sum(arrays[name].size for name in PARAM_NAMES), dtype)
+    views, offset = {}, 0
+    for name in PARAM_NAMES:
+        view = flat[offset : offset + arrays[name].size].reshape(arrays[name].shape)
+        view[...] = arrays[name]
+        views[name] = view
+        offset += view.size
+    return flat, views
 
-    def __init__(self, params: dict[str, np.ndarray], rows: int):
+
+class _Buffers:
+    """Every array one training step writes, allocated once for the largest batch.
+
+    ``grads`` are views into the flat vector ``grad``, laid out like ``_flat``'s params.
+    """
+
+    def __init__(self, params: Params, rows: int):
         n_in, n_hidden, n_out = LAYER_SIZES
         dtype = params["W1"].dtype
         self.x = np.empty((rows, n_in), dtype)  # the gathered mini-batch
@@ -60,7 +79,7 @@ class _Buffers:
         self.mask = np.empty((rows, n_hidden), bool)  # 1(z1 > 0)
         self.row_max = np.empty((rows, 1), dtype)
         self.row_sum = np.empty((rows, 1), dtype)
-        self.grads = {name: np.empty_like(params[name]) for name in PARAM_NAMES}
+        self.grad, self.grads = _flat(params, dtype)
 
     def view(self, rows: int):
         """The buffers for a batch of ``rows`` (a short last batch uses their first rows)."""
@@ -104,7 +123,7 @@ def _backward(params, x, onehot, scale, buf: _Buffers):
     np.sum(d1, axis=0, out=g["b1"])
 
 
-def gradients(params, x, y):
+def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
     """Mean cross-entropy of the batch ``(x, y)`` and its gradients (dict like ``params``).
 
     Works in the dtype of ``params`` (float64 for finite-difference checks).
@@ -117,12 +136,15 @@ def gradients(params, x, y):
     return loss, {name: buf.grads[name].copy() for name in PARAM_NAMES}
 
 
-def evaluate(params, x, y, chunk: int = EVAL_CHUNK) -> tuple[float, float]:
-    """Mean cross-entropy (6) and accuracy of ``params`` on ``(x, y)``, in chunks.
+def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy (6) and accuracy of ``params`` on ``(x, y)``, in chunks of
+    ``EVAL_CHUNK`` rows.
 
     The loss uses log-softmax, logsumexp(z2) - z2[y] on the shifted logits: no log(0).
     """
-    rows = min(chunk, len(x))
+    x = np.asarray(x, dtype=params["W1"].dtype)
+    y = np.asarray(y)
+    rows = min(EVAL_CHUNK, len(x))
     buf = _Buffers(params, rows)
     exp = np.empty_like(buf.z2)
     loss_sum, correct = 0.0, 0
@@ -137,20 +159,132 @@ def evaluate(params, x, y, chunk: int = EVAL_CHUNK) -> tuple[float, float]:
     return loss_sum / len(x), correct / len(x)
 
 
-def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCallback | None = None):
-    """Train the network with mini-batch SGD as ``spec`` says; return a ``RunResult``."""
-    options = {**DEFAULT_OPTIONS, **{k: v for k, v in spec.options.items() if k in DEFAULT_OPTIONS}}
+class SGD:
+    """Plain mini-batch SGD, the study's equation (12)::
+
+        w <- w - lr g
+
+    ``g`` arrives as lr * g (``grad_scale``: the learning rate is folded into delta2),
+    so a step is one in-place pass over the flat parameter vector.
+    """
+
+    def __init__(self, w: np.ndarray, g: np.ndarray, lr: float, settings: dict):
+        self.w, self.g = w, g
+        self.grad_scale = lr
+
+    def step(self) -> None:
+        self.w -= self.g
+
+
+class Momentum:
+    """SGD with momentum, heavy ball or Nesterov, in Keras' convention (velocity ``v``
+    starts at 0, ``m`` is the ``momentum`` setting)::
+
+        v <- m v - lr g
+        w <- w + v                  heavy ball
+        w <- w + m v - lr g         Nesterov (with the new v)
+
+    PyTorch and optax keep ``b = -v / lr`` instead (``b <- m b + g``, ``w <- w - lr b``;
+    Nesterov ``w <- w - lr (g + m b)``): for a constant learning rate the two are the
+    same sequence of weights (docs/backends.md). ``g`` arrives as lr * g, so heavy ball
+    is three in-place passes, Nesterov five (one into a preallocated buffer).
+    """
+
+    def __init__(self, w: np.ndarray, g: np.ndarray, lr: float, settings: dict):
+        self.w, self.g = w, g
+        self.grad_scale = lr
+        self.m = float(settings["momentum"])
+        self.nesterov = bool(settings["nesterov"])
+        self.v = np.zeros_like(w)
+        self.tmp = np.empty_like(w) if self.nesterov else None
+
+    def step(self) -> None:
+        w, g, v = self.w, self.g, self.v
+        v *= self.m
+        v -= g
+        if self.nesterov:
+            np.multiply(v, self.m, out=self.tmp)
+            w -= g
+            w += self.tmp
+        else:
+            w += v
+
+
+class Adam:
+    """Adam (Kingma & Ba) in Keras' formulation, epsilon added to sqrt(v) before the
+    bias correction (t counts steps from 1; m, v start at 0)::
+
+        m <- b1 m + (1 - b1) g
+        v <- b2 v + (1 - b2) g^2
+        w <- w - lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+
+    Computed with the moments kept as m' = m / (1 - b1) and v' = v / (1 - b2), so the
+    constant factors leave the per-element passes and the bias corrections become one
+    scalar per step::
+
+        m' <- b1 m' + g
+        v' <- b2 v' + g^2
+        w  <- w - a_t m' / (sqrt(v') + eps'),   eps' = eps / sqrt(1 - b2),
+              a_t = lr (1 - b1) sqrt(1 - b2^t) / ((1 - b1^t) sqrt(1 - b2))
+
+    ``g`` arrives as the plain gradient (``grad_scale`` 1: Adam's step does not scale
+    with g). Ten in-place passes over the flat vector, none allocating.
+    """
+
+    def __init__(self, w: np.ndarray, g: np.ndarray, lr: float, settings: dict):
+        self.w, self.g = w, g
+        self.grad_scale = 1.0
+        self.lr = lr
+        self.b1, self.b2 = float(settings["beta_1"]), float(settings["beta_2"])
+        self.eps = float(settings["epsilon"]) / np.sqrt(1.0 - self.b2)
+        self.m, self.v, self.tmp = np.zeros_like(w), np.zeros_like(w), np.empty_like(w)
+        self.t = 0
+
+    def step(self) -> None:
+        w, g, m, v, tmp = self.w, self.g, self.m, self.v, self.tmp
+        self.t += 1
+        b1, b2, t = self.b1, self.b2, self.t
+        a = self.lr * (1 - b1) * np.sqrt(1 - b2**t) / ((1 - b1**t) * np.sqrt(1 - b2))
+        m *= b1
+        m += g
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= a
+        w -= tmp
+
+
+#: optimizer name (``optimizers.OPTIMIZERS``) -> its NumPy implementation.
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
+
+
+def train(
+    spec: TrainSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
+    """Train the network with mini-batch ``spec.optimizer`` as ``spec`` says."""
+    options = info("numpy").resolve_options(spec.options)
     dtype = np.dtype(options["dtype"])
-    run_start = start(spec, dtype)
-    params = run_start.params
+    run_start = start(spec)
+    flat, params = _flat(run_start.params, dtype)
     x_train = np.ascontiguousarray(x_train, dtype=dtype)
     x_test = np.ascontiguousarray(x_test, dtype=dtype)
     onehot = _one_hot(y_train, dtype)
     n, batch = len(x_train), spec.batch_size
     buf = _Buffers(params, min(batch, n))
+    optimizer = OPTIMIZERS[spec.optimizer](
+        flat, buf.grad, spec.learning_rate, spec.optimizer_settings
+    )
     bounds = [(s, min(s + batch, n)) for s in range(0, n, batch)]
-    scales = {e - s: spec.learning_rate / (e - s) for s, e in bounds}  # lr / b
-    updates = [(params[name], buf.grads[name]) for name in PARAM_NAMES]
+    scales = {e - s: optimizer.grad_scale / (e - s) for s, e in bounds}  # (lr) / b
+    step = optimizer.step
 
     def shuffle(epoch):
         return run_start.permutation(n)
@@ -160,8 +294,7 @@ def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCall
             xb = np.take(x_train, order[s:e], axis=0, out=buf.x[: e - s], mode="clip")
             yb = np.take(onehot, order[s:e], axis=0, out=buf.onehot[: e - s], mode="clip")
             _backward(params, xb, yb, scales[e - s], buf)
-            for p, g in updates:  # (12) W <- W - lr dL/dW (lr already in g)
-                p -= g
+            step()
 
     def evaluate_epoch():
         loss, accuracy = evaluate(params, x_train, y_train)

@@ -1,16 +1,19 @@
 """The MLP in Keras on TensorFlow, written as a Keras user would write it.
 
-``Sequential([Input(784), Dense(64, relu), Dense(10, softmax)])``, ``SGD``, sparse
-categorical cross-entropy and one ``fit`` call per epoch; the per-epoch quantities come
-from ``test_on_batch`` on the whole sets between the ``fit`` calls (Keras' running loss average during ``fit``
-is not the loss over the training set after the epoch, so it is not recorded).
+``Sequential([Input(784), Dense(64, relu), Dense(10, softmax)])``, Keras' own optimizer
+(``SGD``, ``SGD(momentum=..., nesterov=...)`` or ``Adam(...)`` with the spec's numbers,
+epsilon set explicitly), sparse categorical cross-entropy and one ``fit`` call per
+epoch; the per-epoch quantities come from ``test_on_batch`` on the whole sets between
+the ``fit`` calls (Keras' running loss average during ``fit`` is not the loss over the
+training set after the epoch, so it is not recorded).
 
 With the shared start, the model gets the shared initial weights through
 ``set_weights`` and each epoch's ``fit`` sees the training set gathered in the shared
-permutation's order (``tf.gather``, ``shuffle=False``). Without it, Keras draws its own He-uniform
-weights and shuffles itself, seeded by ``keras.utils.set_random_seed``.
+permutation's order (``tf.gather``, ``shuffle=False``). With the independent start,
+Keras draws its own He-uniform weights and shuffles itself, seeded by
+``keras.utils.set_random_seed``.
 
-Same functions, same order, as ``numpy_mlp.py``.
+Implements ``base.Backend``, like every other backend module.
 """
 
 from __future__ import annotations
@@ -20,20 +23,21 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from threadpoolctl import threadpool_limits
 
-from .base import LAYER_SIZES, PARAM_NAMES, SharedStart, TrainSpec  # noqa: E402
-from .loop import EpochCallback, run_epochs  # noqa: E402
+from . import info
+from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
+from .loop import EpochCallback, run_epochs
 
-#: Keras' own defaults for the compile knobs; op determinism on unless asked otherwise.
-#: TensorFlow has no public switch back: once on, determinism stays on for the process
-#: (a job trains once, so this matters only when one process trains several times).
-#: Keras also turns ``jit_compile`` off while op determinism is on: XLA needs
-#: ``deterministic: False``. ``RunResult.metrics["options"]`` records what was in effect.
-DEFAULT_OPTIONS = {"jit_compile": "auto", "steps_per_execution": 1, "deterministic": True}
+# The options and their defaults are the registry's (``BackendInfo.options``): Keras'
+# own defaults for the compile knobs, op determinism on unless asked otherwise.
+# TensorFlow has no public switch back: once on, determinism stays on for the process
+# (a job trains once, so this matters only when one process trains several times).
+# Keras also turns ``jit_compile`` off while op determinism is on: XLA needs
+# ``deterministic: False``. ``RunResult.metrics["options"]`` records what was in effect.
 
 
 def set_threads(n: int) -> dict[str, int]:
@@ -52,66 +56,99 @@ def set_threads(n: int) -> dict[str, int]:
     threadpool_limits(limits=n)  # NumPy's BLAS, in case anything here uses it
     xla_flags = os.environ.get("XLA_FLAGS", "")
     return {
-        "tf_intra_op": _pool_size(tf.config.threading.get_intra_op_parallelism_threads(),
-                                  "TF_NUM_INTRAOP_THREADS"),
-        "tf_inter_op": _pool_size(tf.config.threading.get_inter_op_parallelism_threads(),
-                                  "TF_NUM_INTEROP_THREADS"),
+        "tf_intra_op": _pool_size(
+            tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"
+        ),
+        "tf_inter_op": _pool_size(
+            tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"
+        ),
         "xla_cpu_multi_thread_eigen": int("--xla_cpu_multi_thread_eigen=false" not in xla_flags),
     }
 
 
 def start(spec: TrainSpec) -> SharedStart | None:
     """The shared start, or None: Keras then draws its own weights and shuffles itself."""
-    return SharedStart(spec.seed, spec.trial) if spec.shared_start else None
+    return SharedStart(spec.seed, spec.trial) if spec.shared else None
 
 
-def build_model(learning_rate: float, params=None, seed=None, jit_compile="auto",
-                steps_per_execution=1) -> keras.Model:
-    """The study's network as a compiled Keras model; ``params`` overrides its weights."""
+def optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
+    """Keras' own optimizer for ``spec.optimizer``, with the spec's numbers."""
+    lr, settings = spec.learning_rate, spec.optimizer_settings
+    if spec.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr)
+    if spec.optimizer == "momentum":
+        return keras.optimizers.SGD(
+            learning_rate=lr, momentum=settings["momentum"], nesterov=settings["nesterov"]
+        )
+    if spec.optimizer == "adam":
+        return keras.optimizers.Adam(
+            learning_rate=lr,
+            beta_1=settings["beta_1"],
+            beta_2=settings["beta_2"],
+            epsilon=settings["epsilon"],  # Keras' default is 1e-7, PyTorch's 1e-8: explicit
+        )
+    raise ValueError(f"no Keras optimizer for {spec.optimizer!r}")
+
+
+def build_model(params: Params | None = None, seed: int | None = None, dtype="float32"):
+    """The study's network as a Keras model; ``params`` overrides its initial weights."""
     n_in, n_hidden, n_out = LAYER_SIZES
-    model = keras.Sequential([
-        keras.Input(shape=(n_in,)),
-        keras.layers.Dense(n_hidden, activation="relu",
-                           kernel_initializer=keras.initializers.HeUniform(seed=seed)),
-        keras.layers.Dense(n_out, activation="softmax",
-                           kernel_initializer=keras.initializers.HeUniform(
-                               seed=None if seed is None else seed + 1)),
-    ])
-    model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
+    w2_seed = None if seed is None else seed + 1
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(n_in,), dtype=dtype),
+            keras.layers.Dense(
+                n_hidden,
+                activation="relu",
+                kernel_initializer=keras.initializers.HeUniform(seed=seed),
+                dtype=dtype,
+            ),
+            keras.layers.Dense(
+                n_out,
+                activation="softmax",
+                kernel_initializer=keras.initializers.HeUniform(seed=w2_seed),
+                dtype=dtype,
+            ),
+        ]
     )
     if params is not None:
         model.set_weights([params[name] for name in PARAM_NAMES])
     return model
 
 
-def gradients(params, x, y):
-    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by ``tf.GradientTape``."""
-    model = build_model(learning_rate=0.1, params=params)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
+    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by ``tf.GradientTape``
+    (in the dtype of ``params``: float64 works too)."""
+    dtype = params["W1"].dtype.name
+    model = build_model(params, dtype=dtype)
+    x = tf.constant(x, dtype=dtype)
     with tf.GradientTape() as tape:
-        loss = loss_fn(y, model(x, training=True))
+        loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
+        loss = tf.reduce_mean(loss)
     grads = tape.gradient(loss, model.trainable_weights)
-    return float(loss), {name: g.numpy() for name, g in zip(PARAM_NAMES, grads)}
+    return float(loss), {name: g.numpy() for name, g in zip(PARAM_NAMES, grads, strict=True)}
 
 
-def evaluate(model: keras.Model, x, y) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in one compiled call.
+def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``: the loss Keras
+    trains on, computed by a model holding ``params``."""
+    dtype = params["W1"].dtype.name
+    probs = build_model(params, dtype=dtype)(tf.constant(x, dtype=dtype), training=False)
+    loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
+    accuracy = np.mean(np.argmax(probs.numpy(), axis=1) == np.asarray(y))
+    return float(loss), float(accuracy)
 
-    ``test_on_batch`` on the whole set gives what ``evaluate`` gives, without the
-    per-call data pipeline that made ``evaluate`` 2.5x slower on 60000 MNIST rows.
-    """
-    scores = model.test_on_batch(x, y, return_dict=True)
-    return scores["loss"], scores["accuracy"]
 
-
-def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCallback | None = None):
-    """Train the network with mini-batch SGD as ``spec`` says; return a ``RunResult``."""
-    options = {**DEFAULT_OPTIONS, **{k: v for k, v in spec.options.items() if k in DEFAULT_OPTIONS}}
+def train(
+    spec: TrainSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
+    """Train the network with Keras' ``spec.optimizer`` as ``spec`` says."""
+    options = info("tensorflow").resolve_options(spec.options)
     if options["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     run_start = start(spec)
@@ -119,9 +156,14 @@ def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCall
     if run_start is None:
         seed = _keras_seed(spec)
         keras.utils.set_random_seed(seed)
-    params = run_start.params if run_start is not None else None
-    model = build_model(spec.learning_rate, params, seed,
-                        options["jit_compile"], options["steps_per_execution"])
+    model = build_model(run_start.params if run_start is not None else None, seed)
+    model.compile(
+        optimizer=optimizer(spec),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=options["jit_compile"],
+        steps_per_execution=options["steps_per_execution"],
+    )
     options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
     n = len(x_train)
     # Tensors once: fit and test_on_batch then skip converting 60000x784 floats each call.
@@ -135,16 +177,24 @@ def train(spec: TrainSpec, x_train, y_train, x_test, y_test, on_epoch: EpochCall
         return tf.gather(x_train, order), tf.gather(y_train, order)
 
     def train_epoch(data):
-        model.fit(*data, batch_size=spec.batch_size, epochs=1, shuffle=run_start is None,
-                  verbose=0)
+        model.fit(*data, batch_size=spec.batch_size, epochs=1, shuffle=run_start is None, verbose=0)
 
     def evaluate_epoch():
-        loss, accuracy = evaluate(model, x_train, y_train)
-        return loss, accuracy, evaluate(model, x_test, y_test)[1]
+        loss, accuracy = _evaluate(model, x_train, y_train)
+        return loss, accuracy, _evaluate(model, x_test, y_test)[1]
 
     result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
-    result.params = dict(zip(PARAM_NAMES, model.get_weights()))
+    result.params = dict(zip(PARAM_NAMES, model.get_weights(), strict=True))
     return result
+
+
+def _evaluate(model: keras.Model, x, y) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the compiled ``model`` on ``(x, y)``, in one
+    compiled call: ``test_on_batch`` on the whole set gives what ``evaluate`` gives,
+    without the per-call data pipeline that made ``evaluate`` 2.5x slower on 60000
+    MNIST rows."""
+    scores = model.test_on_batch(x, y, return_dict=True)
+    return scores["loss"], scores["accuracy"]
 
 
 def _pool_size(configured: int, env_var: str) -> int:

@@ -1,0 +1,87 @@
+"""The optimizers of the study's axes, their settings and defaults, defined once.
+
+``SETTINGS`` is the JSON-schema fragment of each optimizer's settings, defaults included;
+the config schema's ``optimizer_settings`` is checked against it, ``TrainSpec`` validates
+with it (without importing a schema library: a NumPy job stays light) and every backend
+reads the resolved numbers from ``TrainSpec.optimizer_settings``. ``OPTIMIZERS`` is the
+same as plain defaults, ``{name: {setting: default}}``.
+
+The numbers mean what Keras means by them (``keras.optimizers.SGD``/``Adam``); see
+docs/backends.md for how each framework's formulas map onto them, in particular
+where Adam's ``epsilon`` is added.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_UNIT = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+
+#: name -> JSON-schema fragment of its settings (an object), each setting with its default.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "sgd": {"type": "object", "additionalProperties": False, "properties": {}},
+    "momentum": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "momentum": {**_UNIT, "default": 0.9, "description": "decay of the velocity"},
+            "nesterov": {"type": "boolean", "default": False},
+        },
+    },
+    "adam": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "beta_1": {**_UNIT, "default": 0.9, "description": "decay of the first moment"},
+            "beta_2": {**_UNIT, "default": 0.999, "description": "decay of the second moment"},
+            "epsilon": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "default": 1e-7,
+                "description": "added to sqrt(v) before bias correction (Keras' convention)",
+            },
+        },
+    },
+}
+
+#: name -> {setting: default}: the optimizers of the axes and their default settings.
+OPTIMIZERS: dict[str, dict[str, Any]] = {
+    name: {key: prop["default"] for key, prop in schema["properties"].items()}
+    for name, schema in SETTINGS.items()
+}
+
+
+def resolve(optimizer: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``settings`` over the optimizer's defaults, checked: a ValueError names what is wrong."""
+    if optimizer not in SETTINGS:
+        raise ValueError(f"optimizer must be one of {', '.join(SETTINGS)}, got {optimizer!r}")
+    settings = dict(settings or {})
+    properties = SETTINGS[optimizer]["properties"]
+    unknown = sorted(set(settings) - set(properties))
+    if unknown:
+        known = ", ".join(properties) or "none"
+        raise ValueError(
+            f"optimizer_settings for {optimizer!r}: unknown setting(s) {', '.join(unknown)} "
+            f"(known: {known})"
+        )
+    for key, value in settings.items():
+        problem = _check(value, properties[key])
+        if problem:
+            raise ValueError(f"optimizer_settings.{key} for {optimizer!r} {problem}, got {value!r}")
+    return {**OPTIMIZERS[optimizer], **settings}
+
+
+def _check(value: Any, schema: dict[str, Any]) -> str | None:
+    """What is wrong with ``value`` under ``schema`` (the subset of JSON schema used above)."""
+    if schema["type"] == "boolean":
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number"
+    if "minimum" in schema and value < schema["minimum"]:
+        return f"must be >= {schema['minimum']}"
+    if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
+        return f"must be > {schema['exclusiveMinimum']}"
+    if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
+        return f"must be < {schema['exclusiveMaximum']}"
+    return None
