@@ -19,6 +19,8 @@ import pytest
 from e2e_utils import BIN, REPO, make_tiny_workdir, snakemake
 from slurm import cluster as slurm_cluster
 
+from mlpstudy import runs
+
 pytestmark = pytest.mark.slurm
 
 PROFILE = REPO / "profiles" / "slurm"
@@ -184,7 +186,9 @@ SWEEP = {"learning_rates": [0.1], "batch_sizes": [64], "trials": 1}
 RUNS = 2
 TABLE = "results/tf_vs_np.csv"
 # Columns that depend on where and when a run happened, not on what it computed.
-NOT_DETERMINISTIC = re.compile(r"(_s|_mb)$|^(hostname|slurm_job_id|slurm_node)$")
+NOT_DETERMINISTIC = re.compile(
+    r"(_s|_mb|_ratio)$|^(hostname|slurm_job_id|slurm_node|pinned_cpus|overlapping_runs)$"
+)
 
 
 def run_environment(metrics_path: Path) -> dict:
@@ -201,7 +205,7 @@ def test_tiny_sweep_through_slurm_profile_matches_a_local_run(cluster, slurm_env
     local = snakemake(here)
     assert not submissions(local)
 
-    metrics = sorted(on_slurm.glob("results/runs/backend=*/lr=*/batch=*/trial=*/metrics.json"))
+    metrics = sorted((on_slurm / "results/runs").rglob("metrics.json"))
     assert len(metrics) == RUNS
     known = squeue_jobs(cluster.env)
     logs = on_slurm / ".snakemake/slurm_logs"
@@ -211,16 +215,16 @@ def test_tiny_sweep_through_slurm_profile_matches_a_local_run(cluster, slurm_env
         assert job_id in submitted, f"{path}: slurm_job_id {job_id!r} was not submitted by us"
         assert env.get("slurm_node") == cluster.node
         assert known[job_id]["state"] == "COMPLETED"
-        # SLURM's log of this very run: rule_train/<backend>_<lr>_<batch>_<trial>/<job id>.log
+        # SLURM's log of this very run: rule_train/<the run's axes, joined by _>/<job id>.log
         run = dict(part.split("=", 1) for part in path.parent.parts if "=" in part)
-        wildcards = "_".join(run[k] for k in ("backend", "lr", "batch", "trial"))
+        wildcards = "_".join(run[axis.name] for axis in runs.AXES)
         assert submitted[job_id] == logs / "rule_train" / wildcards / f"{job_id}.log"
         assert "rule train:" in submitted[job_id].read_text()
     # Only training goes to SLURM; data, aggregation and figures run where Snakemake runs.
     assert {p.name for p in logs.iterdir()} == {"rule_train"}
     assert len(submitted) == RUNS
 
-    for path in here.glob("results/runs/backend=*/lr=*/batch=*/trial=*/metrics.json"):
+    for path in (here / "results/runs").rglob("metrics.json"):
         env = run_environment(path)
         assert env.get("slurm_job_id") is None and env.get("slurm_node") is None
 
@@ -231,7 +235,7 @@ def test_tiny_sweep_through_slurm_profile_matches_a_local_run(cluster, slurm_env
     assert slurm_table["slurm_node"].eq(cluster.node).all()
     assert local_table["slurm_job_id"].isna().all()
     same = [c for c in local_table.columns if not NOT_DETERMINISTIC.search(c)]
-    keys = ["model", "learning_rate", "batch_size", "trial"]
+    keys = runs.KEY_COLUMNS
     pd.testing.assert_frame_equal(
         slurm_table[same].sort_values(keys).reset_index(drop=True),
         local_table[same].sort_values(keys).reset_index(drop=True),
