@@ -27,6 +27,7 @@ import time
 
 from threadpoolctl import threadpool_info
 
+from . import cores
 from .backends import framework_modules, get_backend
 from .backends.base import RunResult, TrainSpec
 from .backends.loop import EpochCallback
@@ -95,14 +96,18 @@ def blas_name() -> str:
 
 
 def run_training(backend_name: str, spec: TrainSpec, x_train, y_train, x_test, y_test,
-                 on_epoch: EpochCallback | None = None) -> RunResult:
+                 on_epoch: EpochCallback | None = None,
+                 timing_mode: str | None = None) -> RunResult:
     """Train backend ``backend_name`` as ``spec`` says, in this process; return the result."""
     framework_modules(backend_name)  # unknown name: ValueError before touching anything
     os.environ.update(thread_env(spec.threads))
     import_time, import_method = import_framework(backend_name)
     backend = get_backend(backend_name)
     thread_settings = backend.set_threads(spec.threads)
-    result = backend.train(spec, x_train, y_train, x_test, y_test, on_epoch=on_epoch)
+    # strict: wait (untimed) for spec.threads dedicated cores and pin every thread to
+    # them; throughput: record the mode only; None: nothing (mlpstudy.cores)
+    with cores.exclusive(spec.threads, timing_mode):
+        result = backend.train(spec, x_train, y_train, x_test, y_test, on_epoch=on_epoch)
     result.metrics.update(
         backend=backend_name,
         import_time_s=import_time,

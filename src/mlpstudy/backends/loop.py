@@ -13,7 +13,10 @@ start of the training loop to its end, per-epoch evaluation included. ``epoch_s`
 history is one epoch's shuffle + steps + evaluation; ``first_epoch_s`` is the first
 one's (it carries any tracing or compilation). ``cpu_time_s`` is the process's CPU time
 over the loop, all threads together: above ``training_time_s`` means several cores
-were busy.
+were busy. The conditions of the timing (``wall_cpu_ratio``, ``steal_s``,
+``pinned_cpus``, ``overlapping_runs``, ``timing_mode``, ...) come from
+``mlpstudy.timing.LoopConditions``, given the run's core allocation, if any
+(``mlpstudy.cores.exclusive``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import cores, timing
 from .base import RunResult, TrainSpec, is_diverged, spec_fields
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -39,33 +43,35 @@ def run_epochs(
     history: list[dict[str, Any]] = []
     spent = {"shuffle": 0.0, "step": 0.0, "eval": 0.0}
     diverged_epoch = None
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
-    for epoch in range(1, spec.epochs + 1):
-        t0 = time.perf_counter()
-        data = shuffle(epoch)
-        t1 = time.perf_counter()
-        train_epoch(data)
-        t2 = time.perf_counter()
-        train_loss, train_accuracy, test_accuracy = evaluate()
-        t3 = time.perf_counter()
-        spent["shuffle"] += t1 - t0
-        spent["step"] += t2 - t1
-        spent["eval"] += t3 - t2
-        row = {
-            "epoch": epoch,
-            "train_loss": float(train_loss),
-            "train_accuracy": float(train_accuracy),
-            "test_accuracy": float(test_accuracy),
-            "epoch_s": t3 - t0,
-        }
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(dict(row))
-        if is_diverged(row["train_loss"]):
-            diverged_epoch = epoch
-            break
-    training_time = time.perf_counter() - wall_start
-    cpu_time = time.process_time() - cpu_start
+    with timing.LoopConditions(cores.current()) as conditions:
+        cpu_start, wall_start = time.process_time(), time.perf_counter()
+        for epoch in range(1, spec.epochs + 1):
+            t0 = time.perf_counter()
+            data = shuffle(epoch)
+            t1 = time.perf_counter()
+            train_epoch(data)
+            t2 = time.perf_counter()
+            train_loss, train_accuracy, test_accuracy = evaluate()
+            t3 = time.perf_counter()
+            spent["shuffle"] += t1 - t0
+            spent["step"] += t2 - t1
+            spent["eval"] += t3 - t2
+            row = {
+                "epoch": epoch,
+                "train_loss": float(train_loss),
+                "train_accuracy": float(train_accuracy),
+                "test_accuracy": float(test_accuracy),
+                "epoch_s": t3 - t0,
+            }
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(dict(row))
+            if is_diverged(row["train_loss"]):
+                diverged_epoch = epoch
+                break
+            conditions.epoch()
+        training_time = time.perf_counter() - wall_start
+        cpu_time = time.process_time() - cpu_start
     last = history[-1]
     metrics = {
         **spec_fields(spec),
@@ -82,5 +88,6 @@ def run_epochs(
         "diverged_epoch": diverged_epoch,
         "epochs_completed": len(history),
         "options": dict(options or {}),
+        **conditions.metrics(training_time, cpu_time),
     }
     return RunResult(history=history, metrics=metrics)

@@ -1,0 +1,145 @@
+"""The conditions recorded with each timed loop (mlpstudy.timing, through backends/loop.py).
+
+No test asserts a duration: only ratios and counts that a contended or overlapped loop
+must show whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlpstudy import cores, timing
+from mlpstudy.backends.base import TrainSpec
+from mlpstudy.backends.loop import run_epochs
+
+SPEC = TrainSpec(learning_rate=0.1, batch_size=1, epochs=3, seed=0, trial=0)
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def busy(cpu_s: float) -> None:
+    """Spend ``cpu_s`` seconds of this thread's CPU time."""
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+
+
+def train(spec=SPEC, train_epoch=lambda data: busy(0.05)):
+    return run_epochs(spec, lambda epoch: None, train_epoch, lambda: (0.5, 0.8, 0.8)).metrics
+
+
+def test_the_table_columns_are_in_every_runs_metrics():
+    metrics = train()
+    assert set(timing.COLUMNS) <= set(metrics)
+    # outside an allocation (unit tests, direct calls): nothing pinned, nothing counted
+    assert metrics["timing_mode"] is None and metrics["pinned_cpus"] is None
+    assert metrics["overlapping_runs"] is None and metrics["steal_scope"] == "machine"
+    assert metrics["others_cpu_s"] is None and metrics["steal_s"] >= 0
+    assert metrics["wall_cpu_ratio"] == pytest.approx(
+        metrics["training_time_s"] / metrics["cpu_time_s"]
+    )
+
+
+def fake_stat(path: Path, steal: dict[str, int], busy_ticks: dict[str, int]) -> None:
+    lines = []
+    for name in ("cpu", "cpu0", "cpu1"):
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        lines.append(f"{name} {busy_ticks[name]} 0 0 1000 0 0 0 {steal[name]} 0 0")
+    path.write_text("\n".join(lines + ["intr 0", ""]))
+
+
+def test_steal_is_read_from_the_pinned_cpus_lines_or_the_whole_machine(tmp_path):
+    stat = tmp_path / "stat"
+    fake_stat(stat, {"cpu": 10, "cpu0": 4, "cpu1": 6}, {"cpu": 0, "cpu0": 0, "cpu1": 0})
+    alloc = cores.Allocation("strict", 1, cpus=(1,), lock_dir=cores.lock_dir(tmp_path / "locks"))
+    with timing.LoopConditions(alloc, stat_path=str(stat)) as pinned:
+        with timing.LoopConditions(None, stat_path=str(stat)) as machine:
+            # during the loop: cpu1 lost 50 ticks to steal, cpu0 20; others ran 3 s on cpu1
+            fake_stat(
+                stat, {"cpu": 80, "cpu0": 24, "cpu1": 56}, {"cpu": 0, "cpu0": 0, "cpu1": 3 * HZ}
+            )
+    got = pinned.metrics(wall_s=2.0, cpu_s=1.0)
+    assert got["steal_s"] == pytest.approx(50 / HZ) and got["steal_scope"] == "pinned"
+    assert got["pinned_cpus"] == "1" and got["timing_mode"] == "strict"
+    assert got["wall_cpu_ratio"] == 2.0
+    # busy ticks minus this process's own CPU time (a few ms here, between two snapshots)
+    assert got["others_cpu_s"] == pytest.approx(3.0, abs=0.2)
+    got = machine.metrics(wall_s=1.0, cpu_s=1.0)
+    assert got["steal_s"] == pytest.approx(70 / HZ) and got["steal_scope"] == "machine"
+    assert got["others_cpu_s"] is None and got["overlapping_runs"] is None
+
+
+@pytest.fixture
+def neighbour():
+    """Start a busy-loop process pinned to a given CPU; kill it afterwards."""
+    procs = []
+
+    def start(cpu: int) -> subprocess.Popen:
+        code = "import os, sys; print(1, flush=True)\nwhile True: pass"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+        )
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == b"1"  # it runs
+        return proc
+
+    yield start
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_busy_neighbour_on_the_same_cpu_shows_in_the_conditions(tmp_path, neighbour):
+    """Two busy processes on one CPU: the loop gets about half of it, and it says so."""
+    cpu = max(os.sched_getaffinity(0))
+    with cores.exclusive(1, "strict", cpus={cpu}, local=False, directory=tmp_path) as alloc:
+        assert os.sched_getaffinity(0) == {cpu}
+        neighbour(cpu)
+        metrics = train(train_epoch=lambda data: busy(0.3))
+    assert alloc.cpus == (cpu,) and metrics["pinned_cpus"] == str(cpu)
+    assert metrics["timing_mode"] == "strict" and metrics["steal_scope"] == "pinned"
+    # fair share of one CPU between two spinning processes: wall/CPU near 2
+    assert metrics["wall_cpu_ratio"] > 1.5 and timing.contended(metrics["wall_cpu_ratio"])
+    # and the others' CPU time on our CPU is most of the loop's wall time
+    assert metrics["others_cpu_s"] > 0.3 * metrics["training_time_s"]
+
+
+def test_overlapping_loops_are_counted_once_each_and_dead_ones_not_at_all(tmp_path):
+    """Loops seen at the start, during the epochs and at the end; a killed loop's file
+    (no lock held) is neither counted nor kept."""
+    locks = cores.lock_dir(tmp_path)
+    (locks / "loop-999999-dead.run").touch()  # a loop killed long ago
+    already = cores.LoopRegistry(locks)
+    already.register()
+    later = []
+
+    def train_epoch(data):
+        busy(0.01)
+        if len(later) < 2:  # two more loops start during our first two epochs
+            later.append(cores.LoopRegistry(locks))
+            later[-1].register()
+
+    with cores.exclusive(1, "throughput", directory=locks):
+        metrics = train(spec=TrainSpec(0.1, 1, 4, 0, 0), train_epoch=train_epoch)
+        # the first ends; it was still counted
+        already.unregister()
+    assert metrics["overlapping_runs"] == 3
+    assert metrics["timing_mode"] == "throughput" and metrics["pinned_cpus"] is None
+    assert not (locks / "loop-999999-dead.run").exists()
+    for registry in later:
+        registry.unregister()
+    assert not list(locks.glob("loop-*.run"))  # ours is gone too
+
+
+def test_a_loop_alone_counts_no_overlap(tmp_path):
+    with cores.exclusive(1, "throughput", directory=tmp_path):
+        assert train()["overlapping_runs"] == 0
+    assert not list(Path(tmp_path).glob("loop-*.run"))
