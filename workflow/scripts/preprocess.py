@@ -5,5 +5,11 @@ import logging
 from mlpstudy import dataset
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
-rows = dataset.write_split(snakemake.input.images, snakemake.input.labels, snakemake.output[0])
-logging.info("wrote %d rows to %s", rows, snakemake.output[0])
+rows = dataset.write_split(
+    snakemake.input.images,
+    snakemake.input.labels,
+    snakemake.output[0],
+    dataset=snakemake.wildcards.dataset,
+    classes=snakemake.params.classes,
+)
+logging.info("wrote %d rows of %s to %s", rows, snakemake.wildcards.dataset, snakemake.output[0])
