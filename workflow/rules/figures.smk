@@ -1,174 +1,82 @@
-# Study section 7: the 11 figures, one rule each, all drawn by mlpstudy.figures.draw.
-# Per-backend figures read only that backend's table, so asking for one never trains
-# another backend; cross-backend figures read the combined tables.
+# Study section 7: the figures of each study, and the overview across studies.
+# One rule per kind of figure over a {figure} wildcard: which figures exist, what draws
+# them and their report subcategory and label come from mlpstudy.figures.registry; their
+# captions are the blocks of workflow/report/figure.rst. A per-backend figure reads only
+# its backend's tables, so asking for one never trains another backend.
+from mlpstudy.figures import registry as figure_registry
+from mlpstudy.figures import report as figure_report
 
 
-rule figure_speed_accuracy:
+rule figure_backend:
     input:
-        runs="results/tables/runs_{backend}.csv",
+        runs=f"{STUDY}/tables/runs_{{backend}}.csv",
+        histories=f"{STUDY}/tables/histories_{{backend}}.parquet",
     output:
         png=report(
-            "results/figures/speed_accuracy_{backend}.png",
-            caption="../report/speed_accuracy.rst",
-            category="Figures",
-            subcategory="1-2 Speed vs accuracy",
-            labels={"figure": "speed vs accuracy", "backend": "{backend}"},
+            f"{STUDY}/figures/{{figure}}_{{backend}}.png",
+            caption="../report/figure.rst",
+            category=figure_report.study_category,
+            subcategory=figure_report.figure_subcategory,
+            labels=figure_report.figure_labels,
         ),
     log:
-        "logs/figures/speed_accuracy_{backend}.log",
+        f"logs/figures/{STUDY}/{{figure}}_{{backend}}.log",
+    wildcard_constraints:
+        figure=figure_registry.constraint(per_backend=True),
     conda:
         ENV
     params:
-        figure="speed_accuracy",
+        figure="{figure}",
         backend="{backend}",
     script:
         "../scripts/plot_figure.py"
 
 
-rule figure_accuracy_vs_batch_size:
+rule figure:
     input:
-        runs="results/tf_vs_np.csv",
+        runs=f"{STUDY}/runs.csv",
+        histories=f"{STUDY}/histories.parquet",
     output:
         png=report(
-            "results/figures/accuracy_vs_batch_size.png",
-            caption="../report/accuracy_vs_batch_size.rst",
-            category="Figures",
-            subcategory="3-4 Accuracy vs hyperparameters",
-            labels={"figure": "accuracy vs batch size", "backend": "all"},
+            f"{STUDY}/figures/{{figure}}.png",
+            caption="../report/figure.rst",
+            category=figure_report.study_category,
+            subcategory=figure_report.figure_subcategory,
+            labels=figure_report.figure_labels,
         ),
     log:
-        "logs/figures/accuracy_vs_batch_size.log",
+        f"logs/figures/{STUDY}/{{figure}}.log",
+    wildcard_constraints:
+        figure=figure_registry.constraint(per_backend=False),
     conda:
         ENV
     params:
-        figure="accuracy_vs_batch_size",
+        figure="{figure}",
     script:
         "../scripts/plot_figure.py"
 
 
-rule figure_accuracy_vs_learning_rate:
+rule overview:
     input:
-        runs="results/tf_vs_np.csv",
+        table="results/tf_vs_np.csv",
     output:
+        table=report(
+            "results/overview.csv",
+            caption="../report/overview.rst",
+            category=figure_report.ACROSS_STUDIES,
+            subcategory="Overview",
+            labels={"result": "overview table"},
+        ),
         png=report(
-            "results/figures/accuracy_vs_learning_rate.png",
-            caption="../report/accuracy_vs_learning_rate.rst",
-            category="Figures",
-            subcategory="3-4 Accuracy vs hyperparameters",
-            labels={"figure": "accuracy vs learning rate", "backend": "all"},
+            "results/figures/overview.png",
+            caption="../report/overview.rst",
+            category=figure_report.ACROSS_STUDIES,
+            subcategory="Overview",
+            labels={"result": "overview figure"},
         ),
     log:
-        "logs/figures/accuracy_vs_learning_rate.log",
+        "logs/overview.log",
     conda:
         ENV
-    params:
-        figure="accuracy_vs_learning_rate",
     script:
-        "../scripts/plot_figure.py"
-
-
-rule figure_time_vs_batch_size:
-    input:
-        runs="results/tf_vs_np.csv",
-    output:
-        png=report(
-            "results/figures/time_vs_batch_size.png",
-            caption="../report/time_vs_batch_size.rst",
-            category="Figures",
-            subcategory="5-6 Training time vs hyperparameters",
-            labels={"figure": "training time vs batch size", "backend": "all"},
-        ),
-    log:
-        "logs/figures/time_vs_batch_size.log",
-    conda:
-        ENV
-    params:
-        figure="time_vs_batch_size",
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule figure_time_vs_learning_rate:
-    input:
-        runs="results/tf_vs_np.csv",
-    output:
-        png=report(
-            "results/figures/time_vs_learning_rate.png",
-            caption="../report/time_vs_learning_rate.rst",
-            category="Figures",
-            subcategory="5-6 Training time vs hyperparameters",
-            labels={"figure": "training time vs learning rate", "backend": "all"},
-        ),
-    log:
-        "logs/figures/time_vs_learning_rate.log",
-    conda:
-        ENV
-    params:
-        figure="time_vs_learning_rate",
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule figure_accuracy_heatmap:
-    input:
-        runs="results/tables/runs_{backend}.csv",
-    output:
-        png=report(
-            "results/figures/accuracy_heatmap_{backend}.png",
-            caption="../report/accuracy_heatmap.rst",
-            category="Figures",
-            subcategory="7-10 Heatmaps",
-            labels={"figure": "test accuracy heatmap", "backend": "{backend}"},
-        ),
-    log:
-        "logs/figures/accuracy_heatmap_{backend}.log",
-    conda:
-        ENV
-    params:
-        figure="accuracy_heatmap",
-        backend="{backend}",
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule figure_time_heatmap:
-    input:
-        runs="results/tables/runs_{backend}.csv",
-    output:
-        png=report(
-            "results/figures/time_heatmap_{backend}.png",
-            caption="../report/time_heatmap.rst",
-            category="Figures",
-            subcategory="7-10 Heatmaps",
-            labels={"figure": "training time heatmap", "backend": "{backend}"},
-        ),
-    log:
-        "logs/figures/time_heatmap_{backend}.log",
-    conda:
-        ENV
-    params:
-        figure="time_heatmap",
-        backend="{backend}",
-    script:
-        "../scripts/plot_figure.py"
-
-
-rule figure_loss_curves:
-    input:
-        histories="results/histories.parquet",
-    output:
-        png=report(
-            "results/figures/loss_curves.png",
-            caption="../report/loss_curves.rst",
-            category="Figures",
-            subcategory="11 Loss curves",
-            labels={"figure": "training loss curves", "backend": "all"},
-        ),
-    log:
-        "logs/figures/loss_curves.log",
-    conda:
-        ENV
-    params:
-        figure="loss_curves",
-    script:
-        "../scripts/plot_figure.py"
+        "../scripts/overview.py"

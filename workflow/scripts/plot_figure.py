@@ -1,4 +1,4 @@
-"""Snakemake wrapper: draw one study figure (mlpstudy.figures.draw)."""
+"""Snakemake wrapper: draw one figure of one study (mlpstudy.figures.draw)."""
 # ruff: noqa: F821  (Snakemake injects `snakemake`)
 
 import contextlib
@@ -11,14 +11,9 @@ with (
 ):
     logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(message)s")
     logging.captureWarnings(True)
-    from mlpstudy.figures import draw
+    from mlpstudy.figures import draw, registry
 
-    draw(
-        snakemake.params.figure,
-        snakemake.input[0],
-        snakemake.output[0],
-        backend=getattr(snakemake.params, "backend", None),
-    )
-    logging.getLogger("plot_figure").info(
-        "wrote %s from %s", snakemake.output[0], snakemake.input[0]
-    )
+    figure = snakemake.params.figure
+    source = snakemake.input[registry.info(figure).reads]
+    draw(figure, source, snakemake.output[0], backend=snakemake.params.get("backend"))
+    logging.getLogger("plot_figure").info("wrote %s from %s", snakemake.output[0], source)

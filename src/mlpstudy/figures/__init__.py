@@ -1,7 +1,8 @@
 """The study's figures: pure table transforms (:mod:`.transforms`), one look
-(:mod:`.style`) and one plotting function per figure (:mod:`.plots`)."""
+(:mod:`.style`), one plotting function per figure (:mod:`.plots`), the one list of
+figures (:mod:`.registry`) and the overview across studies (:mod:`.overview`)."""
 
-from .plots import FIGURES, PER_BACKEND, draw
+from .registry import FIGURES, FigureInfo, draw, figure_targets
 from .transforms import (
     heatmap_matrix,
     loss_curves,
@@ -13,8 +14,9 @@ from .transforms import (
 
 __all__ = [
     "FIGURES",
-    "PER_BACKEND",
+    "FigureInfo",
     "draw",
+    "figure_targets",
     "heatmap_matrix",
     "loss_curves",
     "read_histories",

@@ -1,4 +1,6 @@
-"""The study's 11 figures, each a function ``plot_<name>(table, out_path, ...)`` that writes one PNG.
+"""The study's figures, each a function ``plot_<name>(table, out_path, ...)`` that writes one PNG.
+
+Which figures exist, and which are drawn per backend, is :mod:`.registry`'s to say.
 
 Tables come in as paths or DataFrames (see :mod:`.transforms`); all averaging goes through
 :func:`.transforms.summarise`, so every mean is shown with its 95 % Student-t interval and
@@ -10,17 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
-from . import style
-from .transforms import heatmap_matrix, loss_curves, read_histories, read_runs, summarise
-
-style.matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+
+from . import style
+from .transforms import heatmap_matrix, loss_curves, read_histories, read_runs, summarise
 
 CONFIDENCE = 0.95
 _CI = f"{CONFIDENCE:.0%} t-interval"
@@ -55,10 +55,8 @@ def _data_ylim(ax, values, lower: float | None = None, upper: float | None = Non
 
 
 def _backends(frame: pd.DataFrame) -> list[str]:
-    """Backends in a fixed order: the study's two first, then the rest by name."""
-    names = list(frame["model"].unique())
-    known = [b for b in style.KNOWN_BACKENDS if b in names]
-    return known + sorted(b for b in names if b not in style.KNOWN_BACKENDS)
+    """The table's backends in the registry's order (see :func:`.style.backend_order`)."""
+    return style.backend_order(frame["model"].unique())
 
 
 def _one_backend(runs: pd.DataFrame, backend: str | None) -> tuple[pd.DataFrame, str]:
@@ -547,36 +545,3 @@ def plot_loss_curves(histories, out_path) -> Figure:
         f"columns: learning rate, rows: batch size" + (" (loss on a log scale)" if log_y else "")
     )
     return _save(fig, out_path)
-
-
-#: Figure name (the target's stem without the backend) -> plotting function.
-FIGURES = {
-    "speed_accuracy": plot_speed_accuracy,
-    "accuracy_vs_batch_size": plot_accuracy_vs_batch_size,
-    "accuracy_vs_learning_rate": plot_accuracy_vs_learning_rate,
-    "time_vs_batch_size": plot_time_vs_batch_size,
-    "time_vs_learning_rate": plot_time_vs_learning_rate,
-    "accuracy_heatmap": plot_accuracy_heatmap,
-    "time_heatmap": plot_time_heatmap,
-    "loss_curves": plot_loss_curves,
-}
-
-#: Figures drawn once per backend (their target names end in ``_{backend}``).
-PER_BACKEND = ("speed_accuracy", "accuracy_heatmap", "time_heatmap")
-
-
-def draw(figure: str, source, out_path, backend: str | None = None) -> Figure:
-    """Draw ``figure`` (a key of :data:`FIGURES`) from ``source`` into ``out_path``.
-
-    ``backend`` is required by the per-backend figures and refused by the others.
-    """
-    if figure not in FIGURES:
-        raise ValueError(f"unknown figure {figure!r}; known: {sorted(FIGURES)}")
-    if figure in PER_BACKEND:
-        if backend is None:
-            raise ValueError(f"figure {figure!r} is drawn per backend: give backend=")
-        return FIGURES[figure](source, out_path, backend=backend)
-    else:
-        if backend is not None:
-            raise ValueError(f"figure {figure!r} shows every backend; backend= is not used")
-        return FIGURES[figure](source, out_path)

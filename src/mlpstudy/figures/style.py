@@ -1,9 +1,10 @@
 """One look for every figure: backend colours, axis scales, units, resolution.
 
-Backend colours come from the Okabe-Ito palette (safe for the common colour-vision
-deficiencies). The study's two backends have fixed colours; any other backend gets a
-colour from the rest of the palette chosen by a stable hash of its name, so it keeps the
-same colour in every figure and every run, whatever else is configured.
+A backend's label, colour (Okabe-Ito palette, safe for the common colour-vision
+deficiencies), line style and marker come from its entry in the backend registry
+(``mlpstudy.backends.REGISTRY``); nothing here names a backend. A name the registry does
+not know (a table from elsewhere) gets a colour the registry leaves free, a line style and
+a marker chosen by a stable hash of its name, so it looks the same in every figure.
 """
 
 from __future__ import annotations
@@ -19,28 +20,21 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from mlpstudy.backends import REGISTRY
+
 DPI = 150
 
-OKABE_ITO = {
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "orange": "#E69F00",
-    "bluish_green": "#009E73",
-    "reddish_purple": "#CC79A7",
-    "sky_blue": "#56B4E9",
-    "black": "#000000",
-}
-
-KNOWN_BACKENDS = {"numpy": OKABE_ITO["blue"], "tensorflow": OKABE_ITO["vermillion"]}
-_SPARE = [OKABE_ITO[k] for k in ("orange", "bluish_green", "reddish_purple", "sky_blue", "black")]
-
-KNOWN_LINESTYLES = {"numpy": "-", "tensorflow": "--"}
+OKABE_ITO = (
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+)
 _SPARE_LINESTYLES = [":", "-.", (0, (5, 1, 1, 1, 1, 1))]
-KNOWN_MARKERS = {"numpy": "o", "tensorflow": "s"}
 _SPARE_MARKERS = ["^", "D", "v", "P"]
-
-#: Display names in titles and legends; unknown backends are shown as they are named.
-LABELS = {"numpy": "NumPy", "tensorflow": "TensorFlow/Keras"}
 
 UNITS = {
     "test_accuracy": "Test accuracy (%)",
@@ -55,34 +49,47 @@ UNITS = {
 SCALE = {"test_accuracy": 100.0}
 
 
-def _pick(name: str, spare: list):
-    return spare[zlib.crc32(name.encode()) % len(spare)]
+def _pick(name: str, choices: list):
+    return choices[zlib.crc32(name.encode()) % len(choices)]
+
+
+def _spare_colours() -> list[str]:
+    taken = {entry.color.upper() for entry in REGISTRY.values()}
+    return [c for c in OKABE_ITO if c.upper() not in taken] or list(OKABE_ITO)
 
 
 def backend_color(name: str) -> str:
-    return KNOWN_BACKENDS.get(name) or _pick(name, _SPARE)
+    entry = REGISTRY.get(name)
+    return entry.color if entry else _pick(name, _spare_colours())
 
 
 def backend_linestyle(name: str):
-    return KNOWN_LINESTYLES.get(name) or _pick(name, _SPARE_LINESTYLES)
+    entry = REGISTRY.get(name)
+    return entry.linestyle if entry else _pick(name, _SPARE_LINESTYLES)
 
 
 def backend_marker(name: str) -> str:
-    return KNOWN_MARKERS.get(name) or _pick(name, _SPARE_MARKERS)
+    entry = REGISTRY.get(name)
+    return entry.marker if entry else _pick(name, _SPARE_MARKERS)
+
+
+def backend_label(name: str) -> str:
+    """The backend's display name; an unregistered one is shown as it is named."""
+    entry = REGISTRY.get(name)
+    return entry.label if entry else name
+
+
+def backend_order(names) -> list[str]:
+    """Backends in a fixed order: the registered ones in registry order, then the rest by
+    name, so a backend has the same place in every legend."""
+    names = set(names)
+    return [b for b in REGISTRY if b in names] + sorted(names - set(REGISTRY))
 
 
 def marker_face(name: str, shown: list[str]) -> str:
     """Filled marker for the first backend shown, open ones for the others: backends that
     agree exactly (shared start) then show both markers instead of one on top."""
     return backend_color(name) if name == shown[0] else "none"
-
-
-def backend_label(name: str) -> str:
-    return LABELS.get(name, name)
-
-
-def backend_palette(names) -> dict[str, str]:
-    return {name: backend_color(name) for name in names}
 
 
 def backend_cmap(name: str) -> LinearSegmentedColormap:
@@ -118,10 +125,21 @@ def log_y_axis(ax: Axes, low: float, high: float) -> None:
     at the powers of ten only, so the labels never crowd."""
     ax.set_yscale("log")
     ax.set_ylim(low, high)
+    _log_ticks(ax.yaxis, low, high)
+
+
+def log_x_axis(ax: Axes, low: float, high: float) -> None:
+    """Like :func:`log_y_axis`, for the x axis."""
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    _log_ticks(ax.xaxis, low, high)
+
+
+def _log_ticks(axis, low: float, high: float) -> None:
     subs = (1.0, 2.0, 5.0) if high / low <= 100 else (1.0,)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: number(y)))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: number(v)))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
 def apply_theme() -> None:

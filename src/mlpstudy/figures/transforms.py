@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
 from mlpstudy.stats import mean_ci
 
 #: Columns that identify one hyperparameter cell of one backend.
