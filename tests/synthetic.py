@@ -1,4 +1,4 @@
-"""Tiny synthetic MNIST-format data for tests: real gzip'd IDX files, learnable classes."""
+"""Tiny synthetic data in the datasets' real format (gzip'd IDX files), learnable classes."""
 
 from __future__ import annotations
 

@@ -1,14 +1,21 @@
-"""IDX parsing and the IDX -> parquet -> arrays round trip, on tiny synthetic files."""
+"""IDX parsing and the IDX -> parquet -> arrays round trip, on tiny synthetic files and on
+the real Fashion-MNIST and MNIST where a copy exists."""
 
 import gzip
+import json
 import struct
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from mlpstudy import dataset, idx
 from synthetic import make_split, write_idx_gz
+
+from mlpstudy import dataset, datasets, idx
+from mlpstudy.download import md5sum
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture
@@ -22,21 +29,172 @@ def pair(tmp_path):
     )
 
 
-def test_round_trip_values_dtype_shape_and_order(pair, tmp_path):
+@pytest.fixture
+def written(pair, tmp_path):
     img_path, lab_path, images, labels = pair
     out = tmp_path / "split.parquet"
-    assert dataset.write_split(img_path, lab_path, out) == 50
+    assert dataset.write_split(img_path, lab_path, out, dataset="fashion-mnist") == 50
+    return out, images.reshape(50, -1) / np.float32(255.0), labels
+
+
+def test_round_trip_values_dtype_shape_and_order(written):
+    out, expected, labels = written
     x, y = dataset.load(out)
     assert x.shape == (50, 784) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert x.flags.writeable
     assert y.shape == (50,) and y.dtype == np.int64
     np.testing.assert_array_equal(y, labels)  # label order preserved
-    np.testing.assert_allclose(x, images.reshape(50, -1) / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
     assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_schema_and_metadata_as_documented(written, pair):
+    out, _, _ = written
     schema = pq.read_schema(out)
-    assert str(schema.field("pixels").type) == "fixed_size_binary[3136]"
-    assert schema.field("pixels").metadata == {b"dtype": b"<f4", b"shape": b"784"}
-    assert not schema.field("pixels").nullable and not schema.field("label").nullable
+    assert str(schema.field("pixels").type) == "fixed_size_list<element: float not null>[784]"
     assert str(schema.field("label").type) == "uint8"
+    assert not schema.field("pixels").nullable and not schema.field("label").nullable
+    meta = {k.decode(): v.decode() for k, v in schema.metadata.items() if k != b"ARROW:schema"}
+    assert meta == {
+        "dataset": "fashion-mnist",
+        "classes": json.dumps(list(datasets.get("fashion-mnist").classes)),
+        "image_shape": "28,28",
+        "source_images": "img.gz",
+        "source_images_md5": md5sum(pair[0]),
+        "source_labels": "lab.gz",
+        "source_labels_md5": md5sum(pair[1]),
+    }
+    # the layout the loader's fast path reads: PLAIN floats, uncompressed, no dictionary
+    chunk = pq.ParquetFile(out).metadata.row_group(0).column(0)
+    assert chunk.path_in_schema == "pixels.list.element"
+    assert chunk.compression == "UNCOMPRESSED" and not chunk.has_dictionary_page
+    assert "PLAIN" in chunk.encodings and "RLE_DICTIONARY" not in chunk.encodings
+
+
+def test_pixels_are_numbers_to_pyarrow_and_pandas(written):
+    out, expected, labels = written
+    table = pq.read_table(out)
+    values = table.column("pixels").combine_chunks().flatten().to_numpy()
+    assert values.dtype == np.float32
+    np.testing.assert_allclose(values.reshape(50, 784), expected, rtol=1e-6)
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_parquet(out)
+    assert list(frame.columns) == ["pixels", "label"]
+    np.testing.assert_allclose(np.stack(frame["pixels"].to_numpy()), expected, rtol=1e-6)
+    np.testing.assert_array_equal(frame["label"].to_numpy(), labels)
+
+
+def test_pixels_are_numbers_to_duckdb(written):
+    duckdb = pytest.importorskip("duckdb", reason="DuckDB is not installed (not a dependency)")
+    out, expected, _ = written
+    rows = duckdb.sql(f"SELECT pixels[1:784] FROM '{out}'").fetchall()
+    np.testing.assert_allclose(np.array([r[0] for r in rows]), expected, rtol=1e-6)
+
+
+def test_pixels_are_numbers_to_polars(written):
+    pl = pytest.importorskip("polars", reason="polars is not installed (not a dependency)")
+    out, expected, _ = written
+    frame = pl.read_parquet(out)
+    np.testing.assert_allclose(np.stack(frame["pixels"].to_numpy()), expected, rtol=1e-6)
+
+
+# --- the loader: fast path (pages read directly) and the generic path agree ---
+
+
+def _generic(path):
+    source = dataset._open(path)
+    x = np.empty((source.metadata.num_rows, 784), np.float32)
+    dataset._read_pixels(path, source, x)
+    return x
+
+
+def _table(n=1000, seed=5):
+    images, labels = make_split(n, seed)
+    return dataset.to_table(dataset.to_features(images), labels), images, labels
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"data_page_version": "1.0", "row_group_size": 300, "data_page_size": 10_000},
+        {"data_page_version": "2.0", "row_group_size": 300, "data_page_size": 10_000},
+        {"data_page_version": "2.0", "row_group_size": 1000},
+    ],
+    ids=["v1-pages", "v2-pages", "v2-one-group"],
+)
+def test_fast_path_reads_many_pages_of_either_version(tmp_path, monkeypatch, options):
+    table, images, labels = _table()
+    path = tmp_path / "pages.parquet"
+    pq.write_table(table, path, compression="none", use_dictionary=False, **options)
+    monkeypatch.setattr(dataset, "_read_pixels", None)  # the generic path must not run
+    x, y = dataset.load(path)
+    np.testing.assert_array_equal(x, dataset.to_features(images))
+    np.testing.assert_array_equal(y, labels)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(_generic(path), x)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"compression": "zstd", "use_dictionary": False}, {"compression": "none"}],
+    ids=["parquet-defaults", "zstd", "dictionary"],
+)
+def test_any_other_encoding_is_read_by_pyarrow(tmp_path, monkeypatch, options):
+    table, images, labels = _table(n=200)
+    path = tmp_path / "other.parquet"
+    pq.write_table(table, path, row_group_size=64, **options)
+    monkeypatch.setattr(dataset, "_read_plain_pixels", None)  # the fast path must not run
+    x, y = dataset.load(path)
+    np.testing.assert_array_equal(x, dataset.to_features(images))
+    np.testing.assert_array_equal(y, labels)
+
+
+def test_round_trip_across_several_row_groups(pair, tmp_path, monkeypatch):
+    img_path, lab_path, images, labels = pair
+    monkeypatch.setattr(dataset, "ROW_GROUP", 16)  # 50 rows -> 4 row groups
+    out = tmp_path / "groups.parquet"
+    dataset.write_split(img_path, lab_path, out)
+    assert pq.ParquetFile(out).num_row_groups == 4
+    x, y = dataset.load(out)
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_allclose(x, images.reshape(50, -1) / 255.0, rtol=1e-6)
+
+
+def test_a_corrupt_page_header_fails_naming_the_file(written, tmp_path):
+    out, _, _ = written
+    chunk = pq.ParquetFile(out).metadata.row_group(0).column(0)
+    data = bytearray(out.read_bytes())
+    data[chunk.data_page_offset : chunk.data_page_offset + 8] = b"\x15\x99" * 4
+    bad = tmp_path / "corrupt.parquet"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(dataset.DatasetError, match="corrupt.parquet"):
+        dataset.load(bad)
+
+
+def test_load_rejects_wrong_schema(tmp_path):
+    path = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"pixels": [1.0], "label": [1]}), path)
+    with pytest.raises(dataset.DatasetError, match="other.parquet: column .pixels. is double"):
+        dataset.load(path)
+
+
+def test_load_rejects_todays_raw_bytes_layout(tmp_path):
+    path = tmp_path / "old.parquet"
+    pq.write_table(pa.table({"pixels": pa.array([b"\0" * 3136], pa.binary(3136))}), path)
+    with pytest.raises(dataset.DatasetError, match="is fixed_size_binary.3136., expected fixed"):
+        dataset.load(path)
+
+
+def test_load_rejects_a_file_that_is_not_parquet(tmp_path):
+    path = tmp_path / "train.parquet"
+    path.write_bytes(b"PAR1 but not really")
+    with pytest.raises(
+        dataset.DatasetError, match="train.parquet: cannot read it as a dataset parquet file"
+    ):
+        dataset.load(path)
+
+
+# --- bad IDX files: named, and no parquet left behind ---
 
 
 def _write_raw(path, raw: bytes):
@@ -71,46 +229,86 @@ def test_bad_labels(tmp_path):
         idx.read_labels(out_of_range)
 
 
-def test_not_gzip(tmp_path):
-    path = tmp_path / "plain.gz"
-    path.write_bytes(b"not gzip at all")
-    with pytest.raises(idx.IDXError, match="plain.gz: not a readable gzip file"):
-        idx.read_images(path)
+def _truncated_gzip(path):
+    images, _ = make_split(10, seed=1)
+    write_idx_gz(path, images)
+    path.write_bytes(path.read_bytes()[:-100])
+    return path
 
 
-def test_count_mismatch_names_both_files_and_leaves_no_parquet(tmp_path):
-    images, labels = make_split(20, seed=1)
-    img = write_idx_gz(tmp_path / "img.gz", images)
-    lab = write_idx_gz(tmp_path / "lab.gz", labels[:19])
+@pytest.mark.parametrize(
+    "make_images, message",
+    [
+        (
+            lambda p: _write_raw(p, struct.pack(">iiii", 2049, 10, 28, 28) + bytes(7840)),
+            "wrong magic number 2049",
+        ),
+        (
+            lambda p: _write_raw(p, struct.pack(">iiii", 2051, 11, 28, 28) + bytes(7840)),
+            "file truncated",
+        ),
+        (lambda p: _truncated_gzip(p), "not a readable gzip file"),
+        (lambda p: p.write_bytes(b"not gzip at all") and p, "not a readable gzip file"),
+        (lambda p: write_idx_gz(p, make_split(11, seed=1)[0]), "count mismatch"),
+    ],
+    ids=["wrong-magic", "truncated", "truncated-gzip", "not-gzip", "count-mismatch"],
+)
+def test_bad_files_fail_naming_the_file_and_leave_no_parquet(tmp_path, make_images, message):
+    _, labels = make_split(10, seed=1)
+    images = make_images(tmp_path / "images.gz")
+    labels = write_idx_gz(tmp_path / "labels.gz", labels)
     out = tmp_path / "out" / "train.parquet"
-    with pytest.raises(idx.IDXError, match=r"img.gz has 20 images but .*lab.gz has 19 labels"):
-        dataset.write_split(img, lab, out)
+    with pytest.raises(idx.IDXError, match=r"images\.gz") as err:
+        dataset.write_split(images, labels, out, dataset="kmnist")
+    assert message in str(err.value)
     assert not out.exists()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no temporary either
 
 
-def test_load_rejects_wrong_schema(tmp_path):
-    import pyarrow as pa
-
-    path = tmp_path / "other.parquet"
-    pq.write_table(pa.table({"pixels": [1.0], "label": [1]}), path)
-    with pytest.raises(dataset.DatasetError, match="other.parquet: column .pixels. is double"):
-        dataset.load(path)
-
-
-def test_round_trip_across_several_row_groups(pair, tmp_path, monkeypatch):
-    img_path, lab_path, images, labels = pair
-    monkeypatch.setattr(dataset, "ROW_GROUP", 16)  # 50 rows -> 4 row groups
-    out = tmp_path / "groups.parquet"
-    dataset.write_split(img_path, lab_path, out)
-    assert pq.ParquetFile(out).num_row_groups == 4
-    x, y = dataset.load(out)
-    np.testing.assert_array_equal(y, labels)
-    np.testing.assert_allclose(x, images.reshape(50, -1) / 255.0, rtol=1e-6)
+def test_count_mismatch_names_both_files(tmp_path):
+    images, labels = make_split(20, seed=1)
+    img = write_idx_gz(tmp_path / "img.gz", images)
+    lab = write_idx_gz(tmp_path / "lab.gz", labels[:19])
+    with pytest.raises(idx.IDXError, match=r"img.gz has 20 images but .*lab.gz has 19 labels"):
+        dataset.write_split(img, lab, tmp_path / "train.parquet")
 
 
-def test_load_rejects_a_file_that_is_not_parquet(tmp_path):
-    path = tmp_path / "train.parquet"
-    path.write_bytes(b"PAR1 but not really")
-    with pytest.raises(dataset.DatasetError, match="train.parquet: cannot read it as a dataset parquet file"):
-        dataset.load(path)
+def test_unknown_dataset_writes_nothing(pair, tmp_path):
+    out = tmp_path / "x.parquet"
+    with pytest.raises(KeyError, match="unknown dataset 'emnist'"):
+        dataset.write_split(pair[0], pair[1], out, dataset="emnist")
+    assert not out.exists()
+
+
+# --- the real files ---
+
+REAL_COUNTS = {
+    "fashion-mnist": ([6000] * 10, [1000] * 10),
+    "mnist": (
+        [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist"])
+def test_real_dataset_end_to_end(name, tmp_path):
+    raw = SHARED / name
+    if not raw.is_dir():
+        pytest.skip(f"the real {name} files are not at {raw} (shared data of this machine)")
+    entry = datasets.get(name)
+    for split, n, counts in (
+        ("train", entry.n_train, REAL_COUNTS[name][0]),
+        ("test", entry.n_test, REAL_COUNTS[name][1]),
+    ):
+        images, labels = (raw / f for f in datasets.split_files(name, split))
+        out = tmp_path / f"{split}.parquet"
+        assert dataset.write_split(images, labels, out, dataset=name) == n
+        x, y = dataset.load(out)
+        assert x.shape == (n, 784) and x.min() == 0.0 and x.max() == 1.0
+        np.testing.assert_array_equal(np.bincount(y), counts)
+        expected = idx.read_images(images).reshape(n, -1) * np.float32(1 / 255)
+        np.testing.assert_array_equal(x, expected)
+        meta = pq.read_schema(out).metadata
+        assert meta[b"source_images_md5"].decode() == entry.md5[images.name]
+        assert meta[b"dataset"].decode() == name

@@ -70,8 +70,17 @@ def fetch(name: str, md5: str, mirrors: list[str], dest: str | os.PathLike) -> s
     raise DownloadError(f"could not fetch {name} from any mirror:\n" + "\n".join(failures))
 
 
-def fetch_all(files: dict[str, str], mirrors: list[str], out_dir: str | os.PathLike) -> dict:
-    """Fetch every file of ``files`` (name -> MD5) into ``out_dir``; return name -> mirror."""
+def fetch_all(
+    files: dict[str, str], mirrors: list[str], out_dir: str | os.PathLike, dataset: str = ""
+) -> dict:
+    """Fetch every file of ``files`` (name -> MD5) into ``out_dir``; return name -> mirror.
+
+    ``mirrors`` is what ``mlpstudy.datasets.mirrors`` gives: the config's
+    ``data_mirrors[dataset]`` first, then the catalog's public mirrors.
+    """
     if not mirrors:
-        raise DownloadError("no mirrors configured (config field 'mnist_mirrors' is empty)")
+        raise DownloadError(
+            f"no mirrors for dataset {dataset!r}: give one under the config's "
+            f"data_mirrors: {{{dataset}: [URL prefix or directory]}}"
+        )
     return {name: fetch(name, md5, mirrors, Path(out_dir) / name) for name, md5 in files.items()}

@@ -1,4 +1,5 @@
-"""Read MNIST's IDX files (gzip'd), validating everything the format promises.
+"""Read gzip'd IDX files (MNIST and its drop-in replacements), validating everything
+the format promises.
 
 Format (http://yann.lecun.com/exdb/mnist/): big-endian int32 magic number, then one
 big-endian int32 per dimension, then unsigned bytes. Images: magic 2051, dims
@@ -66,9 +67,11 @@ def read_labels(path: str | os.PathLike, n_classes: int = 10) -> np.ndarray:
     return labels
 
 
-def read_pair(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
+def read_pair(
+    images_path, labels_path, shape: tuple[int, int] = (28, 28), n_classes: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of one split; their counts must agree."""
-    images, labels = read_images(images_path), read_labels(labels_path)
+    images, labels = read_images(images_path, shape), read_labels(labels_path, n_classes)
     if len(images) != len(labels):
         raise IDXError(
             f"{images_path} has {len(images)} images but {labels_path} has "
