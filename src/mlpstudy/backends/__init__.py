@@ -146,6 +146,56 @@ _ENTRIES = (
         },
         adam_epsilon="sqrt_v",
     ),
+    # jax and torch: ``measured`` from two jobs each (2 epochs, batch 32, lr 0.1, real
+    # MNIST, one thread, 2026-11-25) on the 2-core machine at load ~5, not the full grid:
+    # the larger of the two (peak RSS by /usr/bin/time; startup = job wall - training
+    # time; epoch = the second epoch; PyTorch's wall there was ~2x its CPU time). Their Adam
+    # runs Keras' formula: each passes eps_t = epsilon / sqrt(1 - beta_2^t) to its
+    # framework's sqrt(v_hat) + eps form (see the modules' docstrings).
+    BackendInfo(
+        name="jax",
+        module="mlpstudy.backends.jax_mlp",
+        framework_modules=("jax", "optax"),
+        distributions={"jax": ("jax",), "jaxlib": ("jaxlib",), "optax": ("optax",)},
+        label="JAX",
+        color=_OKABE_ITO["bluish_green"],
+        linestyle="-.",
+        marker="^",
+        measured=Measured(peak_mb=737, epoch_s=0.98, startup_s=5.4),
+        options={
+            "scan_epoch": {
+                "description": (
+                    "One jax.jit-compiled epoch over jax.lax.scan (one Python dispatch per "
+                    "epoch) instead of one compiled step per mini-batch."
+                ),
+                "type": "boolean",
+                "default": False,
+            },
+        },
+        adam_epsilon="sqrt_v",
+    ),
+    BackendInfo(
+        name="torch",
+        module="mlpstudy.backends.torch_mlp",
+        framework_modules=("torch",),
+        distributions={"torch": ("torch",)},
+        label="PyTorch",
+        color=_OKABE_ITO["orange"],
+        linestyle=":",
+        marker="D",
+        measured=Measured(peak_mb=544, epoch_s=2.42, startup_s=10.6),
+        options={
+            "compile": {
+                "description": (
+                    "torch.compile of the batch loss (model + criterion; Inductor, needs a C++ "
+                    "compiler); the first epoch carries the compilation."
+                ),
+                "type": "boolean",
+                "default": False,
+            },
+        },
+        adam_epsilon="sqrt_v",
+    ),
 )
 
 #: name -> entry, in the order of the config's default ``backends``.

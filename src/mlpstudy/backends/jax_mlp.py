@@ -1,0 +1,262 @@
+"""The MLP in JAX, written as a JAX user writes it: pure functions of a parameter pytree.
+
+The parameters are a dict ``{"W1", "b1", "W2", "b2"}`` of device arrays in the layout
+the forward pass multiplies with (``x @ W1``: W1 is 784x64, as in Keras and Flax, so
+the shared start needs no transpose). The loss is ``optax``'s softmax cross-entropy
+on the logits: the study's softmax output layer sits inside the loss, where it is
+computed as log-softmax. ``jax.value_and_grad`` differentiates it, an ``optax``
+optimizer updates the parameters, and the whole step is one ``jax.jit``-compiled
+function whose parameter and optimizer-state buffers are donated (updated in place).
+The training and test sets become device arrays once per run; each step gathers its
+mini-batch inside the compiled step from the epoch's permutation.
+
+Option ``scan_epoch`` (default false): one compiled function runs the whole epoch with
+``jax.lax.scan`` over the full batches plus one step for a short last batch, so
+Python dispatches once per epoch instead of once per step.
+
+Compilation happens on the first call of each compiled function, inside the first
+epoch, so ``first_epoch_s`` carries it (as Keras' tracing). It is also timed apart,
+from ``jax.monitoring``'s compile events (tracing, lowering, XLA compilation), as
+``metrics["compile_s"]``.
+
+Optimizers (``optax``): ``sgd(lr)``; ``sgd(lr, momentum, nesterov)``, whose trace
+``t = m t + g``, ``w -= lr t`` equals Keras' ``v = m v - lr g``, ``w += v`` with
+``v = -lr t`` for a constant learning rate; ``adam(lr, b1, b2, eps)``. optax adds
+``eps`` to sqrt(v_hat) (Kingma & Ba's Algorithm 1, as PyTorch); Keras, whose number the
+config's ``epsilon`` is, adds it to sqrt(v) before the bias correction, which is
+optax's form with ``eps_t = epsilon / sqrt(1 - beta_2^t)``. ``optax.inject_hyperparams``
+passes exactly that schedule as optax's ``eps``, so all backends run the same Adam
+(at step 1 with beta_2 = 0.999, optax's plain ``eps=1e-7`` would be 32x smaller than
+Keras' effective one, and one step would differ by up to ~1e-3 of the learning rate).
+
+Implements ``base.Backend``, like every other backend module.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from threadpoolctl import threadpool_limits
+
+from . import info
+from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
+from .loop import EpochCallback, run_epochs
+
+#: XLA_FLAGS that keep XLA's CPU backend to one thread (``training.thread_env`` sets them).
+_SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+#: jax.monitoring events whose durations add up to the compile time of a jitted call.
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+def set_threads(n: int) -> dict[str, int]:
+    """Ask XLA's CPU backend (and NumPy's BLAS) for ``n`` threads; return what is in effect.
+
+    JAX has no thread-count API (jax-ml/jax#1539). XLA reads ``XLA_FLAGS`` when its CPU
+    client starts, at the first JAX operation: for ``n == 1`` this adds the
+    single-thread flags if ``mlpstudy.training`` did not. They are not a bound: XLA
+    sizes its intra-op pool by the CPUs the process may run on, and a 2048^3 matmul
+    used both of this machine's 2 cores with the flags set, one under ``taskset -c 0``.
+    The bound that holds is the pinning of ``mlpstudy.cores`` (``pinned_cpus``).
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n == 1 and _SINGLE_THREAD_FLAGS not in flags:
+        os.environ["XLA_FLAGS"] = flags = f"{flags} {_SINGLE_THREAD_FLAGS}".strip()
+    threadpool_limits(limits=n)  # NumPy's BLAS, in case anything here uses it
+    return {"xla_cpu_multi_thread_eigen": int("--xla_cpu_multi_thread_eigen=false" not in flags)}
+
+
+def start(spec: TrainSpec) -> SharedStart | None:
+    """The shared start, or None: JAX then draws its own weights and batch order with
+    ``jax.random`` from a key seeded by ``(seed, trial)`` (see ``own_start``)."""
+    return SharedStart(spec.seed, spec.trial) if spec.start == "shared" else None
+
+
+def own_start(spec: TrainSpec) -> tuple[dict[str, jax.Array], jax.Array]:
+    """JAX's own start: He-uniform weights from ``jax.nn.initializers``, zero biases,
+    and the key from which epoch ``e``'s permutation is drawn (``fold_in(key, e)``)."""
+    key_w1, key_w2, key_shuffle = jax.random.split(jax.random.key(_seed(spec)), 3)
+    he_uniform = jax.nn.initializers.he_uniform()
+    n_in, n_hidden, n_out = LAYER_SIZES
+    params = {
+        "W1": he_uniform(key_w1, (n_in, n_hidden), jnp.float32),
+        "b1": jnp.zeros(n_hidden, jnp.float32),
+        "W2": he_uniform(key_w2, (n_hidden, n_out), jnp.float32),
+        "b2": jnp.zeros(n_out, jnp.float32),
+    }
+    return params, key_shuffle
+
+
+def forward(params, x):
+    """The logits: ReLU(x W1 + b1) W2 + b2 (the softmax is in ``loss``)."""
+    hidden = jax.nn.relu(x @ params["W1"] + params["b1"])
+    return hidden @ params["W2"] + params["b2"]
+
+
+def loss(params, x, y):
+    """Mean cross-entropy of softmax(logits) against the integer labels ``y``."""
+    return optax.softmax_cross_entropy_with_integer_labels(forward(params, x), y).mean()
+
+
+def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
+    """The ``optax`` optimizer of ``spec`` with the config's numbers (see the module
+    docstring for how Adam's epsilon is made Keras')."""
+    lr, settings = spec.learning_rate, spec.optimizer_settings
+    if spec.optimizer == "sgd":
+        return optax.sgd(lr)
+    if spec.optimizer == "momentum":
+        return optax.sgd(lr, momentum=settings["momentum"], nesterov=settings["nesterov"])
+    if spec.optimizer == "adam":
+        beta_2, epsilon = settings["beta_2"], settings["epsilon"]
+
+        def keras_epsilon(count):  # count: updates done before this one
+            return epsilon / jnp.sqrt(1 - beta_2 ** (count + 1))
+
+        return optax.inject_hyperparams(optax.adam)(
+            learning_rate=lr, b1=settings["beta_1"], b2=beta_2, eps=keras_epsilon
+        )
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}")
+
+
+def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
+    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by ``jax.value_and_grad``.
+
+    Works in the dtype of ``params``: float64 inside ``jax.enable_x64``.
+    """
+    with jax.enable_x64(_is_float64(params)):
+        value, grads = _value_and_grad(*_device_args(params, x, y))
+        return float(value), {name: np.asarray(grads[name]) for name in PARAM_NAMES}
+
+
+def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in one compiled call
+    (in the dtype of ``params``, as ``gradients``)."""
+    with jax.enable_x64(_is_float64(params)):
+        value, accuracy = _scores(*_device_args(params, x, y))
+        return float(value), float(accuracy)
+
+
+def train(
+    spec: TrainSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
+    """Train the network with ``spec``'s optimizer; return a ``RunResult``."""
+    options = info("jax").resolve_options(spec.options)
+    n, batch = len(x_train), spec.batch_size
+    run_start = start(spec)
+    if run_start is None:
+        params, shuffle_key = own_start(spec)
+    else:
+        params = {name: jnp.asarray(value) for name, value in run_start.params.items()}
+    # Device arrays once per run: every compiled call then takes them without a copy.
+    x_train, y_train = (
+        jax.device_put(np.asarray(x_train, np.float32)),
+        jnp.asarray(y_train, jnp.int32),
+    )
+    x_test, y_test = jax.device_put(np.asarray(x_test, np.float32)), jnp.asarray(y_test, jnp.int32)
+    tx = optimizer(spec)
+    state = {"params": params, "opt": tx.init(params)}
+    step = _make_step(tx)
+    run_epoch = _make_epoch(step, batch) if options["scan_epoch"] else None
+    step = jax.jit(step, donate_argnums=(0, 1))
+
+    def shuffle(epoch):
+        if run_start is None:
+            return np.asarray(jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n))
+        return run_start.permutation(n).astype(np.int32)
+
+    def train_epoch(order):
+        params, opt_state = state["params"], state["opt"]
+        if run_epoch is not None:
+            params, opt_state = run_epoch(params, opt_state, x_train, y_train, jnp.asarray(order))
+        else:
+            for s in range(0, n, batch):
+                params, opt_state = step(params, opt_state, x_train, y_train, order[s : s + batch])
+        state["params"], state["opt"] = jax.block_until_ready((params, opt_state))
+
+    def evaluate_epoch():
+        loss_value, accuracy = _scores(state["params"], x_train, y_train)
+        _, test_accuracy = _scores(state["params"], x_test, y_test)
+        return float(loss_value), float(accuracy), float(test_accuracy)
+
+    compile_s = []
+
+    def on_compile(event: str, duration: float, **kwargs):
+        if event in _COMPILE_EVENTS:
+            compile_s.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(on_compile)
+    try:
+        result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(on_compile)
+    result.metrics["compile_s"] = sum(compile_s)
+    result.params = {name: np.asarray(state["params"][name]) for name in PARAM_NAMES}
+    return result
+
+
+def _make_step(tx: optax.GradientTransformation):
+    """One optimisation step on the rows ``idx`` of ``(x, y)``, a pure function."""
+
+    def step(params, opt_state, x, y, idx):
+        grads = jax.grad(loss)(params, x[idx], y[idx])
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    return step
+
+
+def _make_epoch(step, batch: int):
+    """One compiled epoch: ``lax.scan`` over the full batches of ``order``, then one step
+    on the short last batch if there is one (its size is static: one compile per run)."""
+
+    def epoch(params, opt_state, x, y, order):
+        full = len(order) // batch * batch
+        batches = order[:full].reshape(-1, batch)
+
+        def body(carry, idx):
+            return step(*carry, x, y, idx), None
+
+        (params, opt_state), _ = jax.lax.scan(body, (params, opt_state), batches)
+        if full < len(order):
+            params, opt_state = step(params, opt_state, x, y, order[full:])
+        return params, opt_state
+
+    return jax.jit(epoch, donate_argnums=(0, 1))
+
+
+_value_and_grad = jax.jit(jax.value_and_grad(loss))
+
+
+def _is_float64(params: Params) -> bool:
+    return np.asarray(params["W1"]).dtype == np.float64
+
+
+def _device_args(params: Params, x, y):
+    """``params``, ``x`` (in the dtype of ``params``) and integer ``y`` as device arrays."""
+    params = {name: jnp.asarray(params[name]) for name in PARAM_NAMES}
+    return params, jnp.asarray(x, params["W1"].dtype), jnp.asarray(y, jnp.int32)
+
+
+@jax.jit
+def _scores(params, x, y):
+    """Mean loss and accuracy on the whole of ``(x, y)``, one compiled call."""
+    logits = forward(params, x)
+    value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return value, (jnp.argmax(logits, axis=1) == y).mean()
+
+
+def _seed(spec: TrainSpec) -> int:
+    """One integer seed from ``(seed, trial)`` when the start is not shared (as Keras')."""
+    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)

@@ -1,0 +1,242 @@
+"""The MLP in PyTorch, written as a PyTorch user writes it.
+
+``nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))`` outputs logits and
+``nn.CrossEntropyLoss`` takes them: the study's softmax output layer sits inside the
+loss (log-softmax + negative log-likelihood, the numerically stable form). The loop is
+PyTorch's usual one: index the epoch's permutation for the mini-batch, ``zero_grad``,
+forward, ``loss.backward()``, ``optimizer.step()``. No ``DataLoader``: the data are two
+tensors in memory, and its per-sample fetch and collate (or a batch sampler's extra
+indexing layer) only add Python work per step; measured on 60000 rows at batch 32,
+see ``benchmarks/bench_backends.py``.
+
+``nn.Linear`` stores its weight as (out, in): the shared start's W1 (784x64) goes in
+transposed, and ``RunResult.params`` comes back in the shared (in, out) layout.
+
+Option ``compile`` (default false): ``torch.compile`` of the loss of a batch (model +
+criterion; AOTAutograd compiles its backward too, Inductor generates C++ kernels with
+the system's compiler). The optimizer's step stays eager: it is one foreach update of
+four tensors. Compilation happens in the first epoch (``first_epoch_s`` carries it),
+once for the full batch and once for a short last batch (``dynamic=False``).
+
+Optimizers: ``torch.optim.SGD(lr)``; ``SGD(lr, momentum, nesterov)``, whose buffer
+``b = m b + g``, ``w -= lr b`` equals Keras' ``v = m v - lr g``, ``w += v`` with
+``v = -lr b`` for a constant learning rate; ``Adam(lr, betas, eps)``. PyTorch adds
+``eps`` to sqrt(v_hat) (Kingma & Ba's Algorithm 1); Keras, whose number the config's
+``epsilon`` is, adds it to sqrt(v) before the bias correction, which is PyTorch's form
+with ``eps_t = epsilon / sqrt(1 - beta_2^t)``. So the param group's ``eps`` is set to
+``eps_t`` before each step (as a scheduler sets ``lr``), and all backends run the same
+Adam. PyTorch's default eps (1e-8) is not used.
+
+Implements ``base.Backend``, like every other backend module.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from . import info
+from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
+from .loop import EpochCallback, run_epochs
+
+#: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
+EVAL_CHUNK = 10000
+
+
+def set_threads(n: int) -> dict[str, int]:
+    """Set PyTorch's intra-/inter-op pools (and NumPy's BLAS) to ``n``; return them.
+
+    The inter-op pool can be sized only before PyTorch first uses it; after that its
+    size stays, and the returned dict says which sizes are in effect.
+    """
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # the inter-op pool has started: its size is fixed
+        pass
+    threadpool_limits(limits=n)  # NumPy's BLAS, in case anything here uses it
+    return {
+        "torch_intra_op": torch.get_num_threads(),
+        "torch_inter_op": torch.get_num_interop_threads(),
+    }
+
+
+def start(spec: TrainSpec) -> SharedStart | None:
+    """The shared start, or None: PyTorch then draws its own weights and batch order
+    from a ``torch.Generator`` seeded by ``(seed, trial)`` (see ``build_model``)."""
+    return SharedStart(spec.seed, spec.trial) if spec.start == "shared" else None
+
+
+def build_model(
+    params: Params | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Sequential:
+    """The study's network in ``dtype``; ``params`` (shared layout, (in, out)) are its
+    weights if given.
+
+    Without ``params``: He-uniform weights by ``nn.init.kaiming_uniform_`` (bound
+    sqrt(6 / fan_in), the study's equation (11); PyTorch's own default for
+    ``nn.Linear`` is a narrower uniform with nonzero biases) and zero biases.
+    """
+    n_in, n_hidden, n_out = LAYER_SIZES
+    model = nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
+    model = model.to(dtype)
+    layers = (model[0], model[2])
+    with torch.no_grad():
+        for i, layer in enumerate(layers, start=1):
+            if params is None:
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=generator)
+                nn.init.zeros_(layer.bias)
+            else:
+                layer.weight.copy_(torch.from_numpy(np.asarray(params[f"W{i}"]).T))
+                layer.bias.copy_(torch.from_numpy(np.asarray(params[f"b{i}"])))
+    return model
+
+
+def optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
+    """The ``torch.optim`` optimizer of ``spec`` with the config's numbers (Adam's eps is
+    set per step by ``_keras_epsilon``)."""
+    lr, settings = spec.learning_rate, spec.optimizer_settings
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr)
+    if spec.optimizer == "momentum":
+        return torch.optim.SGD(
+            model.parameters(), lr=lr, momentum=settings["momentum"], nesterov=settings["nesterov"]
+        )
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(
+            model.parameters(),
+            lr=lr,
+            betas=(settings["beta_1"], settings["beta_2"]),
+            eps=settings["epsilon"],
+        )
+    raise ValueError(f"unknown optimizer {spec.optimizer!r}")
+
+
+def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
+    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by autograd.
+
+    Works in the dtype of ``params`` (float64 for finite-difference checks).
+    """
+    dtype = _dtype(params)
+    model = build_model(params, dtype=dtype)
+    loss = nn.CrossEntropyLoss()(model(torch.as_tensor(x, dtype=dtype)), _labels(y))
+    loss.backward()
+    return loss.item(), _params(model, grad=True)
+
+
+def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)`` (in their dtype)."""
+    dtype = _dtype(params)
+    return _scores(build_model(params, dtype=dtype), torch.as_tensor(x, dtype=dtype), _labels(y))
+
+
+def train(
+    spec: TrainSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    on_epoch: EpochCallback | None = None,
+) -> RunResult:
+    """Train the network with ``spec``'s optimizer; return a ``RunResult``."""
+    options = info("torch").resolve_options(spec.options)
+    run_start = start(spec)
+    generator = None
+    if run_start is None:
+        generator = torch.Generator().manual_seed(_seed(spec))
+    model = build_model(run_start.params if run_start is not None else None, generator)
+    opt = optimizer(spec, model)
+    criterion = nn.CrossEntropyLoss()
+    n, batch = len(x_train), spec.batch_size
+    # Tensors once per run (from_numpy shares NumPy's float32 memory).
+    x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    x_test = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))
+    y_train, y_test = _labels(y_train), _labels(y_test)
+
+    def batch_loss(xb, yb):
+        return criterion(model(xb), yb)
+
+    if options["compile"]:
+        batch_loss = torch.compile(batch_loss, dynamic=False)
+    keras_epsilon = _keras_epsilon(spec, opt)
+
+    def shuffle(epoch):
+        if run_start is None:
+            return torch.randperm(n, generator=generator)
+        return torch.from_numpy(run_start.permutation(n))
+
+    def train_epoch(order):
+        model.train()
+        for s in range(0, n, batch):
+            idx = order[s : s + batch]
+            opt.zero_grad()
+            loss = batch_loss(x_train[idx], y_train[idx])
+            loss.backward()
+            keras_epsilon()
+            opt.step()
+
+    def evaluate_epoch():
+        loss, accuracy = _scores(model, x_train, y_train)
+        return loss, accuracy, _scores(model, x_test, y_test)[1]
+
+    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+    result.params = _params(model)
+    return result
+
+
+def _keras_epsilon(spec: TrainSpec, opt: torch.optim.Optimizer):
+    """A callable to run before each ``opt.step()``: for Adam it sets the param group's
+    eps to ``epsilon / sqrt(1 - beta_2^t)`` (Keras' epsilon in PyTorch's formula, see
+    the module docstring); for the other optimizers it does nothing."""
+    if spec.optimizer != "adam":
+        return lambda: None
+    group = opt.param_groups[0]
+    epsilon, beta_2 = spec.optimizer_settings["epsilon"], spec.optimizer_settings["beta_2"]
+    steps = iter(range(1, 2**62))
+
+    def set_eps():
+        group["eps"] = epsilon / math.sqrt(1 - beta_2 ** next(steps))
+
+    return set_eps
+
+
+@torch.inference_mode()
+def _scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on the whole of ``(x, y)``, in chunks."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for s in range(0, len(x), EVAL_CHUNK):
+        logits = model(x[s : s + EVAL_CHUNK])
+        yb = y[s : s + EVAL_CHUNK]
+        loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    return loss_sum / len(x), correct / len(x)
+
+
+def _params(model: nn.Sequential, grad: bool = False) -> dict[str, np.ndarray]:
+    """The model's parameters (or their gradients) as NumPy arrays in the shared layout."""
+    out = {}
+    for i, layer in enumerate((model[0], model[2]), start=1):
+        w, b = (layer.weight.grad, layer.bias.grad) if grad else (layer.weight, layer.bias)
+        out[f"W{i}"], out[f"b{i}"] = w.detach().numpy().T.copy(), b.detach().numpy().copy()
+    return {name: out[name] for name in PARAM_NAMES}
+
+
+def _dtype(params: Params) -> torch.dtype:
+    return torch.float64 if np.asarray(params["W1"]).dtype == np.float64 else torch.float32
+
+
+def _labels(y) -> torch.Tensor:
+    """Class labels as the int64 tensor ``CrossEntropyLoss`` takes."""
+    return torch.as_tensor(np.asarray(y), dtype=torch.int64)
+
+
+def _seed(spec: TrainSpec) -> int:
+    """One integer seed from ``(seed, trial)`` when the start is not shared (as Keras')."""
+    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)
