@@ -1,24 +1,24 @@
-"""The figure rules through the real Snakemake on a tiny synthetic sweep."""
+"""The figure rules, the overview and the HTML report through the real Snakemake."""
+
+import json
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
-from e2e_utils import make_tiny_workdir, snakemake
+import yaml
+from e2e_utils import TINY, TINY_STUDY, make_tiny_workdir, snakemake
 from PIL import Image
+
+from mlpstudy import runs
+from mlpstudy.figures import FIGURES, figure_targets, registry, report
 
 pytestmark = pytest.mark.e2e
 
-PER_BACKEND = ["speed_accuracy", "accuracy_heatmap", "time_heatmap"]
-CROSS_BACKEND = [
-    "accuracy_vs_batch_size",
-    "accuracy_vs_learning_rate",
-    "time_vs_batch_size",
-    "time_vs_learning_rate",
-    "loss_curves",
-]
-BACKENDS = ["numpy", "tensorflow"]
-FIGURES = [f"results/figures/{f}_{b}.png" for f in PER_BACKEND for b in BACKENDS] + [
-    f"results/figures/{f}.png" for f in CROSS_BACKEND
-]
+BACKENDS = TINY["backends"]
+FIGURE_TARGETS = figure_targets(TINY_STUDY, BACKENDS)
+OVERVIEW = ["results/overview.csv", "results/figures/overview.png"]
+TINY_STUDY_AXES = {"dataset": "tiny", "optimizer": "sgd", "start": "shared", "threads": 1}
 # Minimum (width, height) at 150 dpi for the tiny 2 x 2 grid.
 MIN_SIZE = {"speed_accuracy": (900, 600), "heatmap": (650, 500), "loss_curves": (700, 600)}
 
@@ -30,16 +30,27 @@ def min_size(path):
     return (1000, 400)  # a row of small multiples
 
 
+def stem(target):
+    return target.rsplit("/", 1)[1].removesuffix(".png")
+
+
+def report_data(html):
+    """The report's categories and results, as the page's own scripts hold them."""
+    categories = re.search(r"var categories = (\{.*?\});\n", html).group(1)
+    results = re.search(r"var results = (\{.*?\});\n", html, re.S).group(1)
+    return json.loads(categories), json.loads(results)
+
+
 @pytest.fixture(scope="module")
 def all_figures(tiny_sweep):
-    """The session's tiny sweep: its default target built every figure (asked again
-    here, so a figure missing from the default target would be built and still checked)."""
-    snakemake(tiny_sweep, *FIGURES)
+    """The session's tiny sweep, with every registry figure and the overview asked for
+    (a figure missing from the default target would be built here and still checked)."""
+    snakemake(tiny_sweep, *FIGURE_TARGETS, *OVERVIEW)
     return tiny_sweep
 
 
-@pytest.mark.parametrize("target", FIGURES)
-def test_each_figure_rule_writes_a_non_blank_png_of_the_expected_size(all_figures, target):
+@pytest.mark.parametrize("target", FIGURE_TARGETS)
+def test_each_figure_of_the_study_is_a_non_blank_png_of_the_expected_size(all_figures, target):
     with Image.open(all_figures / target) as img:
         width, height = img.size
         dpi = img.info["dpi"][0]
@@ -48,24 +59,110 @@ def test_each_figure_rule_writes_a_non_blank_png_of_the_expected_size(all_figure
     assert width >= min_width and height >= min_height, (width, height)
     assert round(dpi) >= 150
     assert pixels.std() > 10 and (pixels < 245).any(axis=2).mean() > 0.02
-    name = target.removeprefix("results/figures/").removesuffix(".png")
-    assert "wrote" in (all_figures / f"logs/figures/{name}.log").read_text()
+    log = all_figures / f"logs/figures/{TINY_STUDY}/{stem(target)}.log"
+    assert f"wrote {target}" in log.read_text()
 
 
-def test_report_is_self_contained_and_holds_every_figure(all_figures):
-    snakemake(all_figures, *FIGURES, "--report", "results/report.html")
+def test_the_default_target_holds_every_registry_figure_of_every_backend(all_figures):
+    summary = snakemake(all_figures, "--summary").stdout.splitlines()
+    files = {line.split("\t")[0] for line in summary}
+    assert set(FIGURE_TARGETS) <= files, set(FIGURE_TARGETS) - files
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pie.png",  # not in the registry
+        f"loss_curves_{BACKENDS[0]}.png",  # drawn with every backend, not per backend
+        "speed_accuracy.png",  # drawn per backend
+        "speed_accuracy_jaxx.png",  # not a configured backend
+    ],
+)
+def test_no_rule_makes_a_figure_the_registry_does_not_have(all_figures, name):
+    proc = snakemake(all_figures, "-n", f"{TINY_STUDY}/figures/{name}", check=False)
+    assert proc.returncode != 0
+    assert "MissingRuleException" in proc.stdout + proc.stderr
+
+
+def test_overview_table_summarises_the_table_of_all_runs(all_figures):
+    table = pd.read_csv(all_figures / "results/tf_vs_np.csv")
+    overview = pd.read_csv(all_figures / "results/overview.csv")
+    assert overview["model"].tolist() == BACKENDS
+    assert overview[runs.STUDY_COLUMNS].drop_duplicates().to_dict("records") == [TINY_STUDY_AXES]
+    for _, row in overview.iterrows():
+        mine = table[table["model"] == row["model"]]
+        assert row["runs"] == len(mine) == 8 and row["trials"] == TINY["trials"]
+        per_trial = mine.groupby("trial")["test_accuracy"].mean()
+        assert row["test_accuracy"] == pytest.approx(per_trial.mean())
+        cells = mine.groupby(["learning_rate", "batch_size"])["test_accuracy"].mean()
+        assert row["best_test_accuracy"] == pytest.approx(cells.max())
+        epoch_s = (mine["training_time_s"] / TINY["epochs"]).groupby(mine["trial"]).mean()
+        if not mine["diverged"].any():
+            assert row["epoch_s"] == pytest.approx(epoch_s.mean())
+
+
+def test_report_is_organised_by_study_with_each_figures_own_caption(all_figures):
+    snakemake(all_figures, *FIGURE_TARGETS, *OVERVIEW, "--report", "results/report.html")
     html = (all_figures / "results/report.html").read_text()
-    for target in FIGURES:
-        assert target.rsplit("/", 1)[1] in html
     assert 'src="http' not in html  # no external resources to fetch
+    # the front page and every caption render without docutils complaints
+    assert "System Message" not in html and "Duplicate explicit target" not in html
+    categories, results = report_data(html)
+    study = runs.study_label(TINY_STUDY_AXES)
+    assert study in categories and report.ACROSS_STUDIES in categories
+    shown = {f for files in categories[study].values() for f in files}
+    assert set(FIGURE_TARGETS) <= shown
+    for target in FIGURE_TARGETS:
+        name = next(n for n in FIGURES if stem(target) in (n, *(f"{n}_{b}" for b in BACKENDS)))
+        caption = results[target]["caption"]
+        assert caption.startswith(f"<p><strong>{FIGURES[name].title}"), (target, caption[:80])
+        assert target in caption  # the caption names its own file
+        assert target in categories[study][FIGURES[name].subcategory]
+    assert set(OVERVIEW) <= {
+        f for files in categories[report.ACROSS_STUDIES].values() for f in files
+    }
+
+
+def test_figures_per_study_and_the_overview_across_studies(tmp_path):
+    """Two optimizers, one backend: each study gets every figure under its own path, the
+    overview has one row per study, the report one category per study."""
+    work = make_tiny_workdir(
+        tmp_path, backends=BACKENDS[:1], optimizers=["sgd", "adam"], learning_rates=[0.1]
+    )
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    studies = [runs.study_dir(s) for s in runs.studies(config)]
+    assert len(studies) == 2
+    targets = [t for s in studies for t in figure_targets(s, BACKENDS[:1])]
+    snakemake(work, *targets, *OVERVIEW)
+    snakemake(work, *targets, *OVERVIEW, "--report", "results/report.html")
+    assert all((work / t).stat().st_size > 10_000 for t in targets)
+    overview = pd.read_csv(work / "results/overview.csv")
+    assert sorted(overview["optimizer"]) == ["adam", "sgd"]
+    assert set(overview["model"]) == {BACKENDS[0]}
+    for _, row in overview.iterrows():
+        study = runs.study_dir({**row[runs.STUDY_COLUMNS].to_dict()})
+        own = pd.read_csv(work / study / "runs.csv")
+        assert row["test_accuracy"] == pytest.approx(
+            own.groupby("trial")["test_accuracy"].mean().mean()
+        )
+    html = (work / "results/report.html").read_text()
+    assert "System Message" not in html
+    categories, _ = report_data(html)
+    labels = {runs.study_label(s) for s in runs.studies(config)}
+    assert set(categories) == labels | {report.ACROSS_STUDIES}
+    for label in labels:
+        optimizer = label.split(" · ")[1]
+        files = {f for fs in categories[label].values() for f in fs}
+        assert files == {t for t in targets if f"optimizer={optimizer}/" in t}
 
 
 def test_one_backends_figures_train_only_that_backend(tmp_path):
     # the smallest grid will do: the check is which run directories exist
-    work = make_tiny_workdir(tmp_path, learning_rates=[0.1], batch_sizes=[64])
-    numpy_only = [f"results/figures/{f}_numpy.png" for f in PER_BACKEND]
-    snakemake(work, *numpy_only)
-    assert all((work / t).exists() for t in numpy_only)
-    assert (work / "results/runs/backend=numpy").is_dir()
-    assert not (work / "results/runs/backend=tensorflow").exists()
-    assert not (work / "results/tables/runs_tensorflow.csv").exists()
+    work = make_tiny_workdir(tmp_path, learning_rates=[0.1], batch_sizes=[64], trials=1)
+    first, other = BACKENDS[:2]
+    mine = [registry.figure_path(TINY_STUDY, n, first) for n in registry.names(per_backend=True)]
+    snakemake(work, *mine)
+    assert all((work / t).exists() for t in mine)
+    backends = {p.name for p in (work / "results/runs").glob("**/backend=*")}
+    assert backends == {f"backend={first}"}
+    assert not (work / TINY_STUDY / f"tables/runs_{other}.csv").exists()
