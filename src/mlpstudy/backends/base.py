@@ -211,7 +211,8 @@ class Backend(Protocol):
         ...
 
     def evaluate(self, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``."""
+        """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in the dtype of
+        ``params`` where the framework allows (the finite-difference checks use float64)."""
         ...
 
     def train(

@@ -18,6 +18,8 @@ Implements ``base.Backend``, like every other backend module.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -236,7 +238,9 @@ class Adam:
         self.grad_scale = 1.0
         self.lr = lr
         self.b1, self.b2 = float(settings["beta_1"]), float(settings["beta_2"])
-        self.eps = float(settings["epsilon"]) / np.sqrt(1.0 - self.b2)
+        # Python floats, not NumPy scalars: a float64 NumPy scalar would make every
+        # pass over a float32 vector compute in float64 through a cast buffer (NEP 50).
+        self.eps = float(settings["epsilon"]) / math.sqrt(1.0 - self.b2)
         self.m, self.v, self.tmp = np.zeros_like(w), np.zeros_like(w), np.empty_like(w)
         self.t = 0
 
@@ -244,7 +248,7 @@ class Adam:
         w, g, m, v, tmp = self.w, self.g, self.m, self.v, self.tmp
         self.t += 1
         b1, b2, t = self.b1, self.b2, self.t
-        a = self.lr * (1 - b1) * np.sqrt(1 - b2**t) / ((1 - b1**t) * np.sqrt(1 - b2))
+        a = self.lr * (1 - b1) * math.sqrt(1 - b2**t) / ((1 - b1**t) * math.sqrt(1 - b2))
         m *= b1
         m += g
         v *= b2
