@@ -38,7 +38,7 @@ def dryrun(n_lrs=10, n_batches=10, trials=10) -> None:
         learning_rates=[round(0.001 * (i + 1), 3) for i in range(n_lrs)],
         batch_sizes=[8 * (i + 1) for i in range(n_batches)],
         trials=trials,
-        mnist_mirrors=["/nonexistent"],  # a dry run fetches nothing
+        data_mirrors={"mnist": ["/nonexistent"]},  # a dry run fetches nothing
     )
     n_jobs = n_lrs * n_batches * trials * len(config["backends"])
     with tempfile.TemporaryDirectory() as work:
@@ -49,27 +49,39 @@ def dryrun(n_lrs=10, n_batches=10, trials=10) -> None:
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             times.append(time.perf_counter() - t0)
-    print(f"| dry run of a {n_jobs}-training-job grid | best of 3: {min(times):.1f} s | "
-          f"target <= 10 s | {'met' if min(times) <= 10 else 'NOT met'} |")
+    print(
+        f"| dry run of a {n_jobs}-training-job grid | best of 3: {min(times):.1f} s | "
+        f"target <= 10 s | {'met' if min(times) <= 10 else 'NOT met'} |"
+    )
 
 
 def report(table_path: Path, wall_s: float | None) -> None:
     t = pd.read_csv(table_path)
     t["overhead_s"] = t["job_wall_s"] - t["training_time_s"]
     t["target_s"] = t["import_time_s"] + 1.0
-    print("| backend | runs | median job wall s | median training s | median overhead s "
-          "| median import s | overhead <= import + 1 s |")
+    print(
+        "| backend | runs | median job wall s | median training s | median overhead s "
+        "| median import s | overhead <= import + 1 s |"
+    )
     print("|---|---|---|---|---|---|---|")
     for model, g in t.groupby("model"):
         met = (g["overhead_s"] <= g["target_s"]).mean()
-        print(f"| {model} | {len(g)} | {g.job_wall_s.median():.2f} | "
-              f"{g.training_time_s.median():.2f} | {g.overhead_s.median():.2f} | "
-              f"{g.import_time_s.median():.2f} | {met:.0%} of runs |")
+        print(
+            f"| {model} | {len(g)} | {g.job_wall_s.median():.2f} | "
+            f"{g.training_time_s.median():.2f} | {g.overhead_s.median():.2f} | "
+            f"{g.import_time_s.median():.2f} | {met:.0%} of runs |"
+        )
     total_train = t["training_time_s"].sum()
     total_jobs = t["job_wall_s"].sum()
-    print(f"\nSum of training times: {total_train:.0f} s; sum of job wall times: {total_jobs:.0f} s"
-          + (f"; sweep wall time: {wall_s:.0f} s on {os.cpu_count()} cores "
-             f"(ratio wall / sum of training = {wall_s / total_train:.2f})" if wall_s else ""))
+    print(
+        f"\nSum of training times: {total_train:.0f} s; sum of job wall times: {total_jobs:.0f} s"
+        + (
+            f"; sweep wall time: {wall_s:.0f} s on {os.cpu_count()} cores "
+            f"(ratio wall / sum of training = {wall_s / total_train:.2f})"
+            if wall_s
+            else ""
+        )
+    )
 
 
 def resources(table_path: Path) -> None:
@@ -77,13 +89,17 @@ def resources(table_path: Path) -> None:
     t = pd.read_csv(table_path)
     t["epoch_s"] = t["training_time_s"] / t["epochs"]
     t["startup_s"] = t["job_wall_s"] - t["training_time_s"]
-    print("\n| backend | peak RSS of a job, MB (max) | s per epoch (max, at batch) "
-          "| job start-up + teardown s (max) |")
+    print(
+        "\n| backend | peak RSS of a job, MB (max) | s per epoch (max, at batch) "
+        "| job start-up + teardown s (max) |"
+    )
     print("|---|---|---|---|")
     for model, g in t.groupby("model"):
         slow = g.loc[g["epoch_s"].idxmax()]
-        print(f"| {model} | {g.job_max_rss_mb.max():.0f} | {slow.epoch_s:.2f} "
-              f"(batch {slow.batch_size}) | {g.startup_s.max():.1f} |")
+        print(
+            f"| {model} | {g.job_max_rss_mb.max():.0f} | {slow.epoch_s:.2f} "
+            f"(batch {slow.batch_size}) | {g.startup_s.max():.1f} |"
+        )
 
 
 def main(argv=None) -> int:

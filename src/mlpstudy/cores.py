@@ -343,7 +343,8 @@ class LoopRegistry:
 
 @dataclass
 class Allocation:
-    """What a run got: its mode, the CPUs its threads are pinned to (empty: not pinned)."""
+    """What a run got: its mode, the CPUs its threads are pinned to (empty: not pinned),
+    whether it shares Snakemake's reserve core, how long it waited for its cores."""
 
     mode: str
     threads: int
@@ -417,7 +418,9 @@ def exclusive(
     are free, pins every thread of the process to them, yields the :class:`Allocation`,
     and on exit restores each thread's affinity and frees the cores. The reserve
     (:func:`layout`) is used only when the dedicated cores are too few for ``threads``
-    (``reserve_used``). throughput: no waiting, no pinning. None: yields None.
+    (``reserve_used``, also true for the only core of a local machine). Waiters are
+    served in arrival order, without backfilling: a later one-core run does not overtake
+    an earlier two-core one. throughput: no waiting, no pinning. None: yields None.
 
     ``cpus``, ``local``, ``directory`` and ``pin=False`` are for tests (a fake CPU set).
     """

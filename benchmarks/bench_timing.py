@@ -1,0 +1,205 @@
+"""Are the sweep's timings the timings of runs alone? (issue 10: timings the study can trust)
+
+    .venv/bin/python benchmarks/bench_timing.py [--workdir DIR] [--cores N]
+        [--mirror ../shared/data/mnist] [--alone-timing throughput|strict] [--target T]
+        [KEY=VALUE ...]           # grid overrides, YAML values, e.g. 'batch_sizes=[32]'
+
+1. **Sweep**: the default command, ``snakemake --cores N`` (default 2), every target
+   (training, aggregation, figures, statistics), on the real MNIST (``data_mirrors``
+   pointed at ``--mirror``), timing mode from the config (``strict`` by default).
+2. **Alone**: the sweep's runs saved aside, every training run again, one job at a time
+   (``--cores 1``, training targets only, nothing else running; unpinned by default:
+   ``--alone-timing throughput``, i.e. as a user would time one run by hand).
+3. Prints per backend, as Markdown: the median over cells of sweep / alone training time
+   (target <= 1.05, every cell <= 1.10), the coefficient of variation across trials
+   (target <= 3 %), the loops' wall / CPU ratios (and how many exceed 1.10), the others'
+   CPU time on the pinned cores, overlapping runs; then the sweep's wall time against
+   the sum of its training times and of its job wall times.
+
+The default grid is small (1 learning rate x 2 batch sizes x 3 trials x 5 epochs x the
+configured backends); pass the full grid's values to measure that. Never run it beside
+the test suite or another benchmark: it measures the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from mlpstudy import runs, timing  # noqa: E402
+
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SMALL_GRID = {"learning_rates": [0.01], "batch_sizes": [32, 512], "trials": 3, "epochs": 5}
+CELL = [a.column for a in runs.AXES if a.name not in ("trial",)]
+
+
+def write_config(workdir: Path, overrides: dict) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(overrides)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+def snakemake(workdir: Path, cores: int, *args: str) -> float:
+    """Run the workflow in ``workdir``; return its wall time in seconds."""
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--configfile", str(workdir / "config.yaml"), "--cores", str(cores), *args]
+    env = {**os.environ, "PATH": f"{Path(SNAKEMAKE).parent}{os.pathsep}{os.environ['PATH']}"}
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env)
+    return time.perf_counter() - started
+
+
+def read_runs(root: Path) -> list[dict]:
+    """metrics.json of every run under ``root`` (a results/runs tree), with its job wall."""
+    found = []
+    for path in sorted(root.glob("**/metrics.json")):
+        metrics = json.loads(path.read_text())
+        bench = path.parent / "benchmark.tsv"
+        if bench.exists():
+            header, values = bench.read_text().splitlines()[:2]
+            metrics["job_wall_s"] = float(dict(zip(header.split("\t"), values.split("\t")))["s"])
+        key = runs.parse(str(path.parent))
+        found.append({**metrics, **key})
+    return found
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def cell_of(run: dict) -> tuple:
+    return tuple(run[c] for c in CELL)
+
+
+def report(sweep: list[dict], alone: list[dict], sweep_wall_s: float) -> None:
+    alone_by_cell: dict[tuple, list[float]] = {}
+    for run in alone:
+        alone_by_cell.setdefault(cell_of(run), []).append(run["training_time_s"])
+    sweep_by_cell: dict[tuple, list[dict]] = {}
+    for run in sweep:
+        sweep_by_cell.setdefault(cell_of(run), []).append(run)
+
+    print(
+        "| backend | cells | median sweep / alone | max cell | <= 1.10 every cell "
+        "| median CV across trials, sweep (alone) | wall / CPU median, max: sweep "
+        "| wall / CPU median, max: alone | loops > 1.10 | others' CPU on its cores, median s "
+        "| overlapping runs, max |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for backend in sorted({r["model"] for r in sweep}):
+        cells = [c for c in sweep_by_cell if c[CELL.index("model")] == backend]
+        ratios, cvs, cvs_alone = [], [], []
+        for c in cells:
+            times = [r["training_time_s"] for r in sweep_by_cell[c]]
+            if c in alone_by_cell:
+                ratios.append(statistics.median(times) / statistics.median(alone_by_cell[c]))
+                if len(alone_by_cell[c]) > 1:
+                    a = alone_by_cell[c]
+                    cvs_alone.append(statistics.stdev(a) / statistics.mean(a))
+            if len(times) > 1:
+                cvs.append(statistics.stdev(times) / statistics.mean(times))
+        mine = [r for r in sweep if r["model"] == backend]
+        mine_alone = [r for r in alone if r["model"] == backend]
+        ratio_s = [r.get("wall_cpu_ratio") for r in mine]
+        ratio_a = [r.get("wall_cpu_ratio") for r in mine_alone]
+        contended = sum(timing.contended(r) for r in ratio_s)
+        worst = max(ratios) if ratios else float("nan")
+        print(
+            f"| {backend} | {len(cells)} | {median(ratios):.3f} | {worst:.3f} "
+            f"| {'yes' if worst <= 1.10 else 'NO'} "
+            f"| {median(cvs):.1%} ({median(cvs_alone):.1%}) "
+            f"| {median(ratio_s):.3f}, {max(filter(None, ratio_s), default=float('nan')):.3f} "
+            f"| {median(ratio_a):.3f}, {max(filter(None, ratio_a), default=float('nan')):.3f} "
+            f"| {contended} of {len(mine)} "
+            f"| {median(r.get('others_cpu_s') for r in mine):.3f} "
+            f"| {max((r.get('overlapping_runs') or 0 for r in mine), default=0)} |"
+        )
+    modes = sorted({str(r.get("timing_mode")) for r in sweep})
+    total_train = sum(r["training_time_s"] for r in sweep)
+    total_jobs = sum(r.get("job_wall_s", 0.0) for r in sweep)
+    print(
+        f"\nSweep ({', '.join(modes)} timing, {len(sweep)} runs): wall time {sweep_wall_s:.0f} s; "
+        f"sum of its training times {total_train:.0f} s (wall / sum = "
+        f"{sweep_wall_s / total_train:.2f}); sum of its job wall times {total_jobs:.0f} s."
+    )
+    print(f"Machine: {os.cpu_count()} logical CPUs, {cpu_model()}.")
+
+
+def cpu_model() -> str:
+    from mlpstudy import machine
+
+    return machine.cpu_model()
+
+
+def parse_overrides(items: list[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--mirror", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--alone-timing", choices=("throughput", "strict"), default="throughput")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="sweep targets (default: all, as users run it)",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir or Path(
+        subprocess.run(
+            ["mktemp", "-d", "/tmp/bench_timing.XXXX"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    overrides = {**SMALL_GRID, "data_mirrors": {"mnist": [args.mirror]}}
+    overrides.update(parse_overrides(args.overrides))
+    config = write_config(workdir, overrides)
+    print(f"workdir {workdir}; grid {json.dumps(overrides)}", flush=True)
+
+    # 1. the default command, every target
+    sweep_wall = snakemake(workdir, args.cores, *args.target)
+    saved = workdir / "sweep_runs"
+    shutil.rmtree(saved, ignore_errors=True)
+    shutil.move(workdir / "results" / "runs", saved)
+
+    # 2. each training run alone, one job at a time, nothing else requested
+    write_config(workdir, {**overrides, "timing": args.alone_timing})
+    targets = [f"{runs.run_dir(r)}/metrics.json" for r in runs.grid(config)]
+    snakemake(workdir, 1, *targets)
+    alone_runs = workdir / "alone_runs"
+    shutil.rmtree(alone_runs, ignore_errors=True)
+    shutil.move(workdir / "results" / "runs", alone_runs)
+    write_config(workdir, overrides)
+
+    print()
+    report(read_runs(saved), read_runs(alone_runs), sweep_wall)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
