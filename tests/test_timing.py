@@ -143,3 +143,28 @@ def test_a_loop_alone_counts_no_overlap(tmp_path):
     with cores.exclusive(1, "throughput", directory=tmp_path):
         assert train()["overlapping_runs"] == 0
     assert not list(Path(tmp_path).glob("loop-*.run"))
+
+
+def test_run_training_in_strict_mode_times_the_loop_on_a_dedicated_core(tmp_path, monkeypatch):
+    """The workflow's path: run_training(..., timing_mode="strict") pins the NumPy run's
+    threads to a core of its own for the training, records it, and lets go afterwards."""
+    import numpy as np
+
+    from mlpstudy.training import run_training
+
+    monkeypatch.setenv(cores.LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(cores.CPUS_ENV, raising=False)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 784), dtype=np.float32), np.arange(64) % 10
+    before = os.sched_getaffinity(0)
+    usable = sorted(before)
+    metrics = run_training(
+        "numpy", TrainSpec(0.1, 16, 2, 0, 0), x, y, x, y, timing_mode="strict"
+    ).metrics
+    # locally the lowest CPU is Snakemake's reserve; the run gets the next one
+    want = usable[1] if len(usable) > 1 else usable[0]
+    assert metrics["pinned_cpus"] == str(want) and metrics["timing_mode"] == "strict"
+    assert metrics["reserve_used"] == (len(usable) == 1)
+    assert metrics["overlapping_runs"] == 0 and metrics["steal_scope"] == "pinned"
+    assert os.sched_getaffinity(0) == before and cores.current() is None
