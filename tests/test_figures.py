@@ -7,6 +7,8 @@ import dataclasses
 import itertools
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -489,6 +491,19 @@ def test_report_labels_name_the_figure_and_the_backend_by_its_label():
         "backend": "Fake A",
     }
     assert registry.report_labels("loss_curves")["backend"] == "all"
+
+
+def test_the_workflow_imports_the_registry_without_matplotlib_pandas_or_scipy():
+    """Every snakemake call and every cluster job parses the Snakefile, which imports the
+    registry and the report's helpers: they must not cost the plotting stack's import."""
+    code = (
+        "import sys, mlpstudy.figures.registry, mlpstudy.figures.report; "
+        "print(sorted(m for m in ('matplotlib', 'pandas', 'scipy', 'seaborn') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert all(callable(entry.drawer()) for entry in FIGURES.values())
 
 
 def test_no_workflow_file_lists_the_figures_by_hand():

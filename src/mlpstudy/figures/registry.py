@@ -10,18 +10,24 @@ serves both rules and picks the block by ``snakemake.wildcards.figure``); a test
 that every entry has one and that it starts with the entry's ``title``.
 
 Adding a figure: a drawing function in :mod:`.plots`, one entry below, one caption block.
+
+The workflow imports this module when it parses the Snakefile (every snakemake call and
+every cluster job does), so it imports nothing heavy: the drawing functions are named
+here and imported from :mod:`.plots` (matplotlib, pandas, SciPy) only by :func:`draw`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from matplotlib.figure import Figure
+from mlpstudy.backends import REGISTRY as BACKENDS
 
-from . import plots, style
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,9 @@ class FigureInfo:
 
     #: The file's stem (``{figure}`` wildcard), without the backend.
     name: str
-    #: ``draw(table, out_path[, backend=...]) -> Figure``; the table is the one ``reads`` names.
-    draw: Callable[..., Figure]
+    #: The drawing function's name in :mod:`.plots`:
+    #: ``plot_x(table, out_path[, backend=...]) -> Figure``, the table the one ``reads`` names.
+    function: str
     #: Drawn once per backend (``{name}_{backend}.png`` from that backend's tables only)
     #: or once per study with every backend (``{name}.png``).
     per_backend: bool
@@ -44,11 +51,15 @@ class FigureInfo:
     #: The study's figure numbers this figure reproduces; the report's subcategory.
     subcategory: str
 
+    def drawer(self):
+        """The drawing function (imports :mod:`.plots`)."""
+        return getattr(importlib.import_module(f"{__package__}.plots"), self.function)
+
 
 _ENTRIES = (
     FigureInfo(
         "speed_accuracy",
-        plots.plot_speed_accuracy,
+        "plot_speed_accuracy",
         per_backend=True,
         reads="runs",
         title="Speed vs accuracy",
@@ -56,7 +67,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "accuracy_vs_batch_size",
-        plots.plot_accuracy_vs_batch_size,
+        "plot_accuracy_vs_batch_size",
         per_backend=False,
         reads="runs",
         title="Test accuracy vs batch size",
@@ -64,7 +75,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "accuracy_vs_learning_rate",
-        plots.plot_accuracy_vs_learning_rate,
+        "plot_accuracy_vs_learning_rate",
         per_backend=False,
         reads="runs",
         title="Test accuracy vs learning rate",
@@ -72,7 +83,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "time_vs_batch_size",
-        plots.plot_time_vs_batch_size,
+        "plot_time_vs_batch_size",
         per_backend=False,
         reads="runs",
         title="Training time vs batch size",
@@ -80,7 +91,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "time_vs_learning_rate",
-        plots.plot_time_vs_learning_rate,
+        "plot_time_vs_learning_rate",
         per_backend=False,
         reads="runs",
         title="Training time vs learning rate",
@@ -88,7 +99,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "accuracy_heatmap",
-        plots.plot_accuracy_heatmap,
+        "plot_accuracy_heatmap",
         per_backend=True,
         reads="runs",
         title="Test accuracy heatmap",
@@ -96,7 +107,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "time_heatmap",
-        plots.plot_time_heatmap,
+        "plot_time_heatmap",
         per_backend=True,
         reads="runs",
         title="Training time heatmap",
@@ -104,7 +115,7 @@ _ENTRIES = (
     ),
     FigureInfo(
         "loss_curves",
-        plots.plot_loss_curves,
+        "plot_loss_curves",
         per_backend=False,
         reads="histories",
         title="Training loss curves",
@@ -162,7 +173,9 @@ def report_labels(figure: str, backend: str | None = None) -> dict[str, str]:
     """The labels of one figure in the HTML report's table of its subcategory."""
     return {
         "figure": info(figure).title,
-        "backend": style.backend_label(backend) if backend else "all",
+        "backend": (BACKENDS[backend].label if backend in BACKENDS else backend)
+        if backend
+        else "all",
     }
 
 
@@ -175,7 +188,7 @@ def draw(figure: str, source, out_path, backend: str | None = None) -> Figure:
     if entry.per_backend:
         if backend is None:
             raise ValueError(f"figure {figure!r} is drawn per backend: give backend=")
-        return entry.draw(source, out_path, backend=backend)
+        return entry.drawer()(source, out_path, backend=backend)
     if backend is not None:
         raise ValueError(f"figure {figure!r} shows every backend; backend= is not used")
-    return entry.draw(source, out_path)
+    return entry.drawer()(source, out_path)
