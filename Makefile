@@ -1,6 +1,7 @@
 # Two entry points for a fresh Linux machine with Python >= 3.11:
 #   make run   -> create .venv from pinned versions (first use only), then `snakemake --cores 4`
 #   make test  -> same environment, then the test suite
+#   make lint  -> ruff (lint + format check), snakefmt --check, snakemake --lint
 # Extra Snakemake arguments go through ARGS, e.g.
 #   make run ARGS="--config 'mnist_mirrors=[../shared/data/mnist]'"
 PYTHON ?= python3
@@ -28,6 +29,9 @@ test: venv
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 clean-venv:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -85,11 +86,18 @@ def snakemake_cmd(workdir: Path, *args: str, cores: int = 2) -> list[str]:
     ]
 
 
+#: One lock directory of the core allocator for this test session (mlpstudy.cores): the
+#: session's workflow runs take turns on the dedicated cores, and never wait on the locks
+#: of a sweep or benchmark that runs outside the tests on this machine.
+CORES_DIR = tempfile.mkdtemp(prefix="mlpstudy-test-cores-")
+
+
 def env() -> dict[str, str]:
     return {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        "MLPSTUDY_CORES_DIR": CORES_DIR,
     }
 
 

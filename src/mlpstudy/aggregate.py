@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlpstudy import runs
+from mlpstudy import runs, timing
 from mlpstudy.atomic import atomic_path
 
 #: The study's own columns (section 6.2), in its order; ``model`` is the backend.
@@ -45,14 +45,8 @@ TABLE_COLUMNS = (
         "diverged",
     ]
 )
-#: The conditions of each timing (docs/timing.md).
-TIMING_COLUMNS = [
-    "timing_mode",
-    "wall_cpu_ratio",
-    "steal_s",
-    "pinned_cpus",
-    "overlapping_runs",
-]
+#: The conditions of each timing (mlpstudy.timing, docs/timing.md).
+TIMING_COLUMNS = [*timing.COLUMNS, "others_cpu_s", "core_wait_s"]
 EXTRA_COLUMNS = [
     "diverged_epoch",
     "import_time_s",
@@ -78,9 +72,6 @@ DETERMINISTIC_COLUMNS = KEYS + [
     "diverged",
 ]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s"]
-#: A run whose timed loop took this much more wall time than CPU time was not alone on
-#: its core(s) for part of it (with one thread per run; the ratio is reported, not fixed).
-WALL_CPU_LIMIT = 1.10
 
 
 class ConsistencyError(ValueError):
@@ -167,9 +158,9 @@ def _wildcards(key: dict[str, Any]) -> dict[str, Any]:
 
 
 def contended(table: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose timed loop ran at wall/CPU above ``WALL_CPU_LIMIT``."""
-    ratio = pd.to_numeric(table.get("wall_cpu_ratio"), errors="coerce")
-    return table[ratio > WALL_CPU_LIMIT]
+    """The runs whose timed loop waited for its CPU (wall/CPU above
+    ``timing.CONTENDED_WALL_CPU``)."""
+    return table[table["wall_cpu_ratio"].map(timing.contended)]
 
 
 def collect(run_dirs: list[str], expected: dict) -> tuple[pd.DataFrame, pd.DataFrame]:

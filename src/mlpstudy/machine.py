@@ -10,26 +10,11 @@ from importlib import metadata
 
 
 def physical_cores() -> int:
-    """Physical cores this process may use (hyper-threads counted once)."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    cores, core = set(), {}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "processor":
-                    core = {"cpu": int(value)}
-                elif key in ("physical id", "core id"):
-                    core[key] = value
-                if "core id" in core and "physical id" in core:
-                    if allowed is None or core["cpu"] in allowed:
-                        cores.add((core["physical id"], core["core id"]))
-                    core = {"cpu": -1}
-    except OSError:
-        pass
-    logical = len(allowed) if allowed else (os.cpu_count() or 1)
-    return max(1, min(len(cores), logical)) if cores else logical
+    """Physical cores this process's workflow may use (hyper-threads counted once; a job
+    confined to the reserve core still counts the cores Snakemake could use)."""
+    from mlpstudy import cores
+
+    return len(cores.cpu_cores(cores.usable_cpus()))
 
 
 def cpu_model() -> str:

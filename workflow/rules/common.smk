@@ -16,7 +16,7 @@ os.environ.update(
 
 try:
     from mlpstudy import config as cfg
-    from mlpstudy import datasets, locks, machine, runs
+    from mlpstudy import cores, datasets, locks, machine, order, runs
     from mlpstudy.backends import REGISTRY
 except ImportError as exc:
     raise WorkflowError(
@@ -86,12 +86,18 @@ def all_study_tables(wildcards):
     }
 
 
-def dataset_mirrors(wildcards):
-    return datasets.mirrors(wildcards.dataset, config["data_mirrors"])
-
-
 def dataset_md5(wildcards):
+    """The published MD5 of each of the dataset's four files."""
     return datasets.md5s(wildcards.dataset)
+
+
+def public_mirrors(wildcards):
+    """The catalog's public mirrors of the dataset (tried after the config's)."""
+    return list(datasets.get(wildcards.dataset).mirrors)
+
+
+def dataset_classes(wildcards):
+    return list(datasets.get(wildcards.dataset).classes)
 
 
 def split_files(wildcards):
@@ -150,12 +156,34 @@ def train_runtime_min(wildcards, attempt):
     return max(MIN_RUNTIME_MIN, int(seconds / 60) + 1) * attempt
 
 
-# Snakemake schedules local jobs by --cores (logical CPUs); training jobs also claim
-# `physical_cores`, capped here at the physical core count unless the user sets it
-# (--resources physical_cores=N), so concurrent runs never share a core.
+# Honest timings (mlpstudy.cores, docs/timing.md). Training jobs claim `training_slots`
+# (their threads; in strict mode all of them when a run needs the reserve core too); the
+# capacity is this machine's cores. In strict mode Snakemake pins itself to the reserve
+# core, so every job it starts runs there (light jobs; training jobs until their timed
+# loop moves to its own dedicated cores), and one job prepares while the others train.
+TIMING = config["timing"]
 if workflow.is_main_process and workflow.local_exec:
-    if "physical_cores" not in workflow.global_resources:
-        workflow.register_resource("physical_cores", machine.physical_cores())
+    if "training_slots" not in workflow.global_resources:
+        workflow.register_resource("training_slots", cores.training_slots(TIMING))
+    reserve = cores.confine_main_process(TIMING)
+    if reserve:
+        logger.info(
+            f"strict timing: Snakemake and its light jobs on CPU {cores.format_cpus(reserve)}, "
+            "each timed training loop on cores of its own"
+        )
+
+
+def training_slots(wildcards, threads):
+    return cores.slots_claimed(threads, TIMING)
+
+
+# Training jobs start in a seeded order, blocked by trial, cells shuffled within a
+# block, a cell's backends back to back (mlpstudy.order): Snakemake follows priority.
+TRAIN_PRIORITY = order.priorities(runs.grid(config), config["seed"], key=runs.run_dir)
+
+
+def train_priority(wildcards):
+    return TRAIN_PRIORITY.get(runs.run_dir(wildcards), 0)
 
 
 PER_BACKEND_FIGURES = ["speed_accuracy", "accuracy_heatmap", "time_heatmap"]

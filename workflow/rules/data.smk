@@ -3,15 +3,6 @@
 # mlpstudy.datasets.CATALOG; docs/data.md.
 
 
-def public_mirrors(wildcards):
-    """The catalog's public mirrors of the dataset (tried after the config's)."""
-    return list(datasets.get(wildcards.dataset).mirrors)
-
-
-def dataset_classes(wildcards):
-    return list(datasets.get(wildcards.dataset).classes)
-
-
 # The config's data_mirrors[dataset] are read by the script, not passed as a param, on
 # purpose: Snakemake reruns a job whose params change, so switching between a local copy
 # and the public mirrors would redo the download and then every training run. The files

@@ -12,13 +12,14 @@ rule train:
         f"{RUN_DIR}/train.log",
     benchmark:
         f"{RUN_DIR}/benchmark.tsv"
+    priority: train_priority
     conda:
         ENV
     # Every thread setting of the backend (BLAS/OpenMP, TensorFlow's pools, XLA, torch)
     # comes from the run's `threads` axis; its timed loop gets that many dedicated cores.
     threads: run_threads
     resources:
-        physical_cores=run_threads,
+        training_slots=training_slots,
         mem_mb=train_mem_mb,
         runtime=train_runtime_min,
     params:

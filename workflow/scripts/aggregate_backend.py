@@ -3,7 +3,7 @@
 import logging
 import os
 
-from mlpstudy import aggregate
+from mlpstudy import aggregate, runs
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 try:
@@ -13,6 +13,14 @@ try:
 except aggregate.ConsistencyError as exc:
     logging.error("%s", exc)
     raise
+for _, run in aggregate.contended(table).iterrows():
+    logging.warning(
+        "contended timing: %s ran its loop at wall/CPU %.2f (steal %.2f s, %s other runs)",
+        runs.run_dir({axis.name: run[axis.column] for axis in runs.AXES}),
+        run["wall_cpu_ratio"],
+        run["steal_s"] or 0.0,
+        run["overlapping_runs"],
+    )
 aggregate.write_csv(table, snakemake.output.table)
 aggregate.write_parquet(histories, snakemake.output.histories)
 logging.info("%d runs, %d history rows", len(table), len(histories))
