@@ -29,14 +29,9 @@ localrules:
     aggregate,
     compare,
     claims,
-    figure_speed_accuracy,
-    figure_accuracy_vs_batch_size,
-    figure_accuracy_vs_learning_rate,
-    figure_time_vs_batch_size,
-    figure_time_vs_learning_rate,
-    figure_accuracy_heatmap,
-    figure_time_heatmap,
-    figure_loss_curves,
+    figure_backend,
+    figure,
+    overview,
 
 
 rule all:

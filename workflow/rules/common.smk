@@ -18,6 +18,7 @@ try:
     from mlpstudy import config as cfg
     from mlpstudy import cores, datasets, locks, machine, order, runs
     from mlpstudy.backends import REGISTRY
+    from mlpstudy.figures import figure_targets
 except ImportError as exc:
     raise WorkflowError(
         f"cannot import the workflow's code from {SRC} ({exc}); are the dependencies "
@@ -186,35 +187,13 @@ def train_priority(wildcards):
     return TRAIN_PRIORITY.get(runs.run_dir(wildcards), 0)
 
 
-PER_BACKEND_FIGURES = ["speed_accuracy", "accuracy_heatmap", "time_heatmap"]
-CROSS_BACKEND_FIGURES = [
-    "accuracy_vs_batch_size",
-    "accuracy_vs_learning_rate",
-    "time_vs_batch_size",
-    "time_vs_learning_rate",
-    "loss_curves",
-]
-
-
-def figure_targets(study):
-    """One study's 11 figures (more with more backends)."""
-    return expand(
-        "{study}/figures/{figure}_{backend}.png",
-        study=study,
-        figure=PER_BACKEND_FIGURES,
-        backend=BACKENDS,
-    ) + expand(
-        "{study}/figures/{figure}.png", study=study, figure=CROSS_BACKEND_FIGURES
-    )
-
-
 def study_targets(study):
     """Everything one study produces: its tables, figures, statistics and claims."""
     d = runs.study_dir(study)
     return [
         f"{d}/runs.csv",
         f"{d}/histories.parquet",
-        *figure_targets(d),
+        *figure_targets(d, BACKENDS),
         f"{d}/comparison.csv",
         f"{d}/claims.md",
         f"{d}/claims.html",
@@ -226,4 +205,6 @@ def all_targets():
         "results/tf_vs_np.csv",
         "results/histories.parquet",
         *(t for study in runs.studies(config) for t in study_targets(study)),
+        "results/overview.csv",
+        "results/figures/overview.png",
     ]
