@@ -177,7 +177,9 @@ _ENTRIES = (
     BackendInfo(
         name="torch",
         module="mlpstudy.backends.torch_mlp",
-        framework_modules=("torch",),
+        # torch.optim's first optimizer imports torch._dynamo (~2 s here): part of the
+        # framework's import for a training job, so timed with it.
+        framework_modules=("torch", "torch._dynamo"),
         distributions={"torch": ("torch",)},
         label="PyTorch",
         color=_OKABE_ITO["orange"],
