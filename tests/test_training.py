@@ -132,3 +132,28 @@ def test_numpy_import_time_is_measured_in_a_fresh_interpreter():
 
     seconds, method = import_framework("numpy")
     assert method == "subprocess" and seconds > 0
+
+
+def aligned_copy(array: np.ndarray, alignment: int = 64) -> np.ndarray:
+    buffer = np.empty(array.nbytes + alignment, np.uint8)
+    offset = -buffer.ctypes.data % alignment
+    out = buffer[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape)
+    out[...] = array
+    return out
+
+
+def test_tensorflow_shares_aligned_data_and_copies_the_rest(data):
+    """Zero-copy for 64-byte aligned arrays (DLPack), a copy otherwise: same results."""
+    tensorflow_mlp = pytest.importorskip("mlpstudy.backends.tensorflow_mlp")
+    x = aligned_copy(data[0])
+    shared, copied = tensorflow_mlp._tensor(x), tensorflow_mlp._tensor(x[:, 1:].copy())
+    readonly = aligned_copy(data[0])
+    readonly.flags.writeable = False
+    x[0, 0] += 1.0
+    assert float(shared[0, 0]) == x[0, 0] and tensorflow_mlp._tensor(readonly).shape == x.shape
+    x[0, 0] -= 1.0
+    assert copied.shape == (len(x), 783)
+    spec = TrainSpec(0.05, 64, 1, seed=0, trial=0)
+    plain = get_backend("tensorflow").train(spec, *data)
+    aligned = get_backend("tensorflow").train(spec, x, data[1], aligned_copy(data[2]), data[3])
+    assert without_times(aligned.history) == without_times(plain.history)

@@ -167,8 +167,8 @@ def train(
     options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
     n = len(x_train)
     # Tensors once: fit and test_on_batch then skip converting 60000x784 floats each call.
-    x_train, y_train = tf.constant(x_train), tf.constant(y_train)
-    x_test, y_test = tf.constant(x_test), tf.constant(y_test)
+    x_train, y_train = _tensor(x_train), tf.constant(y_train)
+    x_test, y_test = _tensor(x_test), tf.constant(y_test)
 
     def shuffle(epoch):
         if run_start is None:
@@ -195,6 +195,22 @@ def _evaluate(model: keras.Model, x, y) -> tuple[float, float]:
     MNIST rows."""
     scores = model.test_on_batch(x, y, return_dict=True)
     return scores["loss"], scores["accuracy"]
+
+
+def _tensor(array: np.ndarray) -> tf.Tensor:
+    """``array`` as a tensor: without a copy (DLPack) when it is C-contiguous and 64-byte
+    aligned, as TensorFlow requires of memory it did not allocate; else copied.
+
+    The copy of MNIST's training set costs a TensorFlow job ~0.2 s and ~225 MB of peak
+    memory (measured: 1440 -> 1215 MB peak RSS for one epoch, identical results). The
+    tensor then shares the array's memory, which nothing here writes to.
+    """
+    if array.flags.c_contiguous and array.ctypes.data % 64 == 0 and array.size:
+        try:
+            return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        except BufferError:  # e.g. a read-only array: NumPy exports none
+            pass
+    return tf.constant(array)
 
 
 def _pool_size(configured: int, env_var: str) -> int:
