@@ -60,10 +60,6 @@ class BackendInfo:
     measured: Measured
     #: The backend's options: name -> JSON-schema fragment, each with its ``default``.
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Where Adam's epsilon goes: "sqrt_v" (added to sqrt(v) before the bias correction,
-    #: Keras) or "sqrt_v_hat" (added to sqrt(v / (1 - beta_2^t)), Kingma & Ba's
-    #: Algorithm 1: PyTorch, optax). docs/backends.md says why the two differ.
-    adam_epsilon: str = "sqrt_v_hat"
 
     def default_options(self) -> dict[str, Any]:
         return {key: schema["default"] for key, schema in self.options.items()}
@@ -110,7 +106,6 @@ _ENTRIES = (
                 "default": "float32",
             },
         },
-        adam_epsilon="sqrt_v",
     ),
     BackendInfo(
         name="tensorflow",
@@ -144,7 +139,6 @@ _ENTRIES = (
                 "default": True,
             },
         },
-        adam_epsilon="sqrt_v",
     ),
     # jax and torch: ``measured`` from two jobs each (2 epochs, batch 32, lr 0.1, real
     # MNIST, one thread, 2026-11-25) on the 2-core machine at load ~5, not the full grid:
@@ -172,7 +166,6 @@ _ENTRIES = (
                 "default": False,
             },
         },
-        adam_epsilon="sqrt_v",
     ),
     BackendInfo(
         name="torch",
@@ -196,7 +189,6 @@ _ENTRIES = (
                 "default": False,
             },
         },
-        adam_epsilon="sqrt_v",
     ),
 )
 
