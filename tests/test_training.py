@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from test_agreement import learnable_data
+from test_agreement import backend, learnable_data
 
 from mlpstudy.backends import BACKENDS, get_backend, info
 from mlpstudy.backends.base import HISTORY_COLUMNS, PARAM_NAMES, SharedStart, TrainSpec
@@ -21,8 +21,9 @@ from mlpstudy.training import run_training
 
 @pytest.fixture(params=BACKENDS)
 def name(request):
-    """Each registered backend; skipped when its framework is not installed."""
-    pytest.importorskip(info(request.param).framework_modules[0])
+    """Each registered backend, on one thread as in a job; skipped when its framework is
+    not installed."""
+    backend(request.param)
     return request.param
 
 
@@ -97,6 +98,8 @@ def test_independent_start_is_the_backends_own_draw(name, data):
 
 def test_independent_starts_differ_between_backends(data):
     installed = [n for n in BACKENDS if importlib.util.find_spec(info(n).framework_modules[0])]
+    for name in installed:
+        backend(name)  # one thread
     own = {name: start_weights(name, 0, "independent", data) for name in installed}
     for a, b in itertools.combinations(own, 2):
         assert not np.array_equal(own[a], own[b]), (a, b)
