@@ -95,6 +95,7 @@ def test_compile_option_compiles_the_batch_loss_and_matches_eager(data, monkeypa
             runs[compiled] = torch_mlp.train(spec, *data)
     assert calls == [{"dynamic": False}]
     assert runs[True].metrics["options"] == {"compile": True}
+    assert runs[True].metrics["compile_s"] > 0 == runs[False].metrics["compile_s"]
     np.testing.assert_allclose(_losses(runs[True]), _losses(runs[False]), rtol=1e-6)
     for name in PARAM_NAMES:
         np.testing.assert_allclose(
