@@ -42,6 +42,7 @@ def test_round_trip_values_dtype_shape_and_order(written):
     x, y = dataset.load(out)
     assert x.shape == (50, 784) and x.dtype == np.float32 and x.flags.c_contiguous
     assert x.flags.writeable
+    assert x.ctypes.data % 64 == 0  # TensorFlow wraps it without a copy (DLPack)
     assert y.shape == (50,) and y.dtype == np.int64
     np.testing.assert_array_equal(y, labels)  # label order preserved
     np.testing.assert_allclose(x, expected, rtol=1e-6)

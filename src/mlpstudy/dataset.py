@@ -117,11 +117,20 @@ def _same_type(found, expected) -> bool:
     return found == expected
 
 
+def _aligned_empty(rows: int, cols: int, align: int = 64) -> np.ndarray:
+    """An uninitialised (rows, cols) float32 array starting on an ``align``-byte boundary,
+    so that frameworks (TensorFlow through DLPack) can wrap it without a copy."""
+    nbytes = rows * cols * np.dtype(DTYPE).itemsize
+    buf = np.empty(nbytes + align, np.uint8)
+    offset = -buf.ctypes.data % align
+    return buf[offset : offset + nbytes].view(DTYPE).reshape(rows, cols)
+
+
 def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a split: (N, 784) float32 C-contiguous features and (N,) int64 labels."""
     source = _open(path)
     n = source.metadata.num_rows
-    x, y = np.empty((n, N_FEATURES), DTYPE), np.empty(n, np.int64)
+    x, y = _aligned_empty(n, N_FEATURES), np.empty(n, np.int64)
     try:
         fast = _plain_pages(source) and _read_plain_pixels(path, source, x)
     except DatasetError:
