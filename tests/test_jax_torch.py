@@ -9,6 +9,7 @@ saying which, if JAX/optax or PyTorch is not installed.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -25,10 +26,16 @@ BACKENDS = ("jax", "torch")
 FRAMEWORKS = {"jax": ("jax", "optax"), "torch": ("torch",)}
 
 
+@functools.cache
 def _backend(name: str):
+    """The backend module on one thread, as in a job (a framework's default pool of one
+    thread per core spins against everything else on a busy machine), or a skip that
+    names the missing framework."""
     for module in FRAMEWORKS[name]:
         pytest.importorskip(module)
-    return get_backend(name)
+    backend = get_backend(name)
+    backend.set_threads(1)
+    return backend
 
 
 @pytest.fixture(scope="module")
