@@ -140,12 +140,10 @@ _ENTRIES = (
             },
         },
     ),
-    # jax and torch: ``measured`` from two jobs each (2 epochs, batch 32, lr 0.1, real
-    # MNIST, one thread, 2026-11-25) on the 2-core machine at load ~5, not the full grid:
-    # the larger of the two (peak RSS by /usr/bin/time; startup = job wall - training
-    # time; epoch = the second epoch; PyTorch's wall there was ~2x its CPU time). Their Adam
-    # runs Keras' formula: each passes eps_t = epsilon / sqrt(1 - beta_2^t) to its
-    # framework's sqrt(v_hat) + eps form (see the modules' docstrings).
+    # jax and torch: ``measured`` from single jobs (2 epochs, batch 32, lr 0.1, real MNIST,
+    # one thread, 2026-11-25), not the full grid: the last one each, at load ~2 on the
+    # 2-core machine (loop wall = its CPU time); peak RSS (/usr/bin/time) the largest of
+    # four; startup = job wall - training time; epoch = the second epoch (jax: plain loop).
     BackendInfo(
         name="jax",
         module="mlpstudy.backends.jax_mlp",
@@ -155,7 +153,7 @@ _ENTRIES = (
         color=_OKABE_ITO["bluish_green"],
         linestyle="-.",
         marker="^",
-        measured=Measured(peak_mb=737, epoch_s=0.98, startup_s=5.4),
+        measured=Measured(peak_mb=737, epoch_s=0.61, startup_s=2.1),
         options={
             "scan_epoch": {
                 "description": (
@@ -178,7 +176,7 @@ _ENTRIES = (
         color=_OKABE_ITO["orange"],
         linestyle=":",
         marker="D",
-        measured=Measured(peak_mb=544, epoch_s=2.42, startup_s=10.6),
+        measured=Measured(peak_mb=544, epoch_s=0.84, startup_s=3.3),
         options={
             "compile": {
                 "description": (
