@@ -40,7 +40,7 @@ def small_table():
     rows = []
     for t, (a, b) in enumerate([(0.90, 0.91), (0.92, 0.92), (0.94, 0.96)]):
         rows.append(run("numpy", 0.1, 32, t, a, time=15 + t))
-        rows.append(run("tensorflow", 0.1, 32, t, b, time=30 + 2 * t))
+        rows.append(run("tensorflow", 0.1, 32, t, b, time=(30, 33, 33)[t]))
     for t, (a, b) in enumerate([(0.80, 0.70), (0.81, 0.72), (0.82, 0.71)]):
         rows.append(run("numpy", 0.01, 32, t, a))
         rows.append(run("tensorflow", 0.01, 32, t, b))
@@ -53,16 +53,26 @@ def row(cmp, lr, metric="test_accuracy"):
     return sel.iloc[0]
 
 
+def compare(table, **kw):
+    """The comparison at the real resolution of accuracy (10 000 test images)."""
+    return stats.compare_cells(table, step=1e-4, **kw)
+
+
 def test_columns_and_one_row_per_cell_metric_pair():
-    cmp = stats.compare_cells(small_table())
+    cmp = compare(small_table())
     assert list(cmp.columns) == list(stats.COLUMNS)
-    assert len(cmp) == 2 * 2  # 2 cells x 2 metrics x 1 pair
+    assert len(cmp) == 2 * 2  # 2 cells x 2 metrics (no step time in this table) x 1 pair
     assert set(cmp.backend_a) == {"numpy"} and set(cmp.backend_b) == {"tensorflow"}
-    assert set(cmp.test) == {stats.TEST_NAME} and set(cmp.correction) == {"Holm"}
+    assert set(cmp.test) == {stats.TEST_NAME}
+    assert set(cmp.correction) == {"Holm across the 2 cells"}
+    assert dict(zip(cmp.metric, cmp.scale)) == {
+        "test_accuracy": "difference",
+        "training_time_s": "log",
+    }
 
 
 def test_per_backend_mean_sd_and_t_interval_by_hand():
-    r = row(stats.compare_cells(small_table()), 0.1)
+    r = row(compare(small_table()), 0.1)
     assert r.n_a == 3 and r.n_b == 3
     assert r.mean_a == pytest.approx(0.92)
     assert r.sd_a == pytest.approx(0.02)
@@ -74,7 +84,7 @@ def test_per_backend_mean_sd_and_t_interval_by_hand():
 
 
 def test_paired_difference_t_and_p_by_hand():
-    r = row(stats.compare_cells(small_table()), 0.1)
+    r = row(compare(small_table()), 0.1)
     # differences numpy - tensorflow: -0.01, 0.00, -0.02
     assert r.n_pairs == 3 and r.df == 2
     assert r.mean_diff == pytest.approx(-0.01)
@@ -85,20 +95,28 @@ def test_paired_difference_t_and_p_by_hand():
     assert r.p_value == pytest.approx(0.2254033, rel=1e-6)
     half = t2_quantile(0.975) * 0.01 / math.sqrt(3)
     assert (r.ci_low_diff, r.ci_high_diff) == pytest.approx((-0.01 - half, -0.01 + half))
-    assert r.cohen_dz == pytest.approx(-1.0)
-    assert r.ratio_of_means == pytest.approx(0.92 / 0.93)
+    assert np.isnan(r.ratio)  # accuracy is compared as a difference
 
 
-def test_time_is_compared_too():
-    r = row(stats.compare_cells(small_table()), 0.1, "training_time_s")
-    # numpy 15, 16, 17; tensorflow 30, 32, 34: differences -15, -16, -17
-    assert r.mean_diff == pytest.approx(-16)
-    assert r.t_stat == pytest.approx(-16 / (1 / math.sqrt(3)))
-    assert r.ratio_of_means == pytest.approx(16 / 32)
+def test_time_is_compared_as_a_ratio_on_the_log_scale():
+    r = row(compare(small_table()), 0.1, "training_time_s")
+    # numpy 15, 16, 17; tensorflow 30, 33, 33
+    d = np.log([15 / 30, 16 / 33, 17 / 33])
+    assert r.scale == "log"
+    assert r.mean_diff == pytest.approx(d.mean())
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(3))
+    assert r.t_stat == pytest.approx(t)
+    assert r.p_value == pytest.approx(t2_two_sided_p(t))
+    assert r.ratio == pytest.approx(np.exp(d.mean()))  # geometric mean of the ratios
+    half = t2_quantile(0.975) * d.std(ddof=1) / math.sqrt(3)
+    assert (r.ci_low_ratio, r.ci_high_ratio) == pytest.approx(
+        (np.exp(d.mean() - half), np.exp(d.mean() + half))
+    )
+    assert r.mean_a == pytest.approx(16) and r.sd_floor == 0
 
 
 def test_holm_across_the_grid_per_metric_and_pair():
-    cmp = stats.compare_cells(small_table())
+    cmp = compare(small_table())
     acc = cmp[cmp.metric == "test_accuracy"].set_index("learning_rate")
     p = acc.p_value.to_dict()
     # two cells: the smaller p is doubled, the larger stays (but not below the first)
@@ -106,6 +124,8 @@ def test_holm_across_the_grid_per_metric_and_pair():
     expected = {k: min(1, 2 * lo) if v == lo else max(min(1, 2 * lo), hi) for k, v in p.items()}
     assert acc.p_adjusted.to_dict() == pytest.approx(expected)
     assert (acc.significant == (acc.p_adjusted < 0.05)).all()
+    # the strictest Holm step, alpha / 2 two-sided on 2 df, is the |t| a cell needs
+    assert list(acc.t_critical) == pytest.approx([t2_quantile(1 - 0.05 / 4)] * 2)
 
 
 def test_holm_on_a_known_vector():
@@ -138,9 +158,32 @@ def test_tost_by_hand():
     assert stats.beyond_p(x, 0.001) == pytest.approx(t2_two_sided_p(t_beyond))
 
 
+def test_the_resolution_floor_of_the_standard_deviation():
+    # three identical values: no spread measured, but one step of resolution assumed
+    x = [0.0003, 0.0003, 0.0003]
+    t = 0.0003 / (0.0001 / math.sqrt(3))
+    assert stats.one_sample_p(x, 0.0, "two-sided", sd_floor=1e-4) == pytest.approx(
+        t2_two_sided_p(t)
+    )
+    assert np.isnan(stats.one_sample_p(x, 0.0))  # no floor, no spread: undefined, not p = 0
+    # a spread above the floor is left alone
+    y = [0.0, 0.001, 0.002]
+    assert stats.one_sample_p(y, 0.0, sd_floor=1e-4) == stats.one_sample_p(y, 0.0)
+
+
+def test_accuracy_step_is_one_test_image():
+    assert stats.accuracy_step([0.9123, 0.5, 0.25]) == pytest.approx(1e-4)
+    sixty = [round(k / 60, 6) for k in (7, 13, 59, 31)]  # 60 test images, rounded
+    assert stats.accuracy_step(sixty) == pytest.approx(1 / 60)
+    assert np.isnan(stats.accuracy_step([np.nan]))
+    cmp = stats.compare_cells(small_table())  # 0.90, 0.91, ...: steps of 0.01 at most
+    floors = cmp.loc[cmp.metric == "test_accuracy", "sd_floor"]
+    assert list(floors) == pytest.approx([math.sqrt(2) * 0.01] * 2)
+
+
 def test_one_trial_gives_no_variance_and_no_crash():
     t = small_table()
-    cmp = stats.compare_cells(t[t.trial == 0])
+    cmp = compare(t[t.trial == 0])
     assert (cmp.n_pairs == 1).all()
     assert cmp.sd_a.isna().all() and cmp.ci_low_a.isna().all()
     assert cmp.p_value.isna().all() and cmp.p_adjusted.isna().all()
@@ -148,17 +191,18 @@ def test_one_trial_gives_no_variance_and_no_crash():
     assert cmp.mean_a.notna().all()
 
 
-def test_identical_runs_give_p_one_and_constant_shift_p_zero():
+def test_identical_runs_and_constant_shifts():
     rows = [run(m, 0.1, 32, t, 0.9) for t in range(3) for m in ("numpy", "tensorflow")]
-    r = row(stats.compare_cells(pd.DataFrame(rows)), 0.1)
-    assert (r.t_stat, r.p_value, r.cohen_dz, r.sd_diff) == (0.0, 1.0, 0.0, 0.0)
+    r = row(compare(pd.DataFrame(rows)), 0.1)
+    assert (r.t_stat, r.p_value, r.sd_diff) == (0.0, 1.0, pytest.approx(math.sqrt(2) * 1e-4))
+    # a constant shift of time has no spread and time has no resolution floor: no test
     rows = [
-        run(m, 0.1, 32, t, 0.9 + t / 100 + (0.01 if m == "numpy" else 0))
+        run(m, 0.1, 32, t, 0.9, time=10.0 * (2 if m == "numpy" else 1))
         for t in range(3)
         for m in ("numpy", "tensorflow")
     ]
-    r = row(stats.compare_cells(pd.DataFrame(rows)), 0.1)
-    assert r.mean_diff == pytest.approx(0.01) and r.p_value == 0.0 and r.t_stat == np.inf
+    r = row(compare(pd.DataFrame(rows)), 0.1, "training_time_s")
+    assert r.ratio == pytest.approx(2.0) and np.isnan(r.p_value) and not r.significant
 
 
 def test_diverged_runs_are_kept_and_nan_dropped_pairwise():
@@ -170,7 +214,7 @@ def test_diverged_runs_are_kept_and_nan_dropped_pairwise():
         run("tensorflow", 0.1, 32, 1, 0.95),
         run("tensorflow", 0.1, 32, 2, 0.97),
     ]
-    cmp = stats.compare_cells(pd.DataFrame(rows))
+    cmp = compare(pd.DataFrame(rows))
     r = row(cmp, 0.1)
     assert (r.n_diverged_a, r.n_diverged_b) == (2, 0)
     assert (r.n_a, r.n_b, r.n_pairs) == (2, 3, 2)
@@ -191,14 +235,16 @@ def test_diverged_read_from_csv_strings(tmp_path):
     assert set(back.n_diverged_a) == {3} and set(back.n_diverged_b) == {0}
 
 
-def test_every_pair_of_three_backends():
-    t = small_table()
+def test_every_pair_of_three_backends_and_step_time():
+    t = small_table().assign(step_time_s=lambda d: d.training_time_s * 0.7)
     third = t[t.model == "numpy"].assign(model="jax")
-    cmp = stats.compare_cells(pd.concat([t, third]))
+    cmp = compare(pd.concat([t, third]))
     pairs = set(zip(cmp.backend_a, cmp.backend_b, strict=False))
     assert pairs == {("jax", "numpy"), ("jax", "tensorflow"), ("numpy", "tensorflow")}
+    assert set(cmp.metric) == {"test_accuracy", "training_time_s", "step_time_s"}
     jn = cmp[(cmp.backend_a == "jax") & (cmp.backend_b == "numpy")]
-    assert (jn.mean_diff == 0).all() and (jn.p_value == 1).all()
+    assert (jn.mean_diff == 0).all()
+    assert (jn.loc[jn.metric == "test_accuracy", "p_value"] == 1).all()
 
 
 def test_bad_tables_fail_with_the_column_or_run_named():
@@ -207,6 +253,8 @@ def test_bad_tables_fail_with_the_column_or_run_named():
         stats.compare_cells(t.drop(columns="test_accuracy"))
     with pytest.raises(ValueError, match="same run"):
         stats.compare_cells(pd.concat([t, t.iloc[:1]]))
+    with pytest.raises(ValueError, match="mixes studies: threads"):
+        stats.compare_cells(t.assign(threads=[1, 2] * (len(t) // 2)))
 
 
 def test_float32_rounding_of_the_same_accuracy_is_no_difference():
@@ -217,3 +265,50 @@ def test_float32_rounding_of_the_same_accuracy_is_no_difference():
     ]
     r = row(stats.compare_cells(pd.DataFrame(rows)), 0.1)
     assert r.mean_diff == 0 and r.p_value == 1.0
+
+
+# --------------------------------------------------------------------------- power
+
+
+def test_power_functions_by_known_values():
+    assert stats.power_one_sided(0.0, 1.0, 10, 0.05) == pytest.approx(0.05)
+    assert stats.power_tost(0.0, 0.01, 200, 0.01, 0.05) == pytest.approx(1.0)
+    assert stats.power_tost(0.01, 0.01, 200, 0.01, 0.05) == pytest.approx(0.05)  # at the margin
+    fn = lambda n: stats.power_one_sided(0.5, 1.0, n, 0.05)  # noqa: E731
+    n = stats.trials_needed(fn, 0.8)
+    assert fn(np.array([n]))[0] >= 0.8 > fn(np.array([n - 1]))[0]
+    assert n == 27  # one-sided t-test, d = 0.5, 80 % (Cohen's table: 26-27)
+    assert stats.trials_needed(lambda n: np.zeros(np.size(n)), 0.8) is None
+
+
+# --------------------------------------------------------------------------- spread
+
+
+def test_variance_components_by_hand():
+    # 2 cells x 3 trials: cell means 1 and 4, trial effects -1, 0, +1, no interaction
+    y = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
+    a, b, c, t = stats.variance_components(y)
+    # MS_trial = 2 * (1 + 0 + 1) / 2 = 2, a = MS_trial / C = 1; residual 0
+    assert (a, b, c, t) == (pytest.approx(1.0), pytest.approx(0.0), 2, 3)
+    assert a + b == pytest.approx(np.mean([np.var(r, ddof=1) for r in y]))  # pooled variance
+    assert stats.satterthwaite_df(a, b, c, t) == pytest.approx(2.0)  # all trial-level
+    assert stats.satterthwaite_df(0.0, 1.0, 25, 3) == pytest.approx(48.0)  # all cell-level
+
+
+def test_spread_ratio_and_its_f_tests():
+    rng = np.random.default_rng(0)
+    y1 = rng.normal(0, 2, (25, 3))
+    y2 = rng.normal(0, 1, (25, 3))
+    ratio, df, det = stats.spread_ratio(y1, y2)
+    assert ratio == pytest.approx(det["var1"] / det["var2"])
+    tests = stats.f_ratio_tests(ratio, df, 1.5, 0.9)
+    from scipy import stats as sps
+
+    assert tests["p_greater"] == pytest.approx(sps.f.sf(ratio, df, df))
+    lo, hi = tests["ci"]
+    assert lo < 4 < hi and lo == pytest.approx(ratio / sps.f.ppf(0.95, df, df))
+    same, _, _ = stats.spread_ratio(y1, y1.copy())
+    assert same == 1.0
+    # no spread at all: the floor, as a trial-level component (df of T - 1)
+    flat, df0, _ = stats.spread_ratio(np.ones((4, 3)), np.ones((4, 3)), 0.1, 0.1)
+    assert flat == 1.0 and df0 == pytest.approx(2.0)

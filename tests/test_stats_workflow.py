@@ -1,16 +1,19 @@
-"""The rules ``compare`` and ``claims`` through the real Snakemake on a tiny synthetic sweep."""
+"""The rules ``compare``, ``claims`` and ``starts`` through the real Snakemake on the tiny
+synthetic sweep (per-study paths, DESIGN of the run identity)."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from e2e_utils import make_tiny_workdir, snakemake
+import yaml
+from e2e_utils import TINY_STUDY, make_tiny_workdir, snakemake
 
-from mlpstudy import claims, stats
+from mlpstudy import claims_report, stats
+from mlpstudy.backends import REGISTRY
 
 pytestmark = pytest.mark.e2e
 
-TARGETS = ["results/comparison.csv", "results/claims.md", "results/claims.html"]
+TARGETS = [f"{TINY_STUDY}/comparison.csv", f"{TINY_STUDY}/claims.md", f"{TINY_STUDY}/claims.html"]
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +23,13 @@ def tiny(tiny_sweep):
     return tiny_sweep
 
 
-def test_comparison_matches_the_run_table(tiny):
-    runs = stats.load_runs(tiny / "results/tf_vs_np.csv")
-    cmp = pd.read_csv(tiny / "results/comparison.csv")
+def test_comparison_matches_the_study_table(tiny):
+    runs = stats.load_runs(tiny / TINY_STUDY / "runs.csv")
+    cmp = pd.read_csv(tiny / TINY_STUDY / "comparison.csv")
     assert list(cmp.columns) == list(stats.COLUMNS)
     cells = runs.groupby(["learning_rate", "batch_size"]).ngroups
-    assert len(cmp) == cells * 2  # x 2 metrics x 1 pair of backends
+    metrics = [m for m in stats.METRICS if m in runs.columns and runs[m].notna().any()]
+    assert len(cmp) == cells * len(metrics)  # x 1 pair of backends
     assert set(zip(cmp.backend_a, cmp.backend_b, strict=False)) == {("numpy", "tensorflow")}
     assert (cmp.n_pairs == runs.trial.nunique()).all()
     for _, r in cmp.iterrows():
@@ -33,25 +37,35 @@ def test_comparison_matches_the_run_table(tiny):
         a = sel[sel.model == "numpy"].set_index("trial")[r.metric]
         b = sel[sel.model == "tensorflow"].set_index("trial")[r.metric]
         assert r.mean_a == pytest.approx(a.mean())
-        assert r.mean_diff == pytest.approx((a - b).mean())
-    assert "wrote" in (tiny / "logs/stats/compare.log").read_text()
+        if r.scale == "log":
+            assert r.ratio == pytest.approx(float((a / b).prod() ** (1 / len(a))))
+        else:
+            assert r.mean_diff == pytest.approx((a - b).mean())
+    log = tiny / "logs/stats" / TINY_STUDY / "compare.log"
+    assert "wrote" in log.read_text()
 
 
 def test_claims_report_is_what_the_module_says_for_these_files(tiny, tmp_path):
-    expected = claims.write_claims(
-        tiny / "results/tf_vs_np.csv",
-        tiny / "results/histories.parquet",
-        tiny / "results/comparison.csv",
+    config = yaml.safe_load((tiny / "config.yaml").read_text())
+    options = {b: REGISTRY[b].resolve_options(config.get(b, {})) for b in config["backends"]}
+    study = tiny / TINY_STUDY
+    expected = claims_report.write_claims(
+        study / "runs.csv",
+        study / "histories.parquet",
+        study / "comparison.csv",
         tmp_path / "claims.md",
         tmp_path / "claims.html",
+        options=options,
     )
-    md = (tiny / "results/claims.md").read_text()
+    md = (study / "claims.md").read_text()
     assert md == (tmp_path / "claims.md").read_text()
-    assert (tiny / "results/claims.html").read_text() == (tmp_path / "claims.html").read_text()
+    assert (study / "claims.html").read_text() == (tmp_path / "claims.html").read_text()
     assert [r.id for r in expected] == list(range(1, 10))
     # one epoch: no loss curve to judge
     assert expected[8].verdict == "inconclusive" and "1 epoch(s)" in expected[8].reason
-    log = (tiny / "logs/stats/claims.log").read_text()
+    assert "dataset=tiny, optimizer=sgd, start=shared, threads=1" in md
+    assert "| start modes | shared |" in md and "## Conditions of the data" in md
+    log = (tiny / "logs/stats" / TINY_STUDY / "claims.log").read_text()
     assert all(f"claim {i} " in log for i in range(1, 10))
 
 
@@ -61,12 +75,24 @@ def test_html_report_holds_the_claims_and_the_comparison(tiny):
     assert "claims.html" in html and "comparison.csv" in html
 
 
-def test_one_trial_runs_and_every_claim_says_why_it_is_inconclusive(tmp_path):
-    work = make_tiny_workdir(tmp_path, trials=1, learning_rates=[0.1], batch_sizes=[64])
-    snakemake(work, *TARGETS)
-    cmp = pd.read_csv(work / "results/comparison.csv")
-    assert cmp.p_value.isna().all() and (cmp.n_pairs == 1).all()
-    md = Path(work / "results/claims.md").read_text()
-    assert md.count("INCONCLUSIVE") >= 9 + 9  # summary table and headings
-    assert "SUPPORTED" not in md and "CONTRADICTED" not in md
-    assert "trials: 1" in md
+def test_both_starts_give_the_starts_contrast_and_one_trial_says_why(tmp_path):
+    """Shared and independent starts, one trial: every claim inconclusive with its reason,
+    and results/starts.md pairs the two studies."""
+    work = make_tiny_workdir(
+        tmp_path, trials=1, learning_rates=[0.1], batch_sizes=[64], starts=["shared", "independent"]
+    )
+    studies = [TINY_STUDY, TINY_STUDY.replace("start=shared", "start=independent")]
+    targets = [f"{s}/{f}" for s in studies for f in ("comparison.csv", "claims.md")]
+    snakemake(work, *targets, "results/starts.md", "results/starts.html")
+    for s in studies:
+        cmp = pd.read_csv(work / s / "comparison.csv")
+        assert cmp.p_value.isna().all() and (cmp.n_pairs == 1).all()
+        md = Path(work / s / "claims.md").read_text()
+        assert md.count("INCONCLUSIVE") >= 9 + 9  # summary table and headings
+        assert "| SUPPORTED |" not in md and "| CONTRADICTED |" not in md
+        assert "trials: 1" in md
+    starts = (work / "results/starts.md").read_text()
+    assert "## dataset=tiny, optimizer=sgd, threads=1" in starts
+    assert "Do the accuracy differences come from the starts?" in starts
+    assert "This run cannot tell whether" in starts
+    assert (work / "results/starts.html").read_text().startswith("<!DOCTYPE html>")

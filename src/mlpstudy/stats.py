@@ -1,24 +1,29 @@
-"""Per-cell paired comparison of backends: ``results/comparison.csv``.
+"""The statistics' building blocks and the per-cell comparison ``{STUDY}/comparison.csv``.
 
-One row per (learning rate, batch size, metric, pair of backends). For each backend of the
-pair: mean, sample standard deviation and t confidence interval over trials. For the pair:
-the per-trial difference ``a - b`` (runs paired by trial index), its mean, standard deviation
-and t confidence interval, the paired t-test, Cohen's d_z, and the p-value adjusted for
-multiple comparisons across the grid (Holm by default). Column meanings: ``COLUMNS``.
+Building blocks (used by ``mlpstudy.claims`` and ``mlpstudy.starts``):
 
-Why a paired t-test: with ``shared_start`` on, trial k of every backend starts from the same
-weights and sees the same batches, so the difference by trial removes the initialisation and
-shuffling noise the two runs share. (With ``shared_start`` off the pairing is arbitrary but
-still valid: differences of independent runs are independent, the test only loses power.)
-The Wilcoxon signed-rank test is not used: with 3 trials its smallest attainable two-sided
-p-value is 0.25, so it could never reject at 0.05; with the study's few trials the t-test on
-the differences is the only paired test that can say anything.
+* one-sample t-tests on per-trial contrasts, TOST and the "beyond a margin" test, each with a
+  **resolution floor** on the standard deviation (``sd_floor``): a quantity measured in steps
+  (test accuracy moves in steps of 1 / N_test) is never taken to have less spread than one
+  step would give it, so three identical values give a finite t statistic, not p = 0;
+* Holm's and Benjamini-Hochberg's adjustments;
+* power of those tests at a given number of trials, and the trials needed for a target power;
+* the variance-components comparison of two backends' spread across trials (claim 8): a
+  two-way layout (cells x trials) with a random trial effect shared by the cells of a trial,
+  the pooled within-cell variance as the estimate and Satterthwaite's degrees of freedom,
+  which fall to T - 1 when the trial effect dominates (the trial is then the replicate) and
+  rise to C (T - 1) when it is absent.
 
-Diverged runs (``diverged`` true) are kept for accuracy: their low accuracy is what that
-hyperparameter pair produced, and dropping them would flatter the backend that diverges.
-Their training time is left out (set to NaN): training stops at the epoch the loss became
-non-finite, so the time covers fewer epochs. Values that are not finite are dropped
-pairwise, and ``n_diverged_*`` reports how many runs of the cell diverged.
+The per-cell comparison: one row per (learning rate, batch size, metric, pair of backends).
+Accuracy is compared as a difference (a - b); training and step time on the log scale, as a
+ratio a / b (geometric mean of the per-trial ratios), because timings vary multiplicatively.
+Runs are paired by trial (trial k of every backend shares its seed and, with
+``start: shared``, its initial weights and batch order). Column meanings: ``COLUMNS``.
+
+Diverged runs (``diverged`` true) are kept for accuracy (their low accuracy is what that
+hyperparameter pair produced; dropping them would flatter the backend that diverges), and
+left out of time (they stop at the epoch the loss became non-finite, so their time covers
+fewer epochs). ``n_diverged_*`` counts them.
 """
 
 from __future__ import annotations
@@ -30,56 +35,72 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mlpstudy.defaults import ALPHA, CONFIDENCE, CORRECTION  # noqa: E402
+from mlpstudy.defaults import ALPHA, CONFIDENCE, CORRECTION
 
-METRICS = ("test_accuracy", "training_time_s")
 CELL = ("learning_rate", "batch_size")
+# The metrics compared per cell, with the scale of the comparison: "difference" (a - b) or
+# "log" (log a - log b, shown as the ratio a / b). step_time_s only where the table has it.
+METRICS = {"test_accuracy": "difference", "training_time_s": "log", "step_time_s": "log"}
+TIME_METRICS = ("training_time_s", "step_time_s")
 # Accuracies are fractions of the test set; one backend may store them as float32 (an
-# identical 0.6416667 becomes 0.64166665077), and a paired t-test on such rounding noise
-# reports t = 4. Rounded to 6 decimals (far below 1 / 10 000 images) before any statistic.
+# identical 0.6416667 becomes 0.64166665077). Rounded to 6 decimals before any statistic.
 ACCURACY_DECIMALS = 6
+# Largest test set whose step 1 / N_test is looked for in the accuracies (accuracy_step)
+MAX_TEST_SIZE = 100_000
 REQUIRED = ("model", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy")
-TEST_NAME = "paired t-test (scipy.stats.ttest_rel), two-sided"
+# The axes a study holds constant (mlpstudy.runs); a per-study table has one value of each
+STUDY_AXES = ("dataset", "optimizer", "start", "threads")
+MAX_TRIALS = 1000  # trials_needed searches up to here
 
 COLUMNS = {
     "learning_rate": "learning rate of the cell",
     "batch_size": "batch size of the cell",
-    "metric": "test_accuracy (fraction) or training_time_s (seconds)",
+    "metric": "test_accuracy (fraction), training_time_s or step_time_s (seconds)",
+    "scale": "difference: a - b; log: log(a) - log(b), also shown as the ratio a / b",
     "backend_a": "first backend of the pair (alphabetical order)",
     "backend_b": "second backend of the pair",
     "n_a": "runs of backend a with a finite value",
     "n_b": "runs of backend b with a finite value",
-    "n_diverged_a": "runs of backend a in this cell flagged diverged (kept in the statistics)",
+    "n_diverged_a": "runs of backend a in this cell flagged diverged (kept for accuracy only)",
     "n_diverged_b": "runs of backend b in this cell flagged diverged",
-    "mean_a": "mean over trials, backend a",
+    "mean_a": "mean over trials, backend a (in the metric's unit)",
     "sd_a": "sample standard deviation (ddof=1) over trials, backend a; NaN with one trial",
-    "ci_low_a": "lower end of the t confidence interval of mean_a",
-    "ci_high_a": "upper end of the t confidence interval of mean_a",
+    "ci_low_a": "lower end of the 95 % t interval of mean_a",
+    "ci_high_a": "upper end of the 95 % t interval of mean_a",
     "mean_b": "mean over trials, backend b",
     "sd_b": "sample standard deviation over trials, backend b",
-    "ci_low_b": "lower end of the t confidence interval of mean_b",
-    "ci_high_b": "upper end of the t confidence interval of mean_b",
+    "ci_low_b": "lower end of the 95 % t interval of mean_b",
+    "ci_high_b": "upper end of the 95 % t interval of mean_b",
     "n_pairs": "trials present (finite) in both backends: the paired sample size",
-    "mean_diff": "mean of the per-trial difference a - b",
-    "sd_diff": "standard deviation of the per-trial differences",
-    "ci_low_diff": "lower end of the t confidence interval of mean_diff",
-    "ci_high_diff": "upper end of the t confidence interval of mean_diff",
-    "ratio_of_means": "mean_a / mean_b (for time: how many times slower a is than b)",
+    "mean_diff": "mean of the per-trial difference on the metric's scale (a - b or log a/b)",
+    "sd_diff": "standard deviation of the per-trial differences, at least sd_floor",
+    "ci_low_diff": "lower end of the 95 % t interval of mean_diff",
+    "ci_high_diff": "upper end of the 95 % t interval of mean_diff",
+    "ratio": "exp(mean_diff) for log-scale metrics: a / b (for time: how many times slower a "
+    "is); empty for accuracy",
+    "ci_low_ratio": "exp(ci_low_diff) for log-scale metrics",
+    "ci_high_ratio": "exp(ci_high_diff) for log-scale metrics",
     "t_stat": "paired t statistic, mean_diff / (sd_diff / sqrt(n_pairs))",
     "df": "degrees of freedom, n_pairs - 1",
-    "p_value": "two-sided p-value of the paired t-test; NaN with fewer than 2 pairs",
+    "p_value": "two-sided p-value of the paired t-test; NaN with fewer than 2 pairs, or with "
+    "no spread and no known resolution",
     "p_adjusted": "p_value adjusted across the cells of the grid, per (metric, pair)",
-    "cohen_dz": "paired effect size mean_diff / sd_diff (Cohen's d_z)",
     "significant": "p_adjusted < alpha",
+    "t_critical": "|t| a cell needs to be significant at the strictest step of the correction",
+    "sd_floor": "resolution floor of sd_diff: one accuracy step (1 / N_test) in each backend "
+    "(sqrt(2) / N_test); 0 for time",
     "test": "name of the test",
-    "correction": "name of the multiple-comparison correction",
+    "correction": "name of the multiple-comparison correction and its family",
 }
+TEST_NAME = "paired t-test on the per-trial differences (log scale for time), two-sided"
+
+
+# --------------------------------------------------------------------------- the run table
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:
-    """Read ``tf_vs_np.csv``; unknown extra columns are kept and ignored."""
-    table = pd.read_csv(path)
-    return check_runs(table)
+    """Read a run table (``{STUDY}/runs.csv``); unknown extra columns are kept and ignored."""
+    return check_runs(pd.read_csv(path))
 
 
 def check_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -91,16 +112,25 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
     table["learning_rate"] = table["learning_rate"].astype(float)
     table["batch_size"] = table["batch_size"].astype(int)
     table["trial"] = table["trial"].astype(int)
-    for col in ("training_time_s", "test_accuracy"):
-        table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
+    for col in ("training_time_s", "test_accuracy", "step_time_s", "eval_time_s"):
+        if col in table.columns:
+            table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     table["test_accuracy"] = table["test_accuracy"].round(ACCURACY_DECIMALS)
     if "diverged" in table.columns:
         table["diverged"] = table["diverged"].map(_as_bool).astype(bool)
     else:
         table["diverged"] = False
     # a diverged run stops at the epoch its loss became non-finite (backends/loop.py): its
-    # time covers fewer epochs than the others', so it is left out of time statistics
-    table.loc[table["diverged"], "training_time_s"] = np.nan
+    # times cover fewer epochs than the others', so they are left out of time statistics
+    for col in (*TIME_METRICS, "eval_time_s"):
+        if col in table.columns:
+            table.loc[table["diverged"], col] = np.nan
+    for axis in STUDY_AXES:
+        if axis in table.columns and table[axis].nunique(dropna=False) > 1:
+            raise ValueError(
+                f"run table mixes studies: {axis} takes {sorted(map(str, table[axis].unique()))};"
+                " the statistics judge one study (one dataset, optimizer, start, threads)"
+            )
     dup = table.duplicated(["model", *CELL, "trial"], keep=False)
     if dup.any():
         first = table.loc[dup, ["model", *CELL, "trial"]].iloc[0].to_dict()
@@ -114,10 +144,42 @@ def _as_bool(value) -> bool:
     return bool(value) if pd.notna(value) else False
 
 
+def accuracy_step(values, max_test_size: int = MAX_TEST_SIZE) -> float:
+    """The step 1 / N in which the accuracies move: N is the smallest test-set size for which
+    every value is a whole number of correct images (exactly, else within the 6-decimal
+    rounding).
+
+    Every dataset here has 10 000 test images (step 1e-4); a tiny synthetic test set has a
+    coarser step. Without any finite value, NaN; if no N up to ``max_test_size`` fits, the
+    rounding unit 1e-6.
+    """
+    x = np.unique(np.round(_finite(values), ACCURACY_DECIMALS))
+    if x.size == 0:
+        return np.nan
+    # exact first (N dividing 10^6 leaves k / N unrounded), then within the rounding
+    for tol in (0.0, 0.5 * 10.0**-ACCURACY_DECIMALS):
+        n = np.arange(1, max_test_size + 1, dtype=float)  # candidates, filtered by each value
+        for v in x:
+            k = v * n
+            n = n[np.abs(k - np.round(k)) <= n * (tol + 1e-12)]
+            if n.size == 0:
+                break
+        if n.size:
+            return float(1.0 / n[0])
+    return 10.0**-ACCURACY_DECIMALS
+
+
+# --------------------------------------------------------------------------- one sample
+
+
+def _finite(values) -> np.ndarray:
+    x = np.asarray(values, dtype=float).ravel()
+    return x[np.isfinite(x)]
+
+
 def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
     """(mean, sample sd, ci_low, ci_high) of the finite values; t interval on n - 1 df."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
+    x = _finite(values)
     n = x.size
     if n == 0:
         return (np.nan,) * 4
@@ -129,45 +191,65 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float
     return mean, sd, mean - half, mean + half
 
 
-def _degenerate(x: np.ndarray) -> bool:
-    """All values equal up to rounding: the t statistic is 0/0 or +-inf."""
-    return float(np.ptp(x)) <= 1e-12 * max(1.0, float(np.abs(x).max()))
-
-
-def one_sample_p(values, popmean: float = 0.0, alternative: str = "two-sided") -> float:
-    """p-value of ``scipy.stats.ttest_1samp``; NaN with < 2 finite values.
-
-    When every value is the same (no spread), the limit of the t-test is used: p = 0 if the
-    common value lies strictly on the alternative's side of ``popmean``, else p = 1.
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
+def summary(values, sd_floor: float = 0.0) -> tuple[int, float, float]:
+    """(n, mean, sd) of the finite values, the sd raised to ``sd_floor`` (NaN if n < 2)."""
+    x = _finite(values)
+    if x.size == 0:
+        return 0, np.nan, np.nan
     if x.size < 2:
+        return 1, float(x.mean()), np.nan
+    return int(x.size), float(x.mean()), max(float(x.std(ddof=1)), float(sd_floor))
+
+
+def t_interval(values, confidence: float, sd_floor: float = 0.0) -> tuple[float, float]:
+    """Two-sided t interval of the mean at ``confidence``, with the floored sd."""
+    n, mean, sd = summary(values, sd_floor)
+    if n < 2 or not sd > 0:
+        return (mean, mean) if n >= 2 else (np.nan, np.nan)
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / np.sqrt(n)
+    return mean - half, mean + half
+
+
+def one_sample_p(values, popmean=0.0, alternative="two-sided", sd_floor=0.0) -> float:
+    """p-value of the one-sample t-test of the finite ``values`` against ``popmean``.
+
+    The sd is at least ``sd_floor`` (the spread the measurement's resolution alone gives).
+    NaN with fewer than 2 values, or with no spread at all and no floor (t undefined).
+    """
+    n, mean, sd = summary(values, sd_floor)
+    if n < 2 or not sd > 0:
         return np.nan
-    if _degenerate(x):
-        d = float(x.mean()) - popmean
-        tol = 1e-12 * max(1.0, abs(popmean))
-        if alternative == "greater":
-            return 0.0 if d > tol else 1.0
-        if alternative == "less":
-            return 0.0 if d < -tol else 1.0
-        return 0.0 if abs(d) > tol else 1.0
-    return float(sps.ttest_1samp(x, popmean, alternative=alternative).pvalue)
+    t = (mean - popmean) / (sd / np.sqrt(n))
+    if alternative == "greater":
+        return float(sps.t.sf(t, n - 1))
+    if alternative == "less":
+        return float(sps.t.cdf(t, n - 1))
+    return float(min(1.0, 2 * sps.t.sf(abs(t), n - 1)))
 
 
-def tost_p(values, margin: float) -> float:
+def tost_p(values, margin: float, sd_floor: float = 0.0) -> float:
     """Two one-sided t-tests: p-value for "the mean lies within (-margin, +margin)"."""
-    return max(one_sample_p(values, -margin, "greater"), one_sample_p(values, margin, "less"))
+    return max(
+        one_sample_p(values, -margin, "greater", sd_floor),
+        one_sample_p(values, margin, "less", sd_floor),
+    )
 
 
-def beyond_p(values, margin: float) -> float:
+def beyond_p(values, margin: float, sd_floor: float = 0.0) -> float:
     """p-value for "the mean lies outside [-margin, +margin]".
 
-    The larger of the two one-sided tests (mean > margin, mean < -margin) is taken in the
-    direction the data point to, doubled because that direction was chosen after looking.
+    The one-sided test in the direction the data point to, doubled because that direction
+    was chosen after looking: it rejects at alpha when the two-sided 1 - alpha interval
+    lies wholly beyond one end of the margin.
     """
-    p = min(one_sample_p(values, margin, "greater"), one_sample_p(values, -margin, "less"))
+    p = min(
+        one_sample_p(values, margin, "greater", sd_floor),
+        one_sample_p(values, -margin, "less", sd_floor),
+    )
     return min(1.0, 2 * p) if np.isfinite(p) else np.nan
+
+
+# --------------------------------------------------------------------------- corrections
 
 
 def holm(pvalues) -> np.ndarray:
@@ -204,71 +286,214 @@ def adjust(pvalues, method: str = CORRECTION) -> np.ndarray:
     raise ValueError(f"unknown correction {method!r}: use 'holm' or 'bh'")
 
 
-def paired(a: pd.Series, b: pd.Series, confidence: float = CONFIDENCE) -> dict:
-    """Paired statistics of two per-trial series (index: trial), a - b."""
-    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+# --------------------------------------------------------------------------- power
+
+
+def power_one_sided(delta, sd: float, n, alpha: float):
+    """Power of a one-sided one-sample t-test at level ``alpha`` with ``n`` values, when the
+    true mean lies ``delta`` beyond the null value in the tested direction (noncentral t)."""
+    n = np.asarray(n, dtype=float)
+    df = n - 1
+    crit = sps.t.ppf(1 - alpha, df)
+    return sps.nct.sf(crit, df, np.asarray(delta) * np.sqrt(n) / sd)
+
+
+def power_tost(delta, sd: float, n, margin: float, alpha: float):
+    """Power of TOST within +-margin when the true mean is ``delta``; the lower bound
+    P(lower test) + P(upper test) - 1 of the probability that both reject."""
+    lower = power_one_sided(np.asarray(delta) + margin, sd, n, alpha)
+    upper = power_one_sided(margin - np.asarray(delta), sd, n, alpha)
+    return np.clip(lower + upper - 1.0, 0.0, 1.0)
+
+
+def trials_needed(power_of, target: float, n_max: int = MAX_TRIALS) -> int | None:
+    """Smallest number of trials n in [2, n_max] with ``power_of(n) >= target``; None if
+    even n_max falls short. ``power_of`` takes an array of trial counts and rises with n."""
+
+    def ok(n: int) -> bool:
+        with np.errstate(all="ignore"):
+            p = float(np.asarray(power_of(np.array([n])), dtype=float).ravel()[0])
+        return np.isfinite(p) and p >= target
+
+    if not ok(n_max):
+        return None
+    lo, hi = 1, n_max  # ok(hi); lo is "not ok" (fewer than 2 trials test nothing)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
+
+
+# --------------------------------------------------------------------------- spread
+
+
+def variance_components(y: np.ndarray) -> tuple[float, float, int, int]:
+    """Two-way layout y[cell, trial] (complete): the pooled within-cell variance split into
+    its trial part and its cell-by-trial part.
+
+    Returns (a, b, C, T) with a = MS_trial / C and b = (C - 1) / C MS_residual, so that
+    a + b = the within-cell variance pooled over cells (unbiased for the variance across
+    trials, trial effect included), a on T - 1 and b on (C - 1)(T - 1) degrees of freedom.
+    """
+    c, t = y.shape
+    cell_mean = y.mean(axis=1, keepdims=True)
+    trial_mean = y.mean(axis=0, keepdims=True)
+    grand = y.mean()
+    ms_trial = c * float(((trial_mean - grand) ** 2).sum()) / (t - 1)
+    if c > 1:
+        resid = y - cell_mean - trial_mean + grand
+        ms_resid = float((resid**2).sum()) / ((c - 1) * (t - 1))
+    else:
+        ms_resid = 0.0
+    return ms_trial / c, (c - 1) / c * ms_resid, c, t
+
+
+def satterthwaite_df(a: float, b: float, c: int, t: int) -> float:
+    """Degrees of freedom of a + b (variance_components), Satterthwaite's approximation."""
+    terms = a**2 / (t - 1) + (b**2 / ((c - 1) * (t - 1)) if c > 1 else 0.0)
+    return (a + b) ** 2 / terms if terms > 0 else float(t - 1)
+
+
+def spread_ratio(y1: np.ndarray, y2: np.ndarray, floor1: float = 0.0, floor2: float = 0.0):
+    """Compare the spread across trials of two layouts y[cell, trial] (same shape).
+
+    Returns (variance ratio R = var1 / var2, df, details). Under equal spread R is about
+    F(df, df); df is Satterthwaite's for the components pooled over both layouts, so it does
+    not depend on which of the two happened to show the smaller trial effect (a simulation
+    with half the spread from the trial effect, 25 cells and 3 trials keeps the one-sided
+    size at or below alpha). A variance below floor^2 (the resolution) is raised to it as a
+    trial-level component (the conservative choice).
+    """
+    comps = []
+    for y, floor in ((y1, floor1), (y2, floor2)):
+        a, b, c, t = variance_components(y)
+        if a + b < floor**2:
+            a, b = floor**2, 0.0
+        comps.append((a, b))
+    (a1, b1), (a2, b2) = comps
+    c, t = y1.shape
+    df = satterthwaite_df((a1 + a2) / 2, (b1 + b2) / 2, c, t)
+    v1, v2 = a1 + b1, a2 + b2
+    ratio = v1 / v2 if v2 > 0 else (np.inf if v1 > 0 else np.nan)
+    details = dict(
+        var1=v1,
+        var2=v2,
+        trial_share1=a1 / v1 if v1 else np.nan,
+        trial_share2=a2 / v2 if v2 else np.nan,
+        cells=c,
+        trials=t,
+        df=df,
+    )
+    return ratio, df, details
+
+
+def f_ratio_tests(ratio: float, df: float, margin: float, confidence: float):
+    """For a variance ratio R ~ rho F(df, df): p-values of rho > 1, rho < 1, and of
+    "rho within (1/margin^2, margin^2)" (TOST), and the two-sided interval of rho."""
+    if not np.isfinite(ratio) or ratio <= 0 or not df > 0:
+        return dict(p_greater=np.nan, p_less=np.nan, p_tost=np.nan, ci=(np.nan, np.nan))
+    f = sps.f
+    m2 = margin**2
+    lo_q, hi_q = f.ppf([0.5 - confidence / 2, 0.5 + confidence / 2], df, df)
+    return dict(
+        p_greater=float(f.sf(ratio, df, df)),
+        p_less=float(f.cdf(ratio, df, df)),
+        p_tost=float(max(f.sf(ratio * m2, df, df), f.cdf(ratio / m2, df, df))),
+        ci=(float(ratio / hi_q), float(ratio / lo_q)),
+    )
+
+
+def f_power(rho: float, df_of, alpha: float, test: str, margin: float = 1.0):
+    """Power of the tests of ``f_ratio_tests`` when the true variance ratio is ``rho``;
+    ``df_of(n)`` gives the degrees of freedom at n trials."""
+
+    def power(n):
+        df = df_of(np.asarray(n, dtype=float))
+        f = sps.f
+        up, lo = f.ppf(1 - alpha, df, df), f.ppf(alpha, df, df)
+        if test == "greater":
+            return f.sf(up / rho, df, df)
+        if test == "less":
+            return f.cdf(lo / rho, df, df)
+        m2 = margin**2  # tost: both one-sided tests reject
+        both = f.sf(up / (rho * m2), df, df) + f.cdf(lo * m2 / rho, df, df) - 1.0
+        return np.clip(both, 0.0, 1.0)
+
+    return power
+
+
+# --------------------------------------------------------------------------- per cell
+
+
+def paired(a: pd.Series, b: pd.Series, confidence=CONFIDENCE, sd_floor=0.0, log=False) -> dict:
+    """Paired statistics of two per-trial series (index: trial): a - b, or log a - log b."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
+    if log:
+        both = np.log(both.where(both > 0))
+    both = both.dropna()
     diff = (both["a"] - both["b"]).to_numpy()
-    n = diff.size
-    mean, sd, lo, hi = mean_ci(diff, confidence)
-    out = dict(
+    n, mean, sd = summary(diff, sd_floor)
+    lo, hi = t_interval(diff, confidence, sd_floor)
+    t_stat = mean / (sd / np.sqrt(n)) if n >= 2 and sd > 0 else np.nan
+    return dict(
         n_pairs=n,
         mean_diff=mean,
         sd_diff=sd,
         ci_low_diff=lo,
         ci_high_diff=hi,
-        t_stat=np.nan,
+        t_stat=t_stat,
         df=n - 1 if n >= 1 else np.nan,
-        p_value=np.nan,
-        cohen_dz=np.nan,
+        p_value=one_sample_p(diff, 0.0, "two-sided", sd_floor),
     )
-    if n < 2:
-        return out
-    if _degenerate(diff):
-        # identical differences: 0/0 when they are all zero (no evidence of a difference)
-        zero = abs(mean) <= 1e-12 * max(1.0, float(np.abs(both.to_numpy()).max()))
-        out.update(
-            t_stat=0.0 if zero else np.sign(mean) * np.inf,
-            p_value=1.0 if zero else 0.0,
-            cohen_dz=0.0 if zero else np.sign(mean) * np.inf,
-            sd_diff=0.0,
-            ci_low_diff=mean,
-            ci_high_diff=mean,
-        )
-        return out
-    res = sps.ttest_rel(both["a"], both["b"])
-    out.update(t_stat=float(res.statistic), p_value=float(res.pvalue), cohen_dz=mean / sd)
-    return out
 
 
 def compare_cells(
     table: pd.DataFrame,
-    metrics=METRICS,
+    metrics=None,
     confidence: float = CONFIDENCE,
     alpha: float = ALPHA,
     correction: str = CORRECTION,
+    step: float | None = None,
 ) -> pd.DataFrame:
     """The per-cell comparison of every pair of backends; columns as in ``COLUMNS``.
 
     The correction's family is one (metric, pair of backends) across all cells of the grid.
+    ``step``: the accuracy's resolution 1 / N_test (default: inferred, ``accuracy_step``).
     """
     table = check_runs(table)
+    if metrics is None:
+        metrics = [m for m in METRICS if m in table.columns and table[m].notna().any()]
+        metrics = metrics or ["test_accuracy"]
+    if step is None:
+        step = accuracy_step(table["test_accuracy"])
+    acc_floor = float(np.sqrt(2) * step) if np.isfinite(step) else 0.0
     backends = sorted(table["model"].unique())
     rows = []
     for (lr, bs), cell in table.groupby(list(CELL), sort=True):
         by_model = {m: g.set_index("trial") for m, g in cell.groupby("model")}
         for a, b in itertools.combinations(backends, 2):
-            ga = by_model.get(a, _EMPTY)
-            gb = by_model.get(b, _EMPTY)
+            ga, gb = by_model.get(a, _EMPTY), by_model.get(b, _EMPTY)
             for metric in metrics:
-                xa = _series(ga, metric)
-                xb = _series(gb, metric)
+                log = METRICS[metric] == "log"
+                floor = 0.0 if log else acc_floor
+                xa, xb = _series(ga, metric), _series(gb, metric)
                 ma, sa, la, ha = mean_ci(xa, confidence)
                 mb, sb, lb, hb = mean_ci(xb, confidence)
+                pair = paired(xa, xb, confidence, floor, log)
+                ratio = {
+                    k: np.exp(pair[d]) if log else np.nan
+                    for k, d in (
+                        ("ratio", "mean_diff"),
+                        ("ci_low_ratio", "ci_low_diff"),
+                        ("ci_high_ratio", "ci_high_diff"),
+                    )
+                }
                 rows.append(
                     dict(
                         learning_rate=lr,
                         batch_size=bs,
                         metric=metric,
+                        scale=METRICS[metric],
                         backend_a=a,
                         backend_b=b,
                         n_a=int(np.isfinite(xa).sum()),
@@ -283,37 +508,44 @@ def compare_cells(
                         sd_b=sb,
                         ci_low_b=lb,
                         ci_high_b=hb,
-                        **paired(xa, xb, confidence),
-                        ratio_of_means=ma / mb if mb else np.nan,
+                        **pair,
+                        **ratio,
+                        sd_floor=floor,
                     )
                 )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            c for c in COLUMNS if c not in ("p_adjusted", "significant", "test", "correction")
-        ],
-    )
+    late = ("p_adjusted", "significant", "t_critical", "test", "correction")
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in late])
+    for col in late:
+        out[col] = pd.Series(dtype=object if col in ("test", "correction") else float)
     if out.empty:
-        out = out.assign(p_adjusted=[], significant=[], test=[], correction=[])
         return out[list(COLUMNS)]
-    out["p_adjusted"] = np.nan
+    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}.get(correction, correction)
     for _, idx in out.groupby(["metric", "backend_a", "backend_b"]).groups.items():
-        out.loc[idx, "p_adjusted"] = adjust(out.loc[idx, "p_value"].to_numpy(), correction)
+        p = out.loc[idx, "p_value"].to_numpy()
+        out.loc[idx, "p_adjusted"] = adjust(p, correction)
+        m = int(np.isfinite(p).sum())
+        df = out.loc[idx, "df"].max()
+        # the strictest step: alpha / m for Holm (and BH's first step), two-sided
+        out.loc[idx, "t_critical"] = (
+            float(sps.t.ppf(1 - alpha / (2 * m), df)) if m and df >= 1 else np.nan
+        )
     out["significant"] = out["p_adjusted"] < alpha
     out["test"] = TEST_NAME
-    out["correction"] = {"holm": "Holm", "bh": "Benjamini-Hochberg"}.get(correction, correction)
-    out["metric"] = pd.Categorical(out["metric"], categories=list(metrics))
-    out = out.sort_values(["metric", "backend_a", "backend_b", "learning_rate", "batch_size"])
-    out["metric"] = out["metric"].astype(str)
+    out["correction"] = f"{name} across the {out.groupby(list(CELL)).ngroups} cells"
+    order = {m: i for i, m in enumerate(metrics)}
+    out = out.sort_values(
+        ["metric", "backend_a", "backend_b", "learning_rate", "batch_size"],
+        key=lambda s: s.map(order) if s.name == "metric" else s,
+    )
     return out[list(COLUMNS)].reset_index(drop=True)
 
 
-_EMPTY = pd.DataFrame(
-    {"training_time_s": [], "test_accuracy": [], "diverged": []}, index=pd.Index([], name="trial")
-)
+_EMPTY = pd.DataFrame({m: [] for m in (*METRICS, "diverged")}, index=pd.Index([], name="trial"))
 
 
 def _series(group: pd.DataFrame, metric: str) -> pd.Series:
+    if metric not in group.columns:
+        return pd.Series(np.nan, index=group.index)
     return group[metric].astype(float)
 
 

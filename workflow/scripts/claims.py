@@ -1,17 +1,18 @@
-"""Snakemake wrapper: runs, histories, comparison -> claims.md / .html (mlpstudy.claims)."""
+"""Snakemake wrapper: a study's runs, histories, comparison -> claims.md / .html."""
 
 import logging
 
-from mlpstudy import claims
+from mlpstudy import claims_report
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 logging.captureWarnings(True)
-results = claims.write_claims(
+results = claims_report.write_claims(
     snakemake.input.table,
     snakemake.input.histories,
     snakemake.input.comparison,
     snakemake.output.markdown,
     snakemake.output.html,
+    options=dict(snakemake.params.options),
     alpha=snakemake.params.alpha,
     accuracy_margin=snakemake.params.accuracy_margin,
 )

@@ -1,4 +1,4 @@
-"""Snakemake wrapper: results/tf_vs_np.csv -> results/comparison.csv (mlpstudy.stats)."""
+"""Snakemake wrapper: a study's runs.csv -> its comparison.csv (mlpstudy.stats)."""
 
 import logging
 
