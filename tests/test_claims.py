@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import stat_worlds as W
 
-from mlpstudy import claims, claims_report, gridmodels, stats
+from mlpstudy import claims, claims_report, gridmodels, starts, stats
 
 ALPHA = 0.05
 CLAIM_IDS = list(range(1, 10))
@@ -589,3 +589,55 @@ def test_grid_models_with_one_trial_fall_back_to_least_squares():
     runs, _ = W.simulate(W.for_world(trials=1, histories=False, **W.SMALL))
     models = gridmodels.grid_models(runs)
     assert models and all(m.method.startswith("OLS (one trial") for m in models)
+
+
+# --------------------------------------------------------------------------- starts
+
+
+def study_files(tmp_path, world):
+    d = tmp_path / f"start={world.start}"
+    d.mkdir()
+    runs, hist = W.simulate(world)
+    runs.to_csv(d / "runs.csv", index=False)
+    hist.to_parquet(d / "histories.parquet")
+    return d / "runs.csv", d / "histories.parquet"
+
+
+def test_starts_attribute_the_accuracy_differences_when_the_run_supports_it(tmp_path):
+    """Shared start: identical accuracies; independent: each backend its own start."""
+    files = [
+        study_files(tmp_path, W.realistic_world(s, **W.SMALL)) for s in ("shared", "independent")
+    ]
+    pairs = starts.write_starts(
+        [f[0] for f in files], [f[1] for f in files], tmp_path / "starts.md", tmp_path / "s.html"
+    )
+    (pair,) = pairs
+    assert pair.group == {"dataset": "mnist", "optimizer": "sgd", "threads": "1"}
+    assert pair.verdict == "supported" and pair.spread.details["floored2"]
+    assert pair.sentences[0].startswith("With a shared start the two implementations reach")
+    assert "come from their starts, not from the implementations" in pair.sentences[0]
+    assert [r.id for r in pair.claims["shared"]] == [3, 8, 9]
+    md = (tmp_path / "starts.md").read_text()
+    assert "## dataset=mnist, optimizer=sgd, threads=1" in md
+    assert (
+        "| claim 3: For a given hyperparameter pair" in md and "### What the README may say" in md
+    )
+
+
+def test_starts_do_not_get_the_credit_when_the_implementations_differ_as_much():
+    """The implementations add as much run-to-run difference as the start: a shared start
+    does not shrink the differences, and the attribution is contradicted."""
+    kw = dict(acc_cell_sd=0.004, acc_trial_sd=0.0)
+    shared = W.World(backends=W.both(**kw), start="shared", epochs=3)
+    indep = W.World(backends=W.both(**kw), start="independent", seed=1, epochs=3)
+    pair = starts.compare_pair(W.simulate(shared), W.simulate(indep), claims.DEFAULTS)
+    assert pair.verdict == "contradicted", pair.reason
+    assert pair.sentences[0].startswith("Different starts do not explain")
+
+
+def test_a_study_without_its_counterpart_is_listed(tmp_path):
+    f = study_files(tmp_path, W.realistic_world("shared", **W.SMALL))
+    pairs, lone = starts.compare_starts([f[0]], [f[1]])
+    assert pairs == [] and lone == [
+        "dataset=mnist, optimizer=sgd, threads=1: only start shared in this run"
+    ]

@@ -364,10 +364,11 @@ def spread_ratio(y1: np.ndarray, y2: np.ndarray, floor1: float = 0.0, floor2: fl
     size at or below alpha). A variance below floor^2 (the resolution) is raised to it as a
     trial-level component (the conservative choice).
     """
-    comps = []
+    comps, floored = [], []
     for y, floor in ((y1, floor1), (y2, floor2)):
         a, b, c, t = variance_components(y)
-        if a + b < floor**2:
+        floored.append(bool(a + b < floor**2))
+        if floored[-1]:
             a, b = floor**2, 0.0
         comps.append((a, b))
     (a1, b1), (a2, b2) = comps
@@ -380,6 +381,8 @@ def spread_ratio(y1: np.ndarray, y2: np.ndarray, floor1: float = 0.0, floor2: fl
         var2=v2,
         trial_share1=a1 / v1 if v1 else np.nan,
         trial_share2=a2 / v2 if v2 else np.nan,
+        floored1=floored[0],
+        floored2=floored[1],
         cells=c,
         trials=t,
         df=df,
