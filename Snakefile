@@ -29,6 +29,7 @@ localrules:
     aggregate,
     compare,
     claims,
+    starts,
     figure_backend,
     figure,
     overview,

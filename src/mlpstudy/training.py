@@ -75,7 +75,10 @@ def _import_time_in_subprocess(modules: tuple[str, ...]) -> float:
         + "print(time.perf_counter() - t)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     ).stdout
     return float(out.strip().splitlines()[-1])
@@ -91,13 +94,22 @@ def blas_name() -> str:
     pool = (ours or pools or [None])[0]
     if pool is None:
         return "none found"
-    return f"{pool['internal_api']} {pool['version']} ({pool.get('architecture')}, " \
-           f"{pool.get('threading_layer')})"
+    return (
+        f"{pool['internal_api']} {pool['version']} ({pool.get('architecture')}, "
+        f"{pool.get('threading_layer')})"
+    )
 
 
-def run_training(backend_name: str, spec: TrainSpec, x_train, y_train, x_test, y_test,
-                 on_epoch: EpochCallback | None = None,
-                 timing_mode: str | None = None) -> RunResult:
+def run_training(
+    backend_name: str,
+    spec: TrainSpec,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    on_epoch: EpochCallback | None = None,
+    timing_mode: str | None = None,
+) -> RunResult:
     """Train backend ``backend_name`` as ``spec`` says, in this process; return the result."""
     framework_modules(backend_name)  # unknown name: ValueError before touching anything
     os.environ.update(thread_env(spec.threads))

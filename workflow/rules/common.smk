@@ -207,4 +207,12 @@ def all_targets():
         *(t for study in runs.studies(config) for t in study_targets(study)),
         "results/overview.csv",
         "results/figures/overview.png",
+        *starts_targets(),
     ]
+
+
+def starts_targets():
+    """Shared against independent starts: only when the config has both."""
+    if {"shared", "independent"} <= set(config["starts"]):
+        return ["results/starts.md", "results/starts.html"]
+    return []
