@@ -266,3 +266,46 @@ def test_thread_env_single_thread_also_tells_xla():
     assert thread_env(1, env)["XLA_FLAGS"] == env["XLA_FLAGS"]  # not appended twice
     four = thread_env(4, {})
     assert four["TF_NUM_INTRAOP_THREADS"] == "4" and "XLA_FLAGS" not in four
+
+
+def _string_constants(path):
+    """Every string literal of a Python file that is not a docstring."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    }
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY if n not in ("numpy", "tensorflow")])
+def test_nothing_but_its_module_and_entry_names_a_backend(name):
+    """A backend beyond the study's two is one module plus one registry entry: no other
+    code or rule dispatches on its name (so adding a fifth needs no edit elsewhere)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    own = {Path(REGISTRY[name].module.replace(".", "/") + ".py").name, "__init__.py"}
+    offenders = [
+        str(path.relative_to(repo))
+        for path in sorted((repo / "src").rglob("*.py")) + sorted((repo / "workflow").rglob("*.py"))
+        if not (path.parent.name == "backends" and path.name in own)
+        and name in _string_constants(path)
+    ]
+    rules = [repo / "Snakefile", *sorted((repo / "workflow/rules").glob("*.smk"))]
+    word = re.compile(rf"^[^#]*\b{re.escape(name)}\b", re.MULTILINE)
+    offenders += [str(p.relative_to(repo)) for p in rules if word.search(p.read_text())]
+    assert offenders == []
