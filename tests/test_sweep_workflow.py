@@ -172,7 +172,7 @@ def test_every_axis_as_a_sweep_axis(tmp_path):
             "starts": ["shared", "independent"],
             "learning_rates": [0.1],
             "batch_sizes": [64],
-            "trials": 2,
+            "trials": 1,
         },
     )
     snakemake(work, "results/tf_vs_np.csv")
