@@ -267,6 +267,11 @@ def child(impl: str, batch_size: int, epochs: int, n_train: int, n_test: int, da
     """Run one implementation in this (fresh) process; return its per-epoch times."""
     from mlpstudy.training import thread_env
 
+    # One CPU for the whole process, before any framework starts a thread (threads inherit
+    # it), as the workflow's strict timing does: a framework with no thread-count API (JAX)
+    # would otherwise use every core, and TensorFlow's runtime threads a second one.
+    if not os.environ.get("BENCH_UNPINNED"):
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     os.environ.update(thread_env(1))
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import numpy as np  # noqa: F401  (after the environment: BLAS reads it at load)
@@ -444,11 +449,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--out", default=str(HERE / "backends.md"))
+    parser.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="leave each run free to use every core (default: pinned to one CPU)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--n-train", type=int, default=60000, help=argparse.SUPPRESS)
     parser.add_argument("--n-test", type=int, default=10000, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.unpinned:
+        os.environ["BENCH_UNPINNED"] = "1"  # inherited by the children
     if args.child:
         print(
             json.dumps(

@@ -378,8 +378,8 @@ def spread_ratio(y1: np.ndarray, y2: np.ndarray, floor1: float = 0.0, floor2: fl
     not depend on which of the two happened to show the smaller trial effect, and at most
     ``heterogeneity_df`` when some cells spread far more than others (simulations with a
     trial effect of 0-95 % of the spread, 9-25 cells and 3-10 trials, equal or unequal cell
-    variances, keep the one-sided size at or below alpha). A variance below floor^2 (the resolution) is raised to it as a
-    trial-level component (the conservative choice).
+    variances, keep the one-sided size at or below alpha). A variance below floor^2 (the
+    resolution) is raised to it as a trial-level component (the conservative choice).
     """
     comps, floored = [], []
     for y, floor in ((y1, floor1), (y2, floor2)):
