@@ -97,6 +97,12 @@ class TrainSpec:
         return self.start == "shared"
 
 
+def framework_seed(spec: TrainSpec) -> int:
+    """One integer seed from ``(seed, trial)`` for a framework's own initializer and
+    shuffling (the independent start); the same number for every framework."""
+    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)
+
+
 def generator(seed: int, trial: int, stream: str | None = None) -> np.random.Generator:
     """The NumPy Generator for ``(seed, trial)``.
 

@@ -44,7 +44,15 @@ import optax
 from threadpoolctl import threadpool_limits
 
 from . import info
-from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
+from .base import (
+    LAYER_SIZES,
+    PARAM_NAMES,
+    Params,
+    RunResult,
+    SharedStart,
+    TrainSpec,
+    framework_seed,
+)
 from .loop import EpochCallback, run_epochs
 
 #: XLA_FLAGS that keep XLA's CPU backend to one thread (``training.thread_env`` sets them).
@@ -83,7 +91,7 @@ def start(spec: TrainSpec) -> SharedStart | None:
 def own_start(spec: TrainSpec) -> tuple[dict[str, jax.Array], jax.Array]:
     """JAX's own start: He-uniform weights from ``jax.nn.initializers``, zero biases,
     and the key from which epoch ``e``'s permutation is drawn (``fold_in(key, e)``)."""
-    key_w1, key_w2, key_shuffle = jax.random.split(jax.random.key(_seed(spec)), 3)
+    key_w1, key_w2, key_shuffle = jax.random.split(jax.random.key(framework_seed(spec)), 3)
     he_uniform = jax.nn.initializers.he_uniform()
     n_in, n_hidden, n_out = LAYER_SIZES
     params = {
@@ -257,8 +265,3 @@ def _scores(params, x, y):
     logits = forward(params, x)
     value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return value, (jnp.argmax(logits, axis=1) == y).sum()
-
-
-def _seed(spec: TrainSpec) -> int:
-    """One integer seed from ``(seed, trial)`` when the start is not shared (as Keras')."""
-    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)

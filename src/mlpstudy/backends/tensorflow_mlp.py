@@ -29,7 +29,15 @@ import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
 from . import info
-from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
+from .base import (
+    LAYER_SIZES,
+    PARAM_NAMES,
+    Params,
+    RunResult,
+    SharedStart,
+    TrainSpec,
+    framework_seed,
+)
 from .loop import EpochCallback, run_epochs
 
 # The options and their defaults are the registry's (``BackendInfo.options``): Keras'
@@ -154,7 +162,7 @@ def train(
     run_start = start(spec)
     seed = None
     if run_start is None:
-        seed = _keras_seed(spec)
+        seed = framework_seed(spec)
         keras.utils.set_random_seed(seed)
     model = build_model(run_start.params if run_start is not None else None, seed)
     model.compile(
@@ -219,8 +227,3 @@ def _pool_size(configured: int, env_var: str) -> int:
     if configured:
         return configured
     return int(os.environ.get(env_var) or 0) or os.cpu_count()
-
-
-def _keras_seed(spec: TrainSpec) -> int:
-    """One integer seed for Keras from ``(seed, trial)`` when the start is not shared."""
-    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)

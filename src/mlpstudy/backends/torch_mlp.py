@@ -42,7 +42,15 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from . import info
-from .base import LAYER_SIZES, PARAM_NAMES, Params, RunResult, SharedStart, TrainSpec
+from .base import (
+    LAYER_SIZES,
+    PARAM_NAMES,
+    Params,
+    RunResult,
+    SharedStart,
+    TrainSpec,
+    framework_seed,
+)
 from .loop import EpochCallback, run_epochs
 
 #: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
@@ -151,7 +159,7 @@ def train(
     run_start = start(spec)
     generator = None
     if run_start is None:
-        generator = torch.Generator().manual_seed(_seed(spec))
+        generator = torch.Generator().manual_seed(framework_seed(spec))
     model = build_model(run_start.params if run_start is not None else None, generator)
     opt = optimizer(spec, model)
     criterion = nn.CrossEntropyLoss()
@@ -248,8 +256,3 @@ def _dtype(params: Params) -> torch.dtype:
 def _labels(y) -> torch.Tensor:
     """Class labels as the int64 tensor ``CrossEntropyLoss`` takes."""
     return torch.as_tensor(np.asarray(y), dtype=torch.int64)
-
-
-def _seed(spec: TrainSpec) -> int:
-    """One integer seed from ``(seed, trial)`` when the start is not shared (as Keras')."""
-    return int(np.random.SeedSequence([spec.seed, spec.trial]).generate_state(1)[0] >> 1)
