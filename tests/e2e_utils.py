@@ -31,23 +31,6 @@ TINY = {
 TINY_STUDY = "results/studies/dataset=tiny/optimizer=sgd/start=shared/threads=1"
 
 
-def run_path(
-    backend="numpy",
-    lr="0.1",
-    batch=16,
-    trial=0,
-    dataset="tiny",
-    optimizer="sgd",
-    start="shared",
-    threads=1,
-) -> str:
-    """One run's directory (relative to the work dir)."""
-    return (
-        f"results/runs/dataset={dataset}/optimizer={optimizer}/start={start}/"
-        f"threads={threads}/backend={backend}/lr={lr}/batch={batch}/trial={trial}"
-    )
-
-
 def make_tiny_workdir(tmp_path: Path, **config_overrides) -> Path:
     """A work dir with a synthetic dataset's mirror and ``config.yaml`` for the tiny grid."""
     workdir = Path(tmp_path) / "work"

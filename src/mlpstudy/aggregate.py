@@ -4,7 +4,7 @@ This module owns the tables' format. ``results/tf_vs_np.csv`` (study 6.2), each 
 ``runs.csv`` and each backend's ``runs_<backend>.csv`` have one row per run and the same
 ``COLUMNS``: the study's six first, in its order, then ``dataset, optimizer, start``,
 then the rest. ``histories.parquet`` holds every run's per-epoch history in long format
-(``KEYS`` + the history columns). Read them with ``read_table`` / ``read_histories``.
+(``KEYS`` + the history columns).
 Nothing is written unless every check passes; a failure names the offending runs.
 """
 
@@ -21,7 +21,7 @@ from mlpstudy import runs, timing
 from mlpstudy.atomic import atomic_path
 
 #: The study's own columns (section 6.2), in its order; ``model`` is the backend.
-STUDY_COLUMNS = [
+PAPER_COLUMNS = [
     "model",
     "learning_rate",
     "batch_size",
@@ -30,7 +30,7 @@ STUDY_COLUMNS = [
     "test_accuracy",
 ]
 TABLE_COLUMNS = (
-    STUDY_COLUMNS
+    PAPER_COLUMNS
     + ["dataset", "optimizer", "start"]
     + [
         "final_train_loss",
@@ -191,18 +191,6 @@ def combine(tables: list[pd.DataFrame]) -> pd.DataFrame:
     if len(dup):
         raise ConsistencyError(f"duplicate runs across tables:\n{dup[keys].to_string()}")
     return combined
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """A runs table (any of the three), with its key columns typed."""
-    table = pd.read_csv(path)
-    return table.astype(
-        {"threads": int, "batch_size": int, "trial": int, "learning_rate": float}, errors="ignore"
-    )
-
-
-def read_histories(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_parquet(path)
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:

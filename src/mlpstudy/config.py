@@ -21,8 +21,6 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mlpstudy.runs import fmt  # noqa: F401  (re-exported: the wildcard format of a value)
-
 #: Keys of earlier versions -> what replaces them.
 REPLACED = {
     "mnist_mirrors": "data_mirrors (per dataset, "

@@ -162,18 +162,34 @@ def key(wildcards: dict[str, Any]) -> dict[str, Any]:
     return {a.column: a.parse(fmt(wildcards[a.name])) for a in AXES}
 
 
+def settings(config: dict, optimizer: str, backend: str) -> dict[str, Any]:
+    """What a run takes from the config beyond its identity: epochs, seed, its optimizer's
+    settings and its backend's options (what aggregation checks every run against)."""
+    return {
+        "epochs": config["epochs"],
+        "seed": config["seed"],
+        "optimizer_settings": dict(config.get("optimizer_settings", {}).get(optimizer, {})),
+        "options": dict(config.get(backend, {})),
+    }
+
+
 def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]:
-    """Keyword arguments of ``TrainSpec`` for one run (the dataset is not the spec's)."""
+    """Keyword arguments of ``TrainSpec`` for one run (the dataset is not the spec's).
+
+    They are the training rule's ``params``, which Snakemake compares as text: keep the
+    key order, or every finished run counts as changed.
+    """
     k = key(wildcards)
+    given = settings(config, k["optimizer"], k["model"])
     return {
         "learning_rate": k["learning_rate"],
         "batch_size": k["batch_size"],
-        "epochs": config["epochs"],
-        "seed": config["seed"],
+        "epochs": given["epochs"],
+        "seed": given["seed"],
         "trial": k["trial"],
         "start": k["start"],
         "optimizer": k["optimizer"],
-        "optimizer_settings": dict(config.get("optimizer_settings", {}).get(k["optimizer"], {})),
+        "optimizer_settings": given["optimizer_settings"],
         "threads": k["threads"],
-        "options": dict(config.get(k["model"], {})),
+        "options": given["options"],
     }

@@ -131,11 +131,7 @@ def expected_sweep(wildcards):
     fixed = {**runs.study_of(wildcards), "backend": wildcards.backend}
     return {
         "runs": [runs.key(r) for r in runs.grid(config, **fixed)],
-        "spec": {
-            k: v
-            for k, v in train_spec({**fixed, "lr": 1, "batch": 1, "trial": 0}).items()
-            if k in ("epochs", "seed", "optimizer_settings", "options")
-        },
+        "spec": runs.settings(config, wildcards.optimizer, wildcards.backend),
     }
 
 
