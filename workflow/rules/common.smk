@@ -16,7 +16,7 @@ os.environ.update(
 
 try:
     from mlpstudy import config as cfg
-    from mlpstudy import cores, datasets, locks, machine, order, runs
+    from mlpstudy import cores, datasets, locks, order, runs
     from mlpstudy.backends import REGISTRY
     from mlpstudy.figures import figure_targets
 except ImportError as exc:
