@@ -160,3 +160,21 @@ def test_tensorflow_shares_aligned_data_and_copies_the_rest(data):
     plain = get_backend("tensorflow").train(spec, *data)
     aligned = get_backend("tensorflow").train(spec, x, data[1], aligned_copy(data[2]), data[3])
     assert without_times(aligned.history) == without_times(plain.history)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tensorflow_feeds_fit_the_rows_in_order_on_the_runs_threads(threads):
+    """``fit``'s batches: every row once, in the given order, the last batch partial (as
+    ``fit`` cuts arrays); tf.data's autotuner off and its pool sized by the run's threads."""
+    tensorflow_mlp = pytest.importorskip("mlpstudy.backends.tensorflow_mlp")
+    x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
+    y = np.arange(10)
+    dataset = tensorflow_mlp.batches(x, y, 4, threads)
+    got = [(bx.numpy(), by.numpy()) for bx, by in dataset]
+    assert [len(by) for _, by in got] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([bx for bx, _ in got]), x)
+    np.testing.assert_array_equal(np.concatenate([by for _, by in got]), y)
+    options = dataset.options()
+    assert options.autotune.enabled is False
+    assert options.threading.private_threadpool_size == threads
+    assert options.threading.max_intra_op_parallelism == 1

@@ -7,11 +7,18 @@ epoch; the per-epoch quantities come from ``test_on_batch`` on the whole sets be
 the ``fit`` calls (Keras' running loss average during ``fit`` is not the loss over the
 training set after the epoch, so it is not recorded).
 
+``fit`` is given the epoch's batches as a ``tf.data`` pipeline held to the run's thread
+budget (:func:`batches`), not the arrays: for arrays Keras builds a pipeline that
+tf.data's autotuner sizes for the whole machine, and on the run's dedicated core that
+pipeline leaves the core idle between steps (measured pinned to one core, one thread:
+2.6 s per epoch at batch 32 with wall/CPU 1.8, against 1.4 s at wall/CPU 1.00 with the
+pipeline below; see docs/timing.md). The batches are the same rows in the same order.
+
 With the shared start, the model gets the shared initial weights through
-``set_weights`` and each epoch's ``fit`` sees the training set gathered in the shared
-permutation's order (``tf.gather``, ``shuffle=False``). With the independent start,
-Keras draws its own He-uniform weights and shuffles itself, seeded by
-``keras.utils.set_random_seed``.
+``set_weights`` and each epoch sees the training set gathered in the shared
+permutation's order (``tf.gather``). With the independent start, Keras draws its own
+He-uniform weights and each epoch is gathered in a ``tf.random.shuffle`` order (what
+``fit(shuffle=True)`` does for arrays), all seeded by ``keras.utils.set_random_seed``.
 
 Implements ``base.Backend``, like every other backend module.
 """
@@ -180,12 +187,14 @@ def train(
 
     def shuffle(epoch):
         if run_start is None:
-            return x_train, y_train  # fit(shuffle=True) shuffles
-        order = run_start.permutation(n)
-        return tf.gather(x_train, order), tf.gather(y_train, order)
+            order = tf.random.shuffle(tf.range(n))
+        else:
+            order = run_start.permutation(n)
+        x, y = tf.gather(x_train, order), tf.gather(y_train, order)
+        return batches(x, y, spec.batch_size, spec.threads)
 
     def train_epoch(data):
-        model.fit(*data, batch_size=spec.batch_size, epochs=1, shuffle=run_start is None, verbose=0)
+        model.fit(data, epochs=1, shuffle=False, verbose=0)  # shuffled above
 
     def evaluate_epoch():
         loss, accuracy = _evaluate(model, x_train, y_train)
@@ -194,6 +203,23 @@ def train(
     result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
     result.params = dict(zip(PARAM_NAMES, model.get_weights(), strict=True))
     return result
+
+
+def batches(x, y, batch_size: int, threads: int) -> tf.data.Dataset:
+    """The rows of ``(x, y)`` in order, in batches of ``batch_size`` (the last one
+    partial, as ``fit`` makes them), as a ``tf.data`` pipeline on ``threads`` threads.
+
+    tf.data's autotuner is off: it sizes parallelism and prefetching for every core of
+    the machine, and pinned to a run's own core(s) it leaves them idle between steps.
+    No prefetch either: a batch is made when the step asks for it, so no second stage
+    competes with the step for the run's cores.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
+    options.experimental_optimization.inject_prefetch = False
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).with_options(options)
 
 
 def _evaluate(model: keras.Model, x, y) -> tuple[float, float]:
