@@ -168,3 +168,49 @@ def test_run_training_in_strict_mode_times_the_loop_on_a_dedicated_core(tmp_path
     assert metrics["reserve_used"] == (len(usable) == 1)
     assert metrics["overlapping_runs"] == 0 and metrics["steal_scope"] == "pinned"
     assert os.sched_getaffinity(0) == before and cores.current() is None
+
+
+def test_only_the_timed_loop_holds_the_dedicated_core(tmp_path, monkeypatch):
+    """The set-up before the loop (here the NumPy backend's start) runs where the job
+    started, with no core taken; the loop runs pinned on its core; then the core is free."""
+    import numpy as np
+
+    from mlpstudy.backends import numpy_mlp
+    from mlpstudy.training import run_training
+
+    monkeypatch.setenv(cores.LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(cores.CPUS_ENV, raising=False)
+    before = os.sched_getaffinity(0)
+    seen = {}
+
+    def held_locks():
+        held = []
+        for path in Path(tmp_path).glob("core-*.lock"):
+            fd = cores._try_lock(path)
+            if fd is None:
+                held.append(path.name)
+            else:
+                os.close(fd)
+        return held
+
+    real_start = numpy_mlp.start
+
+    def start(spec):
+        seen["setup"] = (os.sched_getaffinity(0), cores.current(), held_locks())
+        return real_start(spec)
+
+    def on_epoch(row):
+        seen["loop"] = (os.sched_getaffinity(0), cores.current(), held_locks())
+
+    monkeypatch.setattr(numpy_mlp, "start", start)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 784), dtype=np.float32), np.arange(64) % 10
+    metrics = run_training(
+        "numpy", TrainSpec(0.1, 16, 2, 0, 0), x, y, x, y, on_epoch=on_epoch, timing_mode="strict"
+    ).metrics
+    assert seen["setup"] == (before, None, [])
+    pinned = cores.parse_cpus(metrics["pinned_cpus"])
+    affinity, allocation, held = seen["loop"]
+    assert affinity == pinned and allocation is not None and len(held) == 1
+    assert held_locks() == [] and os.sched_getaffinity(0) == before

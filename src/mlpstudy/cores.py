@@ -19,9 +19,10 @@ figures, statistics). How this module makes that true:
   is kept for Snakemake and the light jobs, unless a run needs every core.
   :func:`confine_main_process` (called by the workflow in Snakemake's main process)
   pins Snakemake to the reserve, so every job it starts begins there too: the light jobs,
-  and each training job's import and data loading, overlap timed loops without touching
-  their cores. The set the main process could use is published in ``MLPSTUDY_CPUS`` so a
-  training job knows which cores it may take.
+  and each training job's import, data loading and model set-up, overlap timed loops
+  without touching their cores. A job takes its dedicated cores for its timed loop only
+  (:func:`for_timed_loop`, :func:`timed_loop`). The set the main process could use is
+  published in ``MLPSTUDY_CPUS`` so a training job knows which cores it may take.
 - **Every thread is pinned.** ``os.sched_setaffinity(0, ...)`` pins only the calling
   thread; :func:`pin_process` pins every thread of ``/proc/self/task`` (threads created
   later inherit), and the previous affinity comes back when the allocation ends.
@@ -58,6 +59,7 @@ SYSFS_CPU = "/sys/devices/system/cpu"
 POLL_S = 0.05  # how often a waiting run looks for free cores
 
 _current: Allocation | None = None
+_wanted: tuple[int, str | None] | None = None  # set by for_timed_loop
 
 
 # --------------------------------------------------------------------------- CPU lists
@@ -367,6 +369,35 @@ class Allocation:
 def current() -> Allocation | None:
     """The allocation of the run in progress in this process (None outside ``exclusive``)."""
     return _current
+
+
+@contextlib.contextmanager
+def for_timed_loop(threads: int, mode: str | None) -> Iterator[None]:
+    """Ask for ``threads`` cores (``mode`` as in :func:`exclusive`) for the timed loop run
+    inside this block, not for the whole block.
+
+    :func:`timed_loop` takes them when the loop starts and frees them when it ends: a
+    job's set-up (model build and compile, tensors) and its wrap-up run on the cores the
+    job started on (the reserve, locally), beside the timed loop of the job before.
+    """
+    global _wanted
+    check_mode(mode)
+    previous, _wanted = _wanted, (threads, mode)
+    try:
+        yield
+    finally:
+        _wanted = previous
+
+
+@contextlib.contextmanager
+def timed_loop() -> Iterator[Allocation | None]:
+    """The timed loop's cores: those :func:`for_timed_loop` asked for, taken now and
+    freed on exit; inside an :func:`exclusive` block, that block's allocation; else None."""
+    if _wanted is None or _current is not None:
+        yield _current
+        return
+    with exclusive(*_wanted) as allocation:
+        yield allocation
 
 
 class _Queue:

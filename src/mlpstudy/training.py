@@ -116,9 +116,10 @@ def run_training(
     import_time, import_method = import_framework(backend_name)
     backend = get_backend(backend_name)
     thread_settings = backend.set_threads(spec.threads)
-    # strict: wait (untimed) for spec.threads dedicated cores and pin every thread to
-    # them; throughput: record the mode only; None: nothing (mlpstudy.cores)
-    with cores.exclusive(spec.threads, timing_mode):
+    # strict: the timed loop waits (untimed) for spec.threads dedicated cores and pins
+    # every thread to them while it runs; the set-up before it stays where the job
+    # started. throughput: record the mode only; None: nothing (mlpstudy.cores)
+    with cores.for_timed_loop(spec.threads, timing_mode):
         result = backend.train(spec, x_train, y_train, x_test, y_test, on_epoch=on_epoch)
     result.metrics.update(
         backend=backend_name,

@@ -15,8 +15,9 @@ one's (it carries any tracing or compilation). ``cpu_time_s`` is the process's C
 over the loop, all threads together: above ``training_time_s`` means several cores
 were busy. The conditions of the timing (``wall_cpu_ratio``, ``steal_s``,
 ``pinned_cpus``, ``overlapping_runs``, ``timing_mode``, ...) come from
-``mlpstudy.timing.LoopConditions``, given the run's core allocation, if any
-(``mlpstudy.cores.exclusive``).
+``mlpstudy.timing.LoopConditions``, given the run's core allocation, if any: the
+loop takes its dedicated cores when it starts and frees them when it ends
+(``mlpstudy.cores.timed_loop``), waiting for them untimed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def run_epochs(
     history: list[dict[str, Any]] = []
     spent = {"shuffle": 0.0, "step": 0.0, "eval": 0.0}
     diverged_epoch = None
-    with timing.LoopConditions(cores.current()) as conditions:
+    with cores.timed_loop() as allocation, timing.LoopConditions(allocation) as conditions:
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         for epoch in range(1, spec.epochs + 1):
             t0 = time.perf_counter()
