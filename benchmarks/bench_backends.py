@@ -31,9 +31,10 @@ single-thread float32 matmul rate measured in this run (a 2048^3 product, best o
 
 Per-job overhead: the child process's wall time (interpreter start to exit, as the
 parent sees it) minus its training loop; for a backend it holds the framework import
-(``import_time_s``), the data (generated or loaded) and teardown. Target: at most the
-import + 1 s. The targets of the JAX/PyTorch issue are checked at the end of the report
-(when their rows were run).
+(``import_time_s``), the data (generated or loaded) and the set-up. The child ends as a
+workflow job does, with ``os._exit`` once its result is out (no framework teardown).
+Target: at most the import + 1 s. The targets of the JAX/PyTorch issue are checked at
+the end of the report (when their rows were run).
 
 Writes the table to stdout and, as Markdown, to ``benchmarks/backends.md``.
 """
@@ -465,9 +466,10 @@ def main(argv=None) -> int:
         print(
             json.dumps(
                 child(args.child, args.batch, args.epochs, args.n_train, args.n_test, args.data)
-            )
+            ),
+            flush=True,
         )
-        return 0
+        os._exit(0)  # as a workflow job ends (workflow/scripts/train.py): no teardown
 
     n_train, n_test = (6000, 1000) if args.quick else (args.n_train, args.n_test)
     epochs = args.epochs or (2 if args.quick else 4)

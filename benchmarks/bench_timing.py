@@ -14,7 +14,8 @@
    (target <= 1.05, every cell <= 1.10), the coefficient of variation across trials
    (target <= 3 %), the loops' wall / CPU ratios (and how many exceed 1.10), the others'
    CPU time on the pinned cores, overlapping runs; then the sweep's wall time against
-   the sum of its training times and of its job wall times.
+   the sum of its training times and of its job wall times; and the per-job overhead
+   (job wall time - training loop - wait for a core) against the framework's import + 1 s.
 
 The default grid is small (1 learning rate x 2 batch sizes x 3 trials x 5 epochs x the
 configured backends); pass the full grid's values to measure that. Never run it beside
@@ -128,6 +129,8 @@ def report(sweep: list[dict], alone: list[dict], sweep_wall_s: float) -> None:
             f"| {median(r.get('others_cpu_s') for r in mine):.3f} "
             f"| {max((r.get('overlapping_runs') or 0 for r in mine), default=0)} |"
         )
+    print()
+    overhead(sweep, alone)
     modes = sorted({str(r.get("timing_mode")) for r in sweep})
     total_train = sum(r["training_time_s"] for r in sweep)
     total_jobs = sum(r.get("job_wall_s", 0.0) for r in sweep)
@@ -137,6 +140,31 @@ def report(sweep: list[dict], alone: list[dict], sweep_wall_s: float) -> None:
         f"{sweep_wall_s / total_train:.2f}); sum of its job wall times {total_jobs:.0f} s."
     )
     print(f"Machine: {os.cpu_count()} logical CPUs, {cpu_model()}.")
+
+
+def overhead(sweep: list[dict], alone: list[dict]) -> None:
+    """Per-job overhead: the job's wall time (Snakemake's benchmark, interpreter start to
+    exit) minus its training loop and minus its wait for a core, against the target
+    import + 1 s (issue 10, item 5); medians per backend, for the runs alone and in the
+    sweep (there, set-up runs on the shared reserve core, beside the light jobs)."""
+    print(
+        "| backend | job - loop - core wait, alone: median s | framework import, alone: "
+        "median s | target import + 1 s met (alone) | the same in the sweep: overhead, import |"
+    )
+    print("|---|---|---|---|---|")
+
+    def medians(rows):
+        rows = [r for r in rows if r.get("job_wall_s") is not None]
+        spent = [r["job_wall_s"] - r["training_time_s"] - (r.get("core_wait_s") or 0) for r in rows]
+        return median(spent), median(r.get("import_time_s") for r in rows)
+
+    for backend in sorted({r["model"] for r in sweep}):
+        over_a, import_a = medians([r for r in alone if r["model"] == backend])
+        over_s, import_s = medians([r for r in sweep if r["model"] == backend])
+        met = "yes" if over_a <= import_a + 1 else "NO"
+        print(
+            f"| {backend} | {over_a:.2f} | {import_a:.2f} | {met} | {over_s:.2f}, {import_s:.2f} |"
+        )
 
 
 def cpu_model() -> str:
