@@ -10,9 +10,9 @@ training set after the epoch, so it is not recorded).
 ``fit`` is given the epoch's batches as a ``tf.data`` pipeline held to the run's thread
 budget (:func:`batches`), not the arrays: for arrays Keras builds a pipeline that
 tf.data's autotuner sizes for the whole machine, and on the run's dedicated core that
-pipeline leaves the core idle between steps (measured pinned to one core, one thread:
-2.6 s per epoch at batch 32 with wall/CPU 1.8, against 1.4 s at wall/CPU 1.00 with the
-pipeline below; see docs/timing.md). The batches are the same rows in the same order.
+pipeline leaves the core idle between steps (``benchmarks/bench_backends.py``, pinned,
+batch 32: plain ``fit`` on arrays 4.5 s per epoch at wall/CPU 1.4, this backend 1.6 s at
+wall/CPU 1.00; docs/backends.md). The batches are the same rows in the same order.
 
 With the shared start, the model gets the shared initial weights through
 ``set_weights`` and each epoch sees the training set gathered in the shared
