@@ -1,0 +1,356 @@
+"""Every layer of ``mlpstudy.nets`` in plain NumPy: forward and backward written out.
+
+No autodiff and no library convolution: a batch is NHWC (``(N, H, W, C)``) or ``(N, n)``,
+float32 or float64 (the parameters' dtype), and each layer is one small class holding the
+buffers it writes, allocated once for the largest batch (a short last batch uses their
+first rows). ``Model`` chains them for a ``nets.Net``; ``forward``, ``gradients`` and
+``evaluate`` are its one-call forms. The equations, for one layer with input x, output y,
+upstream gradient dy = dL/dy (L the batch's loss):
+
+- dense: y = act(x W + b); with dz = dy * act'(z): dW = x^T dz, db = sum_n dz,
+  dx = dz W^T (three matrix products).
+- ReLU (fused into dense and conv2d): y = max(z, 0), dz = dy * 1(y > 0).
+- conv2d by im2col: the padded input's windows, one row per output pixel and one column
+  per (u, v, c) kernel entry, are copied once into the matrix X_col (N Ho Wo, kh kw C),
+  built with ``sliding_window_view``; then z = X_col W_col + b is one matrix product with
+  W_col the HWIO kernel as (kh kw C, O). Backward: dW_col = X_col^T dz, db = sum dz, and
+  dX_col = dz W_col^T (written over X_col, no longer needed) scattered back by col2im:
+  dxp[:, u + i s_h, v + j s_w, :] += dX_col[n, i, j, u, v, :] as kh kw strided slice
+  additions, one per kernel offset (u, v), no loop over pixels and no ``np.add.at``.
+  ``same`` padding: TensorFlow's (``nets.same_padding``), the input copied into a buffer
+  whose zero border is written once.
+- max-pool: y[n,i,j,c] = max_{u,v} x[n, i s_h + u, j s_w + v, c], one strided slice per
+  window offset; the argmax offset is kept and routes the gradient: dx at the maximum of
+  each window += dy, 0 elsewhere. Ties go to the first maximum in the window's row-major
+  order (a later offset wins only when strictly greater), as TensorFlow's and PyTorch's
+  CPU kernels do.
+- flatten: a reshape to (N, H W C) in (h, w, c) order; backward, the reshape back.
+- softmax + mean cross-entropy, fused, on the output layer's logits z:
+  L = (1/N) sum_n (logsumexp(z_n) - z_n[y_n]) with logsumexp(z) = m + log sum exp(z - m),
+  m = max z (no overflow, no log 0), and dL/dz = (softmax(z) - onehot) / N.
+
+Parameters are a dict by ``Net.param_names`` in the canonical (Keras) layout; ``Model``'s
+gradients are views into one flat vector (``Model.grad``), laid out as ``flat`` lays out
+parameters, so an optimizer updates everything with a few passes over one array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from mlpstudy.nets import Conv2D, Dense, Flatten, MaxPool2D, Net
+
+#: Bytes of layer buffers ``evaluate`` allows itself per chunk of rows.
+EVAL_BYTES = 64 * 2**20
+
+
+def flat(arrays: dict[str, np.ndarray], dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One flat vector holding ``arrays`` (copied in, in dict order), and views by name."""
+    vector = np.empty(sum(a.size for a in arrays.values()), dtype)
+    views, offset = {}, 0
+    for name, array in arrays.items():
+        views[name] = vector[offset : offset + array.size].reshape(array.shape)
+        views[name][...] = array
+        offset += array.size
+    return vector, views
+
+
+def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
+    out = np.zeros((len(y), n_classes), dtype)
+    out[np.arange(len(y)), y] = 1
+    return out
+
+
+def _window(start: int, count: int, stride: int) -> slice:
+    """Rows start, start + stride, ..., ``count`` of them."""
+    return slice(start, start + (count - 1) * stride + 1, stride)
+
+
+class DenseOp:
+    """Dense layer: y = act(x W + b) (module docstring); keeps x and y for backward."""
+
+    def __init__(self, layer: Dense, names, in_shape, out_shape, rows, dtype, need_dx):
+        self.w, self.b = names
+        self.relu = layer.activation == "relu"
+        self.y = np.empty((rows, *out_shape), dtype)
+        self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
+
+    def forward(self, x, params):
+        self.x = x
+        y = self.y[: len(x)]
+        np.matmul(x, params[self.w], out=y)
+        y += params[self.b]
+        if self.relu:
+            np.maximum(y, 0, out=y)
+        return y
+
+    def backward(self, dy, params, grads):
+        """dz = dy * 1(y > 0) (in place in dy), dW = x^T dz, db = sum dz, dx = dz W^T."""
+        rows = len(dy)
+        if self.relu:
+            mask = self.mask[:rows]
+            np.greater(self.y[:rows], 0, out=mask)
+            dy *= mask
+        np.matmul(self.x.T, dy, out=grads[self.w])
+        np.sum(dy, axis=0, out=grads[self.b])
+        if self.dx is None:
+            return None
+        return np.matmul(dy, params[self.w].T, out=self.dx[:rows])
+
+
+class Conv2DOp:
+    """Conv2D by im2col and one matrix product; backward by col2im (module docstring)."""
+
+    def __init__(self, layer: Conv2D, names, in_shape, out_shape, rows, dtype, need_dx):
+        self.w, self.b = names
+        self.relu = layer.activation == "relu"
+        (h, w, c), (ho, wo, o) = in_shape, out_shape
+        (kh, kw), self.stride = layer.kernel, layer.stride
+        (top, bottom), (left, right) = layer.pads(in_shape)
+        self.kernel, self.in_shape, self.out_shape = (kh, kw), in_shape, out_shape
+        self.inner = (slice(top, top + h), slice(left, left + w))
+        padded = (rows, h + top + bottom, w + left + right, c)
+        self.xp = np.zeros(padded, dtype) if top + bottom + left + right else None
+        self.cols = np.empty((rows * ho * wo, kh * kw * c), dtype)  # X_col, then dX_col
+        self.y = np.empty((rows, ho, wo, o), dtype)
+        self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.dxp = np.empty(padded, dtype) if need_dx else None
+        self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
+        self.need_dx = need_dx
+
+    def _cols6(self, rows):
+        """X_col as (N, Ho, Wo, kh, kw, C): the same memory."""
+        ho, wo, _ = self.out_shape
+        return self.cols[: rows * ho * wo].reshape(rows, ho, wo, *self.kernel, self.in_shape[2])
+
+    def forward(self, x, params):
+        rows = len(x)
+        if self.xp is None:
+            xp = x
+        else:
+            xp = self.xp[:rows]
+            xp[:, self.inner[0], self.inner[1], :] = x
+        (ho, wo, o), (sh, sw) = self.out_shape, self.stride
+        # (N, H', W', C, kh, kw) windows, every stride-th one -> (N, Ho, Wo, kh, kw, C)
+        windows = sliding_window_view(xp, self.kernel, axis=(1, 2))
+        windows = windows[:, _window(0, ho, sh), _window(0, wo, sw)]
+        cols6 = self._cols6(rows)
+        np.copyto(cols6, windows.transpose(0, 1, 2, 4, 5, 3))
+        y = self.y[:rows]
+        np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
+        y += params[self.b]
+        if self.relu:
+            np.maximum(y, 0, out=y)
+        return y
+
+    def backward(self, dy, params, grads):
+        """dz = dy * 1(y > 0); dW_col = X_col^T dz; db = sum dz; dX_col = dz W_col^T, col2im."""
+        rows = len(dy)
+        (ho, wo, o), (sh, sw) = self.out_shape, self.stride
+        if self.relu:
+            mask = self.mask[:rows]
+            np.greater(self.y[:rows], 0, out=mask)
+            dy *= mask
+        dz = dy.reshape(-1, o)
+        cols = self.cols[: rows * ho * wo]
+        np.matmul(cols.T, dz, out=grads[self.w].reshape(-1, o))
+        np.sum(dz, axis=0, out=grads[self.b])
+        if not self.need_dx:
+            return None
+        np.matmul(dz, params[self.w].reshape(-1, o).T, out=cols)  # dX_col over X_col
+        dcols6, dxp = self._cols6(rows), self.dxp[:rows]
+        dxp.fill(0)
+        for u in range(self.kernel[0]):
+            for v in range(self.kernel[1]):
+                dxp[:, _window(u, ho, sh), _window(v, wo, sw), :] += dcols6[:, :, :, u, v, :]
+        if self.dx is None:
+            return dxp
+        dx = self.dx[:rows]
+        np.copyto(dx, dxp[:, self.inner[0], self.inner[1], :])
+        return dx
+
+
+class MaxPool2DOp:
+    """Max-pool with argmax routing, first maximum on ties (module docstring)."""
+
+    def __init__(self, layer: MaxPool2D, names, in_shape, out_shape, rows, dtype, need_dx):
+        (ph, pw), (sh, sw) = layer.pool, layer.stride
+        (h, w, _), (ho, wo, _) = in_shape, out_shape
+        self.offsets = [
+            (_window(u, ho, sh), _window(v, wo, sw)) for u in range(ph) for v in range(pw)
+        ]
+        self.y = np.empty((rows, *out_shape), dtype)
+        self.argmax = np.empty(self.y.shape, np.min_scalar_type(ph * pw - 1))
+        self.hit = np.empty(self.y.shape, bool)
+        # each input pixel in at most one window: the gradient is written, not added
+        self.disjoint = sh >= ph and sw >= pw
+        self.covers = self.disjoint and (sh, sw) == (ph, pw) and (h, w) == (ho * sh, wo * sw)
+        self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
+        self.tmp = None if self.disjoint or not need_dx else np.empty(self.y.shape, dtype)
+
+    def forward(self, x, params):
+        rows = len(x)
+        y, argmax, hit = self.y[:rows], self.argmax[:rows], self.hit[:rows]
+        (i0, j0), *rest = self.offsets
+        np.copyto(y, x[:, i0, j0, :])
+        argmax.fill(0)
+        for k, (i, j) in enumerate(rest, 1):
+            xs = x[:, i, j, :]
+            np.greater(xs, y, out=hit)  # strictly: the first maximum keeps a tie
+            np.copyto(y, xs, where=hit)
+            np.copyto(argmax, k, where=hit)
+        return y
+
+    def backward(self, dy, params, grads):
+        """dx[n, i s_h + u, j s_w + v, c] += dy[n, i, j, c] where (u, v) is the argmax."""
+        rows = len(dy)
+        dx, argmax, hit = self.dx[:rows], self.argmax[:rows], self.hit[:rows]
+        if not self.covers:
+            dx.fill(0)
+        for k, (i, j) in enumerate(self.offsets):
+            np.equal(argmax, k, out=hit)
+            if self.disjoint:
+                np.multiply(dy, hit, out=dx[:, i, j, :])
+            else:
+                dx[:, i, j, :] += np.multiply(dy, hit, out=self.tmp[:rows])
+        return dx
+
+
+class FlattenOp:
+    """(N, H, W, C) -> (N, H W C) in (h, w, c) order: a view (buffers are contiguous)."""
+
+    def __init__(self, layer: Flatten, names, in_shape, out_shape, rows, dtype, need_dx):
+        self.in_shape = in_shape
+
+    def forward(self, x, params):
+        return x.reshape(len(x), -1)
+
+    def backward(self, dy, params, grads):
+        return dy.reshape(len(dy), *self.in_shape)
+
+
+OPS = {Dense: DenseOp, Conv2D: Conv2DOp, MaxPool2D: MaxPool2DOp, Flatten: FlattenOp}
+
+
+class Model:
+    """A ``nets.Net`` on batches of up to ``rows`` images of ``input_shape``, in ``dtype``:
+    every buffer a step writes allocated once, gradients as views into ``grad``.
+
+    The layers before the first parameterised one get no backward pass, and that layer
+    computes no input gradient.
+    """
+
+    def __init__(self, net: Net, input_shape, rows: int, dtype=np.float32):
+        self.net, self.input_shape = net, tuple(input_shape)
+        self.rows, self.dtype = rows, np.dtype(dtype)
+        shapes = net.check(self.input_shape)
+        self.param_shapes = net.param_shapes(self.input_shape)
+        first = net.param_layers[0] if net.param_layers else len(net.layers)
+        names = iter(net.param_names)
+        self.ops = [
+            OPS[type(layer)](
+                layer,
+                (next(names), next(names)) if layer.has_params else (),
+                shapes[i],
+                shapes[i + 1],
+                rows,
+                self.dtype,
+                i > first,
+            )
+            for i, layer in enumerate(net.layers)
+        ]
+        self.first = first
+        zeros = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
+        self.grad, self.grads = flat(zeros, self.dtype)
+        k = net.n_classes
+        self.row_max = np.empty((rows, 1), self.dtype)
+        self.row_sum = np.empty((rows, 1), self.dtype)
+        self.exp = np.empty((rows, k), self.dtype)
+        arrays = [self.row_max, self.row_sum, self.exp]
+        arrays += [a for op in self.ops for a in vars(op).values() if isinstance(a, np.ndarray)]
+        #: Bytes of the buffers per image of batch (all but ``grad`` have ``rows`` rows),
+        #: and in all, ``grad`` included: what a step writes besides batch and parameters.
+        self.row_bytes = sum(a.nbytes for a in arrays) // rows
+        self.nbytes = self.row_bytes * rows + self.grad.nbytes
+
+    def forward(self, params, x) -> np.ndarray:
+        """The logits of the batch ``x`` (a view of a buffer: the next call overwrites it);
+        ``x`` is ``(N, *input_shape)`` or any shape with N rows of the same size."""
+        x = x.reshape(len(x), *self.input_shape)
+        for op in self.ops:
+            x = op.forward(x, params)
+        return x
+
+    def backward(self, params, x, onehot, scale: float) -> None:
+        """``grads`` <- ``scale`` times the summed per-image gradients of the cross-entropy
+        of ``(x, onehot)`` (``scale = 1/N``: those of the mean loss; an SGD step folds
+        its learning rate in). dL/dz = scale (softmax(z) - onehot) on the shifted logits."""
+        rows = len(x)
+        z = self.forward(params, x)
+        row_max, row_sum = self.row_max[:rows], self.row_sum[:rows]
+        np.max(z, axis=1, keepdims=True, out=row_max)
+        z -= row_max
+        np.exp(z, out=z)
+        np.sum(z, axis=1, keepdims=True, out=row_sum)
+        z /= row_sum
+        z -= onehot
+        z *= scale
+        dy = z
+        for op in reversed(self.ops[self.first :]):
+            dy = op.backward(dy, params, self.grads)
+
+    def loss_sums(self, params, x, y) -> tuple[float, int]:
+        """Summed cross-entropy (in float64) and number of correct predictions of a batch:
+        logsumexp(z) - z[y] on the shifted logits."""
+        rows = len(x)
+        z = self.forward(params, x)
+        row_max = self.row_max[:rows]
+        np.max(z, axis=1, keepdims=True, out=row_max)
+        z -= row_max
+        log_norm = np.log(np.exp(z, out=self.exp[:rows]).sum(axis=1))
+        picked = np.take_along_axis(z, y[:, None], axis=1)[:, 0]
+        return float(np.sum(log_norm - picked, dtype=np.float64)), int(
+            np.count_nonzero(z.argmax(axis=1) == y)
+        )
+
+    def evaluate(self, params, x, y) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on ``(x, y)``, ``rows`` images at a time."""
+        y = np.asarray(y)
+        loss, correct = 0.0, 0
+        for s in range(0, len(x), self.rows):
+            batch_loss, batch_correct = self.loss_sums(
+                params, x[s : s + self.rows], y[s : s + self.rows]
+            )
+            loss, correct = loss + batch_loss, correct + batch_correct
+        return loss / len(x), correct / len(x)
+
+
+def _dtype(params) -> np.dtype:
+    return next(iter(params.values())).dtype
+
+
+def forward(net: Net, params, x: np.ndarray) -> np.ndarray:
+    """The logits of ``x`` (``(N, *image shape)``), a new array, in the params' dtype."""
+    x = np.ascontiguousarray(x, dtype=_dtype(params))
+    return Model(net, x.shape[1:], len(x), x.dtype).forward(params, x).copy()
+
+
+def gradients(net: Net, params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy of ``(x, y)`` and its gradients (a dict like ``params``), in the
+    params' dtype (float64 for finite-difference checks)."""
+    x = np.ascontiguousarray(x, dtype=_dtype(params))
+    model = Model(net, x.shape[1:], len(x), x.dtype)
+    loss = model.loss_sums(params, x, np.asarray(y))[0] / len(x)
+    model.backward(params, x, one_hot(y, net.n_classes, x.dtype), 1.0 / len(x))
+    return loss, {name: g.copy() for name, g in model.grads.items()}
+
+
+def evaluate(net: Net, params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in chunks whose layer
+    buffers stay within ``EVAL_BYTES``."""
+    x = np.asarray(x, dtype=_dtype(params))
+    per_row = Model(net, x.shape[1:], 1, x.dtype).row_bytes
+    rows = max(1, min(len(x), EVAL_BYTES // per_row))
+    return Model(net, x.shape[1:], rows, x.dtype).evaluate(params, x, y)

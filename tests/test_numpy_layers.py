@@ -1,0 +1,283 @@
+"""NumPy's hand-written layers (``backends/numpy_layers.py``): each layer's backward pass
+entry by entry against central finite differences (float64, tiny odd shapes, stride 1
+and 2, valid and same), whole networks' gradients on random coordinates, the study's MLP
+against ``numpy_mlp`` (the same numbers), and forward outputs and gradients against
+PyTorch with the weights moved by ``nets.to_torch`` (flatten order, TensorFlow's 'same'
+padding as explicit padding, max-pool's tie routing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlpstudy import nets
+from mlpstudy.backends import numpy_layers
+from mlpstudy.nets import CATALOG, Conv2D, Dense, Flatten, MaxPool2D, Net
+
+MNIST = (28, 28, 1)
+EPS = 1e-6
+
+#: Every layer kind and padding in one network on an odd-sized 3-channel image: 'same'
+#: with stride 2 and with an even kernel (the odd pixel padded at the bottom/right), an
+#: overlapping pool, a flatten of a many-channel map, hidden dense layers.
+ODD = Net(
+    "odd",
+    (
+        Conv2D(4, 3, stride=2, padding="same"),  # 9x11x3 -> 5x6x4
+        Conv2D(5, (2, 3), padding="same", activation="linear"),  # -> 5x6x5
+        MaxPool2D(3, stride=2),  # -> 2x2x5
+        Conv2D(6, 1),  # -> 2x2x6
+        Flatten(),
+        Dense(7),
+        Dense(4, "softmax"),
+    ),
+)
+ODD_SHAPE = (9, 11, 3)
+
+
+def _params(net, shape, seed=0, dtype=np.float64):
+    """The shared draw with nonzero biases, so their gradients are tested too."""
+    rng = np.random.default_rng(seed)
+    params = nets.init(net, shape, rng, dtype)
+    for name in params:
+        if name[0] == "b":
+            params[name] += rng.normal(0, 0.1, params[name].shape).astype(dtype)
+    return params
+
+
+def _numeric(f, array, picks):
+    """Central differences of the scalar ``f()`` in the entries ``picks`` of ``array``."""
+    flat, out = array.reshape(-1), []
+    for i in picks:
+        saved = flat[i]
+        flat[i] = saved + EPS
+        up = f()
+        flat[i] = saved - EPS
+        down = f()
+        flat[i] = saved
+        out.append((up - down) / (2 * EPS))
+    return np.array(out)
+
+
+def _layer_check(layer, in_shape, rows=2, seed=0):
+    """One layer's dx, dW, db against finite differences of L = sum(y * r), every entry."""
+    out_shape = layer.out_shape(in_shape)
+    rng = np.random.default_rng(seed)
+    names = ("W", "b") if layer.has_params else ()
+    params = dict(zip(names, (rng.normal(0, 1, s) for s in layer.param_shapes(in_shape))))
+    op = numpy_layers.OPS[type(layer)](layer, names, in_shape, out_shape, rows, np.float64, True)
+    x = rng.normal(0, 1, (rows, *in_shape))
+    r = rng.normal(0, 1, (rows, *out_shape))
+
+    def loss():
+        return float(np.sum(op.forward(x, params) * r))
+
+    loss()
+    grads = {name: np.zeros_like(p) for name, p in params.items()}
+    dx = op.backward(r.copy(), params, grads)
+    assert dx.shape == x.shape
+    for array, grad in [(x, dx), *((params[k], grads[k]) for k in names)]:
+        numeric = _numeric(loss, array, range(array.size))
+        np.testing.assert_allclose(grad.reshape(-1), numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("layer", "in_shape"),
+    [
+        (Conv2D(3, 3), (5, 6, 2)),
+        (Conv2D(3, 3, stride=2), (7, 6, 2)),  # the last column in no window
+        (Conv2D(2, (2, 3), padding="same"), (5, 4, 3)),  # even kernel: pad 0 top, 1 bottom
+        (Conv2D(3, 3, stride=2, padding="same", activation="linear"), (6, 5, 2)),
+        (Conv2D(2, 1, stride=(2, 1)), (5, 3, 2)),
+    ],
+)
+def test_conv2d_backward_matches_finite_differences(layer, in_shape):
+    _layer_check(layer, in_shape)
+
+
+@pytest.mark.parametrize(
+    ("layer", "in_shape"),
+    [
+        (MaxPool2D(2), (4, 6, 2)),  # windows tile the input
+        (MaxPool2D(2), (5, 7, 3)),  # a last row and column in no window
+        (MaxPool2D(3, stride=2), (7, 5, 2)),  # overlapping windows
+        (MaxPool2D((2, 1), stride=(1, 2)), (3, 4, 1)),
+    ],
+)
+def test_maxpool_backward_matches_finite_differences(layer, in_shape):
+    _layer_check(layer, in_shape)
+
+
+@pytest.mark.parametrize("layer", [Dense(5), Dense(4, "linear")])
+def test_dense_backward_matches_finite_differences(layer):
+    _layer_check(layer, (6,), rows=3)
+
+
+def test_flatten_is_nhwc_order():
+    op = numpy_layers.FlattenOp(Flatten(), (), (2, 3, 4), (24,), 2, np.float64, True)
+    x = np.arange(48.0).reshape(2, 2, 3, 4)
+    np.testing.assert_array_equal(op.forward(x, {}), x.reshape(2, 24))
+    assert op.backward(op.forward(x, {}), {}, {}).shape == x.shape
+
+
+def test_maxpool_routes_a_tie_to_the_first_maximum():
+    """Row-major order within the window, as TensorFlow's and PyTorch's CPU kernels."""
+    layer = MaxPool2D(2)
+    op = numpy_layers.MaxPool2DOp(layer, (), (2, 4, 1), (1, 2, 1), 1, np.float64, True)
+    x = np.array([[1.0, 3.0, 2.0, 2.0], [3.0, 0.0, 2.0, 2.0]]).reshape(1, 2, 4, 1)
+    np.testing.assert_array_equal(op.forward(x, {}).ravel(), [3.0, 2.0])
+    dx = op.backward(np.array([10.0, 20.0]).reshape(1, 1, 2, 1), {}, {})
+    np.testing.assert_array_equal(dx.reshape(2, 4), [[0, 10, 20, 0], [0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize(
+    ("net", "shape", "rows"),
+    [(CATALOG["cnn-small"], MNIST, 3), (CATALOG["mlp-deep"], MNIST, 3), (ODD, ODD_SHAPE, 4)],
+    ids=["cnn-small", "mlp-deep", "odd"],
+)
+def test_network_gradients_match_finite_differences(net, shape, rows):
+    params = _params(net, shape)
+    rng = np.random.default_rng(1)
+    x = rng.random((rows, *shape))
+    y = rng.integers(0, net.n_classes, rows)
+    loss, grads = numpy_layers.gradients(net, params, x, y)
+    model = numpy_layers.Model(net, shape, rows, np.float64)
+    assert loss == pytest.approx(model.evaluate(params, x, y)[0], rel=1e-12)
+    for name in net.param_names:
+        grad = grads[name].reshape(-1)
+        # 6 entries per array, half of them among the largest gradients
+        picks = np.unique(
+            np.r_[
+                rng.choice(grad.size, min(3, grad.size), replace=False), np.argsort(-abs(grad))[:3]
+            ]
+        )
+        numeric = _numeric(lambda: model.evaluate(params, x, y)[0], params[name], picks)
+        np.testing.assert_allclose(grad[picks], numeric, rtol=1e-5, atol=1e-9, err_msg=name)
+
+
+def test_mlp_is_numpy_mlps_to_float32_rounding():
+    """The catalog's ``mlp`` through the layers computes what the study's MLP computes."""
+    from mlpstudy.backends import numpy_mlp
+    from mlpstudy.backends.base import SharedStart
+
+    params = SharedStart(3, 1).params
+    params["b1"] += np.float32(0.05)
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 32)
+    expected_loss, expected = numpy_mlp.gradients(params, x, y)
+    loss, grads = numpy_layers.gradients(CATALOG["mlp"], params, x.reshape(32, *MNIST), y)
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    for name in expected:
+        assert grads[name].dtype == np.float32
+        np.testing.assert_allclose(grads[name], expected[name], rtol=1e-5, atol=1e-7)
+    expected_eval = numpy_mlp.evaluate(params, x, y)
+    assert numpy_layers.evaluate(CATALOG["mlp"], params, x, y) == pytest.approx(expected_eval)
+
+
+def test_buffers_serve_a_short_batch_and_repeated_steps():
+    """A short last batch uses the first rows of the buffers; a second step sees none of
+    the first one's numbers (zero borders, pooled gradients, col2im sums)."""
+    params = _params(ODD, ODD_SHAPE)
+    rng = np.random.default_rng(2)
+    x = rng.random((7, *ODD_SHAPE))
+    y = rng.integers(0, 4, 7)
+    onehot = numpy_layers.one_hot(y, 4, np.float64)
+    model = numpy_layers.Model(ODD, ODD_SHAPE, 7, np.float64)
+    model.backward(params, x, onehot, 1 / 7)
+    full = {k: g.copy() for k, g in model.grads.items()}
+    model.backward(params, x[:3], onehot[:3], 1 / 3)
+    short = numpy_layers.gradients(ODD, params, x[:3], y[:3])[1]
+    model.backward(params, x, onehot, 1 / 7)
+    for name in full:
+        np.testing.assert_array_equal(model.grads[name], full[name])
+    model.backward(params, x[:3], onehot[:3], 1 / 3)
+    for name in short:
+        np.testing.assert_allclose(model.grads[name], short[name], rtol=1e-12, atol=1e-15)
+    # the gradients are views of one flat vector, in param_names order
+    assert model.grad.size == ODD.n_params(ODD_SHAPE)
+    assert np.shares_memory(model.grads["W1"], model.grad)
+    # evaluation in chunks gives one chunk's numbers
+    chunked = numpy_layers.Model(ODD, ODD_SHAPE, 2, np.float64).evaluate(params, x, y)
+    assert chunked == pytest.approx(numpy_layers.evaluate(ODD, params, x, y), rel=1e-12)
+
+
+# --- PyTorch, with the weights moved by nets.to_torch ----------------------------------
+
+
+def _torch_model(net, shape, params):
+    """The network as nn.Sequential in float64 (logits out), 'same' as explicit F.pad."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    shapes = net.shapes(shape)
+    modules, weighted = [], []
+    for i, layer in enumerate(net.layers):
+        if isinstance(layer, Conv2D):
+            (top, bottom), (left, right) = layer.pads(shapes[i])
+            modules.append(nn.ZeroPad2d((left, right, top, bottom)))  # F.pad's order
+            modules.append(nn.Conv2d(shapes[i][2], layer.filters, layer.kernel, layer.stride))
+        elif isinstance(layer, MaxPool2D):
+            modules.append(nn.MaxPool2d(layer.pool, layer.stride))
+        elif isinstance(layer, Flatten):
+            modules.append(nn.Flatten())
+        else:
+            modules.append(nn.Linear(shapes[i][0], layer.units))
+        if layer.has_params:
+            weighted.append(modules[-1])
+        if getattr(layer, "activation", None) == "relu":
+            modules.append(nn.ReLU())
+    model = nn.Sequential(*modules).double()
+    moved = nets.to_torch(net, shape, params)
+    with torch.no_grad():
+        for k, module in enumerate(weighted, 1):
+            module.weight.copy_(torch.from_numpy(moved[f"W{k}"]))
+            module.bias.copy_(torch.from_numpy(moved[f"b{k}"]))
+    return model, weighted
+
+
+@pytest.mark.parametrize(
+    ("net", "shape"),
+    [(CATALOG["cnn"], MNIST), (CATALOG["mlp-deep"], MNIST), (ODD, ODD_SHAPE)],
+    ids=["cnn", "mlp-deep", "odd"],
+)
+def test_forward_and_gradients_match_pytorch_in_the_converted_layout(net, shape):
+    torch = pytest.importorskip("torch")
+    params = _params(net, shape, seed=4)
+    model, weighted = _torch_model(net, shape, params)
+    rng = np.random.default_rng(5)
+    x = rng.random((5, *shape))  # NHWC
+    y = rng.integers(0, net.n_classes, 5)
+    logits = model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))  # NCHW
+    np.testing.assert_allclose(
+        numpy_layers.forward(net, params, x), logits.detach().numpy(), rtol=1e-10, atol=1e-12
+    )
+    torch.nn.functional.cross_entropy(logits, torch.from_numpy(y)).backward()
+    torch_grads = {}
+    for k, module in enumerate(weighted, 1):
+        torch_grads[f"W{k}"] = module.weight.grad.numpy()
+        torch_grads[f"b{k}"] = module.bias.grad.numpy()
+    expected = nets.from_torch(net, shape, torch_grads)
+    loss, grads = numpy_layers.gradients(net, params, x, y)
+    for name in net.param_names:
+        np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("pool", "stride"), [(2, 2), (3, 2), (2, 1)])
+def test_maxpool_ties_route_as_pytorch(pool, stride):
+    """Many ties (values in {0, 1, 2}): the gradient lands where PyTorch's does."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(pool + stride)
+    x = rng.integers(0, 3, (2, 7, 6, 3)).astype(np.float64)
+    layer = MaxPool2D(pool, stride=stride)
+    out_shape = layer.out_shape(x.shape[1:])
+    op = numpy_layers.MaxPool2DOp(layer, (), x.shape[1:], out_shape, 2, np.float64, True)
+    dy = rng.normal(0, 1, (2, *out_shape))
+    y = op.forward(x, {})
+    dx = op.backward(dy, {}, {})
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    yt = torch.nn.functional.max_pool2d(xt, pool, stride)
+    yt.backward(torch.from_numpy(dy.transpose(0, 3, 1, 2).copy()))
+    np.testing.assert_array_equal(y, yt.detach().numpy().transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-15)
