@@ -144,11 +144,9 @@ class _Layer:
         out: dict[str, Any] = {"type": self.kind}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            out[f.name] = (
-                value[0]
-                if isinstance(value, tuple) and value[0] == value[1]
-                else (list(value) if isinstance(value, tuple) else value)
-            )
+            if isinstance(value, tuple):
+                value = value[0] if value[0] == value[1] else list(value)
+            out[f.name] = value
         return out
 
     # Per image: the output shape, parameter shapes (kernel, bias) and multiply-adds.
@@ -400,7 +398,8 @@ class Net:
         """Every reason the network does not fit images of ``input_shape`` and
         ``n_classes`` classes, each naming the network, the layer's index and kind, and
         the shapes (empty when it fits). After a layer that does not fit its input, the
-        later layers' shapes are unknown and only the output layer is still checked."""
+        later layers' shapes are unknown: only where softmax is and the output layer are
+        still checked."""
         out = []
         shape = tuple(input_shape)
         if not (len(shape) in (1, 3) and all(isinstance(n, int) and n >= 1 for n in shape)):

@@ -261,7 +261,7 @@ class Model:
             )
             for i, layer in enumerate(net.layers)
         ]
-        self.first = first
+        self.first = first  # backward runs from the last layer down to this one
         zeros = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
         self.grad, self.grads = flat(zeros, self.dtype)
         k = net.n_classes
@@ -311,9 +311,8 @@ class Model:
         z -= row_max
         log_norm = np.log(np.exp(z, out=self.exp[:rows]).sum(axis=1))
         picked = np.take_along_axis(z, y[:, None], axis=1)[:, 0]
-        return float(np.sum(log_norm - picked, dtype=np.float64)), int(
-            np.count_nonzero(z.argmax(axis=1) == y)
-        )
+        loss = float(np.sum(log_norm - picked, dtype=np.float64))
+        return loss, int(np.count_nonzero(z.argmax(axis=1) == y))
 
     def evaluate(self, params, x, y) -> tuple[float, float]:
         """Mean cross-entropy and accuracy on ``(x, y)``, ``rows`` images at a time."""
