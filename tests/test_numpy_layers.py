@@ -281,3 +281,11 @@ def test_maxpool_ties_route_as_pytorch(pool, stride):
     yt.backward(torch.from_numpy(dy.transpose(0, 3, 1, 2).copy()))
     np.testing.assert_array_equal(y, yt.detach().numpy().transpose(0, 2, 3, 1))
     np.testing.assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-15)
+
+
+def test_buffer_bytes_are_the_hand_count():
+    """mlp in float32, per image: hidden z/a1 and its ReLU mask, logits, the output layer's
+    input gradient, row max, row sum, exp (no input gradient for the first layer)."""
+    model = numpy_layers.Model(CATALOG["mlp"], MNIST, 32, np.float32)
+    assert model.row_bytes == 4 * (64 + 10 + 64 + 1 + 1 + 10) + 64
+    assert model.nbytes == 32 * model.row_bytes + 4 * 50_890
