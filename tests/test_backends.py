@@ -110,6 +110,7 @@ def test_options_schema_has_the_defaults_the_backends_use():
     tf_block = schemas["tensorflow"]
     assert tf_block["additionalProperties"] is False and tf_block["default"] == {}
     assert {k: v["default"] for k, v in tf_block["properties"].items()} == {
+        "dtype": "float32",
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "deterministic": True,
@@ -220,7 +221,8 @@ def test_spec_completes_the_optimizer_settings_with_the_defaults():
     }
     given = {"nesterov": True}
     spec = TrainSpec(0.1, 32, 1, 0, 0, optimizer="momentum", optimizer_settings=given)
-    assert spec.optimizer_settings == {"momentum": 0.9, "nesterov": True}
+    # every real number as the float32 number a framework computes with (optimizers.resolve)
+    assert spec.optimizer_settings == {"momentum": float(np.float32(0.9)), "nesterov": True}
     assert given == {"nesterov": True}  # the caller's dict is not changed
     assert spec == TrainSpec(
         0.1,
@@ -238,7 +240,7 @@ def test_spec_completes_the_optimizer_settings_with_the_defaults():
     )
     fields = base.spec_fields(spec)
     assert fields["optimizer"] == "momentum" and fields["start"] == "shared"
-    assert fields["optimizer_settings"] == {"momentum": 0.9, "nesterov": True}
+    assert fields["optimizer_settings"] == {"momentum": float(np.float32(0.9)), "nesterov": True}
     assert "options" not in fields and "shared_start" not in fields
 
 

@@ -176,6 +176,7 @@ def test_cli_style_strings_are_converted_then_validated():
         "fashion-mnist": ["../shared/data/fashion-mnist"],
     }
     assert config["tensorflow"] == {
+        "dtype": "float32",
         "jit_compile": False,
         "steps_per_execution": 4,
         "deterministic": True,
@@ -197,6 +198,7 @@ def test_defaults_are_filled():
     }
     config = cfg.validate(given, SCHEMA)
     assert config["tensorflow"] == {
+        "dtype": "float32",
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "deterministic": True,

@@ -16,7 +16,7 @@ import pytest
 
 from mlpstudy.backends import numpy_mlp
 from mlpstudy.backends.base import TrainSpec
-from mlpstudy.backends.optimizers import OPTIMIZERS
+from mlpstudy.backends.optimizers import OPTIMIZERS, as_float32
 
 SIZE, STEPS, LR = 1000, 25, 0.01
 SETTINGS = {
@@ -154,8 +154,13 @@ def test_keras_gets_its_own_optimizer_with_the_specs_numbers(case):
     expected_class = "Adam" if case == "adam" else "SGD"
     assert type(keras_optimizer).__name__ == expected_class
     assert type(keras_optimizer).__module__.startswith("keras.")
+    f32 = as_float32  # the spec's numbers are the nearest float32 ones (optimizers.resolve)
     if case == "adam":
-        assert (config["beta_1"], config["beta_2"], config["epsilon"]) == (0.8, 0.99, 1e-6)
+        assert (config["beta_1"], config["beta_2"], config["epsilon"]) == (
+            f32(0.8),
+            f32(0.99),
+            f32(1e-6),
+        )
     else:
-        assert config["momentum"] == settings.get("momentum", 0.0)
+        assert config["momentum"] == f32(settings.get("momentum", 0.0))
         assert config["nesterov"] == settings.get("nesterov", False)

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from mlpstudy.backends.optimizers import resolve
+
 
 def fmt(value: Any) -> str:
     """A grid value as its wildcard string: shortest exact round trip, never exponent form.
@@ -164,11 +166,14 @@ def key(wildcards: dict[str, Any]) -> dict[str, Any]:
 
 def settings(config: dict, optimizer: str, backend: str) -> dict[str, Any]:
     """What a run takes from the config beyond its identity: epochs, seed, its optimizer's
-    settings and its backend's options (what aggregation checks every run against)."""
+    settings (as every backend computes with them: defaults filled in, real numbers in
+    float32, ``optimizers.resolve``) and its backend's options (what aggregation checks
+    every run against)."""
+    given = config.get("optimizer_settings", {}).get(optimizer, {})
     return {
         "epochs": config["epochs"],
         "seed": config["seed"],
-        "optimizer_settings": dict(config.get("optimizer_settings", {}).get(optimizer, {})),
+        "optimizer_settings": resolve(optimizer, given),
         "options": dict(config.get(backend, {})),
     }
 

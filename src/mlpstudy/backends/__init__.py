@@ -88,6 +88,14 @@ _OKABE_ITO = {
     "black": "#000000",
 }
 
+#: Every backend's ``dtype`` option: one precision for parameters, data and arithmetic
+#: (float64 is how the backends are shown to compute the same function: docs/backends.md).
+_DTYPE = {
+    "description": "Floating-point type of parameters, data and arithmetic.",
+    "enum": ["float32", "float64"],
+    "default": "float32",
+}
+
 _ENTRIES = (
     BackendInfo(
         name="numpy",
@@ -99,13 +107,7 @@ _ENTRIES = (
         linestyle="-",
         marker="o",
         measured=Measured(peak_mb=404, epoch_s=0.72, startup_s=2.4),
-        options={
-            "dtype": {
-                "description": "Floating-point type of parameters, data and arithmetic.",
-                "enum": ["float32", "float64"],
-                "default": "float32",
-            },
-        },
+        options={"dtype": _DTYPE},
     ),
     BackendInfo(
         name="tensorflow",
@@ -118,6 +120,7 @@ _ENTRIES = (
         marker="s",
         measured=Measured(peak_mb=1533, epoch_s=4.76, startup_s=10.0),
         options={
+            "dtype": _DTYPE,
             "jit_compile": {
                 "description": "Keras Model.compile(jit_compile=...); Keras' default is auto.",
                 "enum": [True, False, "auto"],
@@ -155,6 +158,7 @@ _ENTRIES = (
         marker="^",
         measured=Measured(peak_mb=737, epoch_s=0.61, startup_s=2.1),
         options={
+            "dtype": _DTYPE,
             "scan_epoch": {
                 "description": (
                     "One jax.jit-compiled epoch over jax.lax.scan (one Python dispatch per "
@@ -178,6 +182,7 @@ _ENTRIES = (
         marker="D",
         measured=Measured(peak_mb=544, epoch_s=0.84, startup_s=3.3),
         options={
+            "dtype": _DTYPE,
             "compile": {
                 "description": (
                     "torch.compile of the batch loss (model + criterion; Inductor, needs a C++ "

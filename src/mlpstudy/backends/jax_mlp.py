@@ -160,20 +160,31 @@ def train(
     y_test: np.ndarray,
     on_epoch: EpochCallback | None = None,
 ) -> RunResult:
-    """Train the network with ``spec``'s optimizer; return a ``RunResult``."""
+    """Train the network with ``spec``'s optimizer; return a ``RunResult``.
+
+    ``dtype: float64`` runs inside ``jax.enable_x64``: the run computes in float64, and
+    the process' other JAX computations keep their float32 default.
+    """
     options = info("jax").resolve_options(spec.options)
+    with jax.enable_x64(options["dtype"] == "float64"):
+        return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch)
+
+
+def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResult:
+    dtype = np.dtype(options["dtype"])
     n, batch = len(x_train), spec.batch_size
     run_start = start(spec)
     if run_start is None:
         params, shuffle_key = own_start(spec)
     else:
-        params = {name: jnp.asarray(value) for name, value in run_start.params.items()}
+        params = run_start.params
+    params = {name: jnp.asarray(value, dtype) for name, value in params.items()}
     # Device arrays once per run: every compiled call then takes them without a copy.
     x_train, y_train = (
-        jax.device_put(np.asarray(x_train, np.float32)),
+        jax.device_put(np.asarray(x_train, dtype)),
         jnp.asarray(y_train, jnp.int32),
     )
-    x_test, y_test = jax.device_put(np.asarray(x_test, np.float32)), jnp.asarray(y_test, jnp.int32)
+    x_test, y_test = jax.device_put(np.asarray(x_test, dtype)), jnp.asarray(y_test, jnp.int32)
     tx = optimizer(spec)
     state = {"params": params, "opt": tx.init(params)}
     step = _make_step(tx)

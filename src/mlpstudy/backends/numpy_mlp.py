@@ -42,14 +42,15 @@ def set_threads(n: int) -> dict[str, int]:
 
 
 def start(spec: TrainSpec) -> SharedStart | None:
-    """The run's initial parameters and epoch permutations, in the ``dtype`` option's type.
+    """The run's initial parameters and epoch permutations.
 
     With ``start="shared"`` these are the shared ones; with "independent", NumPy draws
-    its own from an independent stream of the same ``(seed, trial)``.
+    its own from an independent stream of the same ``(seed, trial)``. The weights are the
+    float32 draw in every ``dtype`` (``train`` casts them), as every backend takes the
+    shared start: a float64 run starts from the same numbers as a float32 one.
     """
     stream = None if spec.shared else "numpy"
-    dtype = np.dtype(info("numpy").resolve_options(spec.options)["dtype"])
-    return SharedStart(spec.seed, spec.trial, stream=stream, dtype=dtype)
+    return SharedStart(spec.seed, spec.trial, stream=stream)
 
 
 def _flat(arrays: Params, dtype) -> tuple[np.ndarray, Params]:

@@ -9,12 +9,25 @@ same as plain defaults, ``{name: {setting: default}}``.
 The numbers mean what Keras means by them (``keras.optimizers.SGD``/``Adam``); see
 docs/backends.md for how each framework's formulas map onto them, in particular
 where Adam's ``epsilon`` is added.
+
+Every real-valued setting is used as the float32 number nearest to it (``resolve``), by
+every backend. Keras computes with a float32 model's hyperparameters in float32, but not
+all in the same way: its Adam raises ``float32(beta_2)`` to the power t for the bias
+correction (0.999 is stored as 0.99900001287) while its second-moment update takes
+``1 - beta_2`` in Python's float64, so with ``beta_2 = 0.999`` the two disagree by
+1.3e-5 relative at t = 1 and Keras' step is ~6e-6 relatively shorter than the formula
+for the first thousand steps. That alone put Keras' Adam trajectories on another path
+than the other backends' on real MNIST (docs/backends.md, "Why TensorFlow's Adam left
+the others"). With a float32-exact beta every rounding in every framework is the same
+number, and the formula is the same one everywhere.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 _UNIT = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 
@@ -53,7 +66,9 @@ OPTIMIZERS: dict[str, dict[str, Any]] = {
 
 
 def resolve(optimizer: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``settings`` over the optimizer's defaults, checked: a ValueError names what is wrong."""
+    """``settings`` over the optimizer's defaults, checked (a ValueError names what is
+    wrong), every real number as the float32 number nearest to it: the numbers every
+    backend computes with (``as_float32``; idempotent)."""
     if optimizer not in SETTINGS:
         raise ValueError(f"optimizer must be one of {', '.join(SETTINGS)}, got {optimizer!r}")
     settings = dict(settings or {})
@@ -69,7 +84,17 @@ def resolve(optimizer: str, settings: dict[str, Any] | None = None) -> dict[str,
         problem = _check(value, properties[key])
         if problem:
             raise ValueError(f"optimizer_settings.{key} for {optimizer!r} {problem}, got {value!r}")
-    return {**OPTIMIZERS[optimizer], **settings}
+    resolved = {**OPTIMIZERS[optimizer], **settings}
+    return {
+        key: as_float32(value) if properties[key]["type"] == "number" else value
+        for key, value in resolved.items()
+    }
+
+
+def as_float32(value: float) -> float:
+    """The float32 number nearest to ``value``, as a Python float (``0.999`` ->
+    ``0.9990000128746033``): what a framework's float32 arithmetic takes for ``value``."""
+    return float(np.float32(value))
 
 
 def _check(value: Any, schema: dict[str, Any]) -> str | None:

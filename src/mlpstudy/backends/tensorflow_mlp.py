@@ -127,7 +127,7 @@ def build_model(params: Params | None = None, seed: int | None = None, dtype="fl
         ]
     )
     if params is not None:
-        model.set_weights([params[name] for name in PARAM_NAMES])
+        model.set_weights([np.asarray(params[name], dtype) for name in PARAM_NAMES])
     return model
 
 
@@ -162,8 +162,22 @@ def train(
     y_test: np.ndarray,
     on_epoch: EpochCallback | None = None,
 ) -> RunResult:
-    """Train the network with Keras' ``spec.optimizer`` as ``spec`` says."""
+    """Train the network with Keras' ``spec.optimizer`` as ``spec`` says.
+
+    ``dtype: float64`` sets Keras' ``floatx`` to float64 for the run (Keras' own way to
+    train in float64): with float64 layers alone, the loss and the optimizer's learning
+    rate stay float32 (``floatx``), and the float32 loss rounds every gradient.
+    """
     options = info("tensorflow").resolve_options(spec.options)
+    floatx = keras.config.floatx()
+    keras.config.set_floatx(options["dtype"])
+    try:
+        return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch)
+    finally:
+        keras.config.set_floatx(floatx)
+
+
+def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResult:
     if options["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     run_start = start(spec)
@@ -171,7 +185,8 @@ def train(
     if run_start is None:
         seed = framework_seed(spec)
         keras.utils.set_random_seed(seed)
-    model = build_model(run_start.params if run_start is not None else None, seed)
+    dtype = options["dtype"]
+    model = build_model(run_start.params if run_start is not None else None, seed, dtype)
     model.compile(
         optimizer=optimizer(spec),
         loss="sparse_categorical_crossentropy",
@@ -182,8 +197,8 @@ def train(
     options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
     n = len(x_train)
     # Tensors once: fit and test_on_batch then skip converting 60000x784 floats each call.
-    x_train, y_train = _tensor(x_train), tf.constant(y_train)
-    x_test, y_test = _tensor(x_test), tf.constant(y_test)
+    x_train, y_train = _tensor(np.asarray(x_train, dtype)), tf.constant(y_train)
+    x_test, y_test = _tensor(np.asarray(x_test, dtype)), tf.constant(y_test)
 
     def shuffle(epoch):
         if run_start is None:

@@ -160,13 +160,16 @@ def train(
     generator = None
     if run_start is None:
         generator = torch.Generator().manual_seed(framework_seed(spec))
-    model = build_model(run_start.params if run_start is not None else None, generator)
+    dtype = np.dtype(options["dtype"])
+    model = build_model(
+        run_start.params if run_start is not None else None, generator, _dtype(dtype)
+    )
     opt = optimizer(spec, model)
     criterion = nn.CrossEntropyLoss()
     n, batch = len(x_train), spec.batch_size
-    # Tensors once per run (from_numpy shares NumPy's float32 memory).
-    x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
-    x_test = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))
+    # Tensors once per run (from_numpy shares NumPy's memory when it is in ``dtype``).
+    x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=dtype))
+    x_test = torch.from_numpy(np.ascontiguousarray(x_test, dtype=dtype))
     y_train, y_test = _labels(y_train), _labels(y_test)
 
     def batch_loss(xb, yb):
@@ -249,8 +252,10 @@ def _params(model: nn.Sequential, grad: bool = False) -> dict[str, np.ndarray]:
     return {name: out[name] for name in PARAM_NAMES}
 
 
-def _dtype(params: Params) -> torch.dtype:
-    return torch.float64 if np.asarray(params["W1"]).dtype == np.float64 else torch.float32
+def _dtype(of: Params | np.dtype) -> torch.dtype:
+    """torch's dtype for a NumPy dtype, or for the dtype of ``params``."""
+    dtype = np.dtype(of) if not isinstance(of, dict) else np.asarray(of["W1"]).dtype
+    return torch.float64 if dtype == np.float64 else torch.float32
 
 
 def _labels(y) -> torch.Tensor:
