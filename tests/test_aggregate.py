@@ -217,3 +217,42 @@ def test_combine_refuses_duplicates():
     t = pd.DataFrame({c: [v] for c, v in key.items()})
     with pytest.raises(aggregate.ConsistencyError, match="duplicate runs"):
         aggregate.combine([t, t])
+
+
+def test_the_steady_state_contention_and_attempts_are_columns(tmp_path):
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(
+        tmp_path,
+        lr="0.1",
+        trial="0",
+        steady_epoch_s=0.42,
+        contended=True,
+        timing_attempts=3,
+        wall_cpu_ratio=1.2,
+        data_hugepage_share=1.0,
+        process_hugepage_share=0.6,
+        cpu_mhz=2596.1,
+        major_faults=0,
+    )
+    runs_[1] = write_run(tmp_path, lr="0.1", trial="1", contended=False, timing_attempts=2)
+    table, _ = aggregate.collect(runs_, EXPECTED)
+    row = table.set_index(["learning_rate", "trial"]).loc[(0.1, 0)]
+    assert row["steady_epoch_s"] == 0.42 and bool(row["contended"]) is True
+    assert row["timing_attempts"] == 3 and row["data_hugepage_share"] == 1.0
+    assert row["process_hugepage_share"] == 0.6 and row["cpu_mhz"] == 2596.1
+    assert aggregate.contended(table)["trial"].tolist() == [0]
+    assert table["timing_attempts"].tolist() == [1, 1, 3, 2]  # sorted by lr, then trial
+    assert table["steady_epoch_s"].dtype == float and table["timing_attempts"].dtype == int
+
+
+def test_runs_recorded_before_retiming_get_the_rule_and_the_steady_state_from_history(
+    tmp_path,
+):
+    """Older metrics.json (no ``contended``, ``steady_epoch_s``, ``timing_attempts``): the
+    same rule and definition, from what they recorded."""
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(tmp_path, lr="0.1", trial="0", others_cpu_s=0.5)
+    table, _ = aggregate.collect(runs_, EXPECTED)
+    assert table["contended"].tolist() == [False, False, True, False]
+    assert table["steady_epoch_s"].tolist() == [0.7] * 4  # every epoch took 0.7 s
+    assert table["timing_attempts"].tolist() == [1] * 4

@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from synthetic import make_split
 
-from mlpstudy import dataset
+from mlpstudy import cores, dataset, jobs, memory, timing
+from mlpstudy.backends.base import TrainSpec
 
 JOB = """
 import json, sys
@@ -64,3 +66,159 @@ def _idx_pair(tmp_path, split, x, y):
         write_idx_gz(tmp_path / f"{split}-images.gz", x),
         write_idx_gz(tmp_path / f"{split}-labels.gz", y),
     )
+
+
+# --------------------------------------------------------------------------- re-timing
+
+
+@pytest.fixture
+def splits(tmp_path):
+    """Tiny train and test parquet splits; returns their paths."""
+    for split, n, seed in (("train", 64, 1), ("test", 32, 2)):
+        x, y = make_split(n, seed)
+        dataset.write_split(*_idx_pair(tmp_path, split, x, y), tmp_path / f"{split}.parquet")
+    return str(tmp_path / "train.parquet"), str(tmp_path / "test.parquet")
+
+
+@pytest.fixture
+def strict(tmp_path, monkeypatch):
+    """Strict timing on this machine, with the core locks in a directory of the test."""
+    monkeypatch.setenv(cores.LOCK_DIR_ENV, str(tmp_path / "locks"))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.delenv(cores.CPUS_ENV, raising=False)
+
+
+SPEC = TrainSpec(learning_rate=0.1, batch_size=16, epochs=3, seed=0, trial=0)
+
+
+def in_process(state):
+    """The next attempt in this process (the job's own hand-over replaces the process)."""
+    return jobs.resume(state, reattempt=in_process)
+
+
+def job(splits, tmp_path, mode="strict", reattempt=in_process, backend="numpy"):
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    metrics = jobs.run_job(
+        backend,
+        SPEC,
+        *splits,
+        str(run / "history.csv"),
+        str(run / "metrics.json"),
+        dataset_name="mnist",
+        timing_mode=mode,
+        reattempt=reattempt,
+    )
+    return metrics, run
+
+
+def verdicts(*answers):
+    """A contention rule that answers ``answers`` in turn, one per attempt."""
+    answers = iter(answers)
+    return lambda metrics: list(next(answers))
+
+
+def test_a_contended_loop_is_timed_again_and_every_attempt_is_recorded(
+    splits, strict, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(timing, "contention", verdicts(["others_cpu_s 0.17 > 0.07"], []))
+    metrics, run = job(splits, tmp_path)
+    assert (metrics["timing_attempts"], metrics["accepted_attempt"]) == (2, 2)
+    assert metrics["contended"] is False and metrics["contention"] == []
+    first, second = metrics["attempts"]
+    assert (first["attempt"], second["attempt"]) == (1, 2)
+    assert first["contention"] == ["others_cpu_s 0.17 > 0.07"] and second["contention"] == []
+    # the published timings are the accepted attempt's, its history too
+    for name in ("training_time_s", "steady_epoch_s", "wall_cpu_ratio", "others_cpu_s"):
+        assert metrics[name] == second[name]
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch_s"]) == pytest.approx(second["epoch_s"])
+    assert len(first["epoch_s"]) == 3 and first["pinned_cpus"] == second["pinned_cpus"]
+    # the same start, the same computation: bit-identical results in both attempts
+    assert metrics["results_reproduced"] is True
+    assert (
+        first["results_digest"]
+        == second["results_digest"]
+        == jobs.results_digest(history.to_dict("records"))
+    )
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["attempts"] == metrics["attempts"] and saved["timing_attempts"] == 2
+    # the hand-over state is gone: the run directory holds the job's two files only
+    assert sorted(p.name for p in run.iterdir()) == ["history.csv", "metrics.json"]
+
+
+def test_when_every_attempt_is_contended_the_least_contended_is_published_marked(
+    splits, strict, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(timing, "contention", verdicts(*[["wall_cpu_ratio 1.3 > 1.1"]] * 3))
+    scores = iter([3.0, 1.5, 2.0])
+    monkeypatch.setattr(timing, "contention_score", lambda metrics: next(scores))
+    metrics, _ = job(splits, tmp_path)
+    assert metrics["timing_attempts"] == jobs.MAX_ATTEMPTS == 3
+    assert metrics["accepted_attempt"] == 2 and metrics["contended"] is True
+    assert metrics["contention"] == ["wall_cpu_ratio 1.3 > 1.1"]
+    assert metrics["training_time_s"] == metrics["attempts"][1]["training_time_s"]
+    assert metrics["results_reproduced"] is True
+
+
+def test_throughput_mode_is_contended_by_design_and_not_timed_again(splits, tmp_path, monkeypatch):
+    def never(state):
+        raise AssertionError("re-timed a throughput run")
+
+    monkeypatch.setattr(timing, "contention", verdicts(["wall_cpu_ratio 1.9 > 1.1"]))
+    metrics, _ = job(splits, tmp_path, mode="throughput", reattempt=never)
+    assert (metrics["timing_attempts"], metrics["contended"]) == (1, True)
+    assert metrics["results_reproduced"] is None and len(metrics["attempts"]) == 1
+
+
+def test_a_run_records_the_huge_page_coverage_of_its_data(splits, tmp_path):
+    metrics, _ = job(splits, tmp_path, mode=None)
+    share = metrics["data_hugepage_share"]
+    assert share is None or 0 <= share <= 1
+    assert metrics["attempts"][0]["data_hugepage_share"] == share
+    assert metrics["environment"]["thp_enabled"] == memory.thp_mode()
+
+
+RETIMED_JOB = """
+import json, os, sys
+from mlpstudy import timing
+from mlpstudy.backends.base import TrainSpec
+from mlpstudy.jobs import run_job
+timing.contention = lambda metrics: ["simulated"]  # this process only: the next is fresh
+spec = TrainSpec(learning_rate=0.1, batch_size=16, epochs=3, seed=0, trial=0)
+print(os.getpid(), flush=True)
+run_job({backend!r}, spec, {train!r}, {test!r}, {history!r}, {metrics!r},
+        dataset_name="mnist", timing_mode="strict")
+"""
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+def test_the_next_attempt_is_a_fresh_process_with_the_same_results(
+    backend, splits, strict, tmp_path
+):
+    """The job's real hand-over: exec into ``python -m mlpstudy.jobs --resume``, the same
+    PID; TensorFlow (deterministic by default) reproduces its results bit for bit too."""
+    if backend != "numpy":
+        pytest.importorskip(backend)
+    run = tmp_path / "run"
+    run.mkdir()
+    code = RETIMED_JOB.format(
+        backend=backend,
+        train=splits[0],
+        test=splits[1],
+        history=str(run / "history.csv"),
+        metrics=str(run / "metrics.json"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert int(out.split()[0]) == proc.pid
+    assert "timing attempt 2 of at most 3" in err  # logged by the fresh process
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["timing_attempts"] >= 2 and metrics["attempts"][0]["contention"] == ["simulated"]
+    # (on a busy machine the fresh attempts may be contended too: any may be published)
+    assert 1 <= metrics["accepted_attempt"] <= metrics["timing_attempts"]
+    assert metrics["results_reproduced"] is True
+    assert sorted(p.name for p in run.iterdir()) == ["history.csv", "metrics.json"]

@@ -17,7 +17,7 @@ import pytest
 
 from mlpstudy import cores, timing
 from mlpstudy.backends.base import TrainSpec
-from mlpstudy.backends.loop import run_epochs
+from mlpstudy.backends.loop import run_epochs, steady_epoch_s
 
 SPEC = TrainSpec(learning_rate=0.1, batch_size=1, epochs=3, seed=0, trial=0)
 HZ = os.sysconf("SC_CLK_TCK")
@@ -107,7 +107,7 @@ def test_a_busy_neighbour_on_the_same_cpu_shows_in_the_conditions(tmp_path, neig
     assert alloc.cpus == (cpu,) and metrics["pinned_cpus"] == str(cpu)
     assert metrics["timing_mode"] == "strict" and metrics["steal_scope"] == "pinned"
     # fair share of one CPU between two spinning processes: wall/CPU near 2
-    assert metrics["wall_cpu_ratio"] > 1.5 and timing.contended(metrics["wall_cpu_ratio"])
+    assert metrics["wall_cpu_ratio"] > 1.5 and timing.contended(metrics)
     # and the others' CPU time on our CPU is most of the loop's wall time
     assert metrics["others_cpu_s"] > 0.3 * metrics["training_time_s"]
 
@@ -214,3 +214,101 @@ def test_only_the_timed_loop_holds_the_dedicated_core(tmp_path, monkeypatch):
     affinity, allocation, held = seen["loop"]
     assert affinity == pinned and allocation is not None and len(held) == 1
     assert held_locks() == [] and os.sched_getaffinity(0) == before
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def conditions(wall=1.2, ratio=1.0, others=0.0, steal=0.0):
+    return {
+        "training_time_s": wall,
+        "wall_cpu_ratio": ratio,
+        "others_cpu_s": others,
+        "steal_s": steal,
+    }
+
+
+@pytest.mark.parametrize(
+    "metrics, reasons",
+    [
+        (conditions(), []),
+        # issue 21's first loop: NumPy batch 128, trial 0 of the sweep
+        (conditions(1.4, 1.28, 0.17), ["wall_cpu_ratio 1.28 > 1.10", "others_cpu_s 0.17 > 0.07"]),
+        # others' CPU alone, with the loop's wall/CPU still under 1.10
+        (conditions(1.2, 1.05, 0.12), ["others_cpu_s 0.12 > 0.07"]),
+        (conditions(1.2, 1.0, 0.0, 0.2), ["steal_s 0.20 > 0.07"]),
+        # clock-tick noise: 0.03 s of others on a 3 s loop (the full grid's median) is clean
+        (conditions(3.0, 1.04, 0.03, 0.02), []),
+        # a two-thread run sits below wall/CPU 1; not recorded (None) is not contention
+        (conditions(2.0, 0.55, None, None), []),
+        ({"wall_cpu_ratio": 1.5}, ["wall_cpu_ratio 1.50 > 1.10"]),
+    ],
+)
+def test_the_contention_rule(metrics, reasons):
+    assert timing.contention(metrics) == reasons
+    assert timing.contended(metrics) == bool(reasons)
+    assert (timing.contention_score(metrics) > 1) == bool(reasons)
+
+
+def test_the_score_orders_attempts_by_how_contended_they_were():
+    scores = [
+        timing.contention_score(m)
+        for m in (conditions(1.2, 1.3), conditions(1.2, 1.05, 0.5), conditions(1.2, 1.12))
+    ]
+    assert scores.index(min(scores)) == 2 and scores.index(max(scores)) == 1
+
+
+# --------------------------------------------------------------------------- steady state
+
+
+@pytest.mark.parametrize(
+    "times, steady",
+    [
+        ([1.8, 0.8, 0.9, 0.85], 0.85),  # median of epochs 2..4: the first is tracing
+        ([1.8, 0.8, 0.9], pytest.approx(0.85)),  # an even count: the mean of the middle two
+        ([0.7], 0.7),  # one epoch: the only one there is
+        ([], None),
+    ],
+)
+def test_steady_epoch_time_is_the_median_after_the_first(times, steady):
+    assert steady_epoch_s(times) == steady
+
+
+def test_a_diverged_run_has_a_steady_state_of_the_epochs_it_ran():
+    losses = iter([0.5, float("nan"), 0.4])
+    spent = iter([0.02, 0.06, 0.01])
+    result = run_epochs(
+        TrainSpec(0.1, 1, 3, 0, 0),
+        lambda epoch: None,
+        lambda data: busy(next(spent)),
+        lambda: (next(losses), 0.5, 0.5),
+    )
+    epochs = [row["epoch_s"] for row in result.history]
+    assert result.metrics["diverged_epoch"] == 2 and len(epochs) == 2
+    assert result.metrics["steady_epoch_s"] == epochs[1]  # the epoch that diverged
+    assert result.metrics["first_epoch_s"] == epochs[0]
+
+
+def test_the_loop_records_faults_clock_and_huge_pages():
+    metrics = train()
+    assert isinstance(metrics["major_faults"], int) and metrics["major_faults"] >= 0
+    assert metrics["steady_epoch_s"] > 0
+    share = metrics["process_hugepage_share"]
+    assert share is None or 0 <= share <= 1
+    mhz, source = timing.cpu_mhz()
+    assert metrics["cpu_mhz_source"] == source
+    assert (metrics["cpu_mhz"] is None) == (mhz is None)
+
+
+def test_cpu_clock_from_cpufreq_or_cpuinfo(tmp_path):
+    sysfs = tmp_path / "cpu"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\ncpu MHz\t\t: 2596.144\n\nprocessor\t: 1\ncpu MHz\t\t: 3100.5\n"
+    )
+    assert timing.cpu_mhz(1, sysfs, cpuinfo) == (3100.5, "cpuinfo")
+    (sysfs / "cpu1" / "cpufreq").mkdir(parents=True)
+    (sysfs / "cpu1" / "cpufreq" / "scaling_cur_freq").write_text("3500000\n")
+    assert timing.cpu_mhz(1, sysfs, cpuinfo) == (3500.0, "cpufreq")
+    assert timing.cpu_mhz(0, sysfs, cpuinfo) == (2596.144, "cpuinfo")
+    assert timing.cpu_mhz(0, sysfs, tmp_path / "missing") == (None, None)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from mlpstudy import runs, timing
 from mlpstudy.atomic import atomic_path
+from mlpstudy.backends.loop import steady_epoch_s
 
 #: The study's own columns (section 6.2), in its order; ``model`` is the backend.
 PAPER_COLUMNS = [
@@ -40,13 +41,27 @@ TABLE_COLUMNS = (
         "step_time_s",
         "eval_time_s",
         "first_epoch_s",
+        "steady_epoch_s",
         "cpu_time_s",
         "threads",
         "diverged",
     ]
 )
-#: The conditions of each timing (mlpstudy.timing, docs/timing.md).
-TIMING_COLUMNS = [*timing.COLUMNS, "others_cpu_s", "core_wait_s"]
+#: The conditions of each timing (mlpstudy.timing, docs/timing.md): ``contended`` is
+#: whether the published loop was still contended after re-timing (``timing_attempts``
+#: loops timed, ``mlpstudy.jobs``); what the workflow cannot control is recorded too
+#: (huge-page coverage of the data and of the process, the CPU's clock).
+TIMING_COLUMNS = [
+    *timing.COLUMNS,
+    "others_cpu_s",
+    "core_wait_s",
+    "contended",
+    "timing_attempts",
+    "major_faults",
+    "cpu_mhz",
+    "data_hugepage_share",
+    "process_hugepage_share",
+]
 EXTRA_COLUMNS = [
     "diverged_epoch",
     "import_time_s",
@@ -94,11 +109,17 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
         optimizer_settings=metrics.get("optimizer_settings", {}),
         run_dir=str(run_dir),
     )
+    if row["contended"] is None:  # a run recorded before re-timing existed
+        row["contended"] = timing.contended(metrics)
+    if row["timing_attempts"] is None:
+        row["timing_attempts"] = 1
     bench = run_dir / "benchmark.tsv"
     if bench.exists():
         b = pd.read_csv(bench, sep="\t").iloc[-1]
         row.update(job_wall_s=float(b["s"]), job_max_rss_mb=float(b["max_rss"]))
     history = pd.read_csv(run_dir / "history.csv")
+    if row["steady_epoch_s"] is None:
+        row["steady_epoch_s"] = steady_epoch_s(list(history["epoch_s"]))
     for column in reversed(KEYS):
         history.insert(0, column, row[column])
     return row, history
@@ -158,9 +179,9 @@ def _wildcards(key: dict[str, Any]) -> dict[str, Any]:
 
 
 def contended(table: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose timed loop waited for its CPU (wall/CPU above
-    ``timing.CONTENDED_WALL_CPU``)."""
-    return table[table["wall_cpu_ratio"].map(timing.contended)]
+    """The runs whose published timed loop was contended (``timing.contention``), after
+    every re-timing attempt: their times are not clean measurements."""
+    return table[table["contended"].astype(bool)]
 
 
 def collect(run_dirs: list[str], expected: dict) -> tuple[pd.DataFrame, pd.DataFrame]:

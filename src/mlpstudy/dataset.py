@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlpstudy import datasets, idx
+from mlpstudy import datasets, idx, memory
 from mlpstudy.atomic import atomic_path
 from mlpstudy.download import md5sum
 
@@ -117,20 +117,16 @@ def _same_type(found, expected) -> bool:
     return found == expected
 
 
-def _aligned_empty(rows: int, cols: int, align: int = 64) -> np.ndarray:
-    """An uninitialised (rows, cols) float32 array starting on an ``align``-byte boundary,
-    so that frameworks (TensorFlow through DLPack) can wrap it without a copy."""
-    nbytes = rows * cols * np.dtype(DTYPE).itemsize
-    buf = np.empty(nbytes + align, np.uint8)
-    offset = -buf.ctypes.data % align
-    return buf[offset : offset + nbytes].view(DTYPE).reshape(rows, cols)
-
-
 def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a split: (N, 784) float32 C-contiguous features and (N,) int64 labels."""
+    """Read a split: (N, 784) float32 C-contiguous features and (N,) int64 labels.
+
+    The features are allocated the same way in every run (``memory.empty``): in a
+    mapping of their own that starts on a huge-page boundary (so also 64-byte aligned,
+    as TensorFlow needs to wrap them without a copy) and is advised for huge pages.
+    """
     source = _open(path)
     n = source.metadata.num_rows
-    x, y = _aligned_empty(n, N_FEATURES), np.empty(n, np.int64)
+    x, y = memory.empty((n, N_FEATURES), DTYPE), np.empty(n, np.int64)
     try:
         fast = _plain_pages(source) and _read_plain_pixels(path, source, x)
     except DatasetError:

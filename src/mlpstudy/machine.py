@@ -8,6 +8,8 @@ import socket
 import sys
 from importlib import metadata
 
+from mlpstudy import memory
+
 
 def physical_cores() -> int:
     """Physical cores this process's workflow may use (hyper-threads counted once; a job
@@ -55,6 +57,9 @@ def environment() -> dict:
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "executable": sys.executable,
+        # what decides whether the run's memory gets huge pages (mlpstudy.memory)
+        "thp_enabled": memory.thp_mode(),
+        "malloc_hugetlb": memory.malloc_hugetlb(),
     }
     if "SLURM_JOB_ID" in os.environ:
         env["slurm_job_id"] = os.environ["SLURM_JOB_ID"]

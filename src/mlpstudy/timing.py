@@ -20,17 +20,34 @@ metrics (table columns in **bold**):
 - **overlapping_runs**: how many other training loops ran on this machine at some point
   of this one, counted from the loop registry of ``mlpstudy.cores`` at the start, after
   every epoch and at the end (distinct loops). None outside an allocation.
+- ``major_faults``: page faults of this process during the loop that had to read from
+  disk (code or data not in the page cache): the loop waited for I/O.
+- **cpu_mhz**: the clock of the (first) pinned CPU, the mean of its readings at the
+  loop's start and end, from cpufreq (``scaling_cur_freq``) where the kernel has it, else
+  ``/proc/cpuinfo``'s ``cpu MHz`` (in a VM often the nominal clock); ``cpu_mhz_source``
+  says which ("cpufreq" | "cpuinfo"), None where neither is readable.
+- **process_hugepage_share**: at the loop's end, the share of the process's anonymous
+  memory on transparent huge pages (``mlpstudy.memory``).
+
+:func:`contention` is the one rule that says whether a loop was contended, from these
+conditions; ``mlpstudy.jobs`` re-times a run whose loop was (docs/timing.md).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
-from . import cores
+from . import cores, memory
 
 #: A loop whose wall time exceeds its CPU time by more than this was contended.
 CONTENDED_WALL_CPU = 1.10
+#: Others' CPU time on the run's cores, or steal, above this share of the loop's wall
+#: time (plus :data:`TICK_NOISE_S`) means the loop was contended.
+CONTENDED_SHARE = 0.03
+#: ``/proc/stat`` counts in clock ticks (10 ms): this much of others' CPU is noise.
+TICK_NOISE_S = 0.03
 #: The names of the conditions that become table columns, in order.
 COLUMNS = ("wall_cpu_ratio", "steal_s", "pinned_cpus", "overlapping_runs", "timing_mode")
 
@@ -74,9 +91,11 @@ class LoopConditions:
         self.registry = cores.LoopRegistry(allocation.lock_dir) if allocation else None
         self.seen: set[str] = set()
         self._start = self._end = None
+        self._mhz: list[tuple[float | None, str | None]] = [(None, None)]
+        self._hugepages: float | None = None
 
     def _snapshot(self):
-        return cpu_times(self.stat_path), time.process_time()
+        return cpu_times(self.stat_path), time.process_time(), major_faults()
 
     def _look(self) -> None:
         if self.registry is not None:
@@ -86,6 +105,7 @@ class LoopConditions:
         if self.registry is not None:
             self.registry.register()
         self._look()
+        self._mhz = [cpu_mhz(self.pinned[0] if self.pinned else None)]
         self._start = self._snapshot()
         return self
 
@@ -95,6 +115,8 @@ class LoopConditions:
     def __exit__(self, *exc) -> None:
         self._end = self._snapshot()
         try:
+            self._mhz.append(cpu_mhz(self.pinned[0] if self.pinned else None))
+            self._hugepages = memory.process_hugepage_share()
             self._look()
         finally:
             if self.registry is not None:
@@ -102,7 +124,7 @@ class LoopConditions:
 
     def metrics(self, wall_s: float, cpu_s: float) -> dict:
         """The conditions, given the loop's own wall and CPU time."""
-        (stat0, cpu0), (stat1, cpu1) = self._start, self._end
+        (stat0, cpu0, faults0), (stat1, cpu1, faults1) = self._start, self._end
         rows = [f"cpu{c}" for c in self.pinned] or ["cpu"]
         hz = os.sysconf("SC_CLK_TCK")
         steal0, steal1 = _ticks(stat0, rows, [_STEAL_FIELD]), _ticks(stat1, rows, [_STEAL_FIELD])
@@ -112,6 +134,7 @@ class LoopConditions:
             if busy0 is not None and busy1 is not None:
                 others = max(0.0, (busy1 - busy0) / hz - (cpu1 - cpu0))
         alloc = self.allocation.metrics() if self.allocation else {}
+        readings = [mhz for mhz, _ in self._mhz if mhz is not None]
         return {
             "wall_cpu_ratio": wall_s / cpu_s if cpu_s > 0 else None,
             "steal_s": (steal1 - steal0) / hz if None not in (steal0, steal1) else None,
@@ -122,9 +145,80 @@ class LoopConditions:
             "timing_mode": alloc.get("timing_mode"),
             "reserve_used": alloc.get("reserve_used"),
             "core_wait_s": alloc.get("core_wait_s"),
+            "major_faults": None if None in (faults0, faults1) else faults1 - faults0,
+            "cpu_mhz": sum(readings) / len(readings) if readings else None,
+            "cpu_mhz_source": self._mhz[0][1],
+            "process_hugepage_share": self._hugepages,
         }
 
 
-def contended(wall_cpu_ratio) -> bool:
-    """Whether a loop's wall/CPU ratio says it waited for its CPU (the aggregation's report)."""
-    return wall_cpu_ratio is not None and wall_cpu_ratio > CONTENDED_WALL_CPU
+def _criteria(metrics: dict) -> list[tuple[str, float, float]]:
+    """(name, value, limit) of each recorded condition the contention rule checks."""
+    wall = metrics.get("training_time_s") or 0.0
+    limits = {
+        "wall_cpu_ratio": CONTENDED_WALL_CPU,
+        "others_cpu_s": CONTENDED_SHARE * wall + TICK_NOISE_S,
+        "steal_s": CONTENDED_SHARE * wall + TICK_NOISE_S,
+    }
+    return [(k, metrics[k], v) for k, v in limits.items() if metrics.get(k) is not None]
+
+
+def contention(metrics: dict) -> list[str]:
+    """Why a timed loop was contended, from its recorded conditions; empty if it was not.
+
+    The rule, the same everywhere (re-timing, aggregation, benchmarks): the loop waited
+    for its CPU (``wall_cpu_ratio`` above :data:`CONTENDED_WALL_CPU`), or something else
+    ran on its cores (``others_cpu_s``) or the hypervisor took them (``steal_s``) for more
+    than :data:`CONTENDED_SHARE` of its wall time ``training_time_s`` plus
+    :data:`TICK_NOISE_S`. A condition that was not recorded (None) counts as clean.
+    """
+    return [
+        f"{name} {value:.2f} > {limit:.2f}"
+        for name, value, limit in _criteria(metrics)
+        if value > limit
+    ]
+
+
+def contention_score(metrics: dict) -> float:
+    """How contended a loop was: the largest ratio of a checked condition to its limit
+    (above 1: contended). Re-timing publishes the attempt with the lowest score when
+    every attempt was contended."""
+    return max((value / limit for _, value, limit in _criteria(metrics)), default=0.0)
+
+
+def contended(metrics: dict) -> bool:
+    """Whether :func:`contention` finds a reason."""
+    return bool(contention(metrics))
+
+
+def major_faults(path: str = "/proc/self/stat") -> int | None:
+    """This process's major page faults so far (field 12 of ``/proc/self/stat``)."""
+    try:
+        with open(path) as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[9])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_mhz(cpu: int | None = None, sysfs: str = cores.SYSFS_CPU, cpuinfo: str = "/proc/cpuinfo"):
+    """(MHz, source) of ``cpu`` (default: the first one listed): cpufreq's current
+    frequency, else ``/proc/cpuinfo``'s ``cpu MHz``; (None, None) if neither is readable."""
+    if cpu is not None:
+        try:
+            khz = Path(sysfs, f"cpu{cpu}", "cpufreq", "scaling_cur_freq").read_text()
+            return int(khz) / 1000, "cpufreq"
+        except (OSError, ValueError):
+            pass
+    try:
+        with open(cpuinfo) as fh:
+            current = None
+            for line in fh:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name == "processor":
+                    current = int(value)
+                elif name == "cpu MHz" and (cpu is None or current == cpu):
+                    return float(value), "cpuinfo"
+    except (OSError, ValueError):
+        pass
+    return None, None

@@ -16,7 +16,7 @@ os.environ.update(
 
 try:
     from mlpstudy import config as cfg
-    from mlpstudy import cores, datasets, locks, order, runs
+    from mlpstudy import cores, datasets, locks, memory, order, runs
     from mlpstudy.backends import REGISTRY
     from mlpstudy.figures import figure_targets
 except ImportError as exc:
@@ -24,6 +24,11 @@ except ImportError as exc:
         f"cannot import the workflow's code from {SRC} ({exc}); are the dependencies "
         "installed? Run `make venv`, or see README for conda"
     )
+
+# Every job's malloc advises its large allocations for huge pages, so the frameworks'
+# tensors are placed the same way in every run (mlpstudy.memory, docs/timing.md); glibc
+# reads this when a process starts, hence here, for the jobs Snakemake starts.
+os.environ.update(memory.allocator_env())
 
 
 try:

@@ -13,11 +13,21 @@ try:
 except aggregate.ConsistencyError as exc:
     logging.error("%s", exc)
     raise
+for _, run in table[table["timing_attempts"] > 1].iterrows():
+    logging.info(
+        "re-timed: %s timed %d times (contended loops), published %s",
+        runs.run_dir({axis.name: run[axis.column] for axis in runs.AXES}),
+        run["timing_attempts"],
+        "a contended one" if run["contended"] else "the first uncontended one",
+    )
 for _, run in aggregate.contended(table).iterrows():
     logging.warning(
-        "contended timing: %s ran its loop at wall/CPU %.2f (steal %.2f s, %s other runs)",
+        "contended timing after %d attempts: %s ran its loop at wall/CPU %.2f "
+        "(others' CPU on its cores %.2f s, steal %.2f s, %s other runs)",
+        run["timing_attempts"],
         runs.run_dir({axis.name: run[axis.column] for axis in runs.AXES}),
         run["wall_cpu_ratio"],
+        run["others_cpu_s"] or 0.0,
         run["steal_s"] or 0.0,
         run["overlapping_runs"],
     )

@@ -11,12 +11,13 @@ A backend supplies three callables and this module does the rest:
 ``training_time_s`` is the study's training time (section 5.2): wall clock from the
 start of the training loop to its end, per-epoch evaluation included. ``epoch_s`` in the
 history is one epoch's shuffle + steps + evaluation; ``first_epoch_s`` is the first
-one's (it carries any tracing or compilation). ``cpu_time_s`` is the process's CPU time
-over the loop, all threads together: above ``training_time_s`` means several cores
-were busy. The conditions of the timing (``wall_cpu_ratio``, ``steal_s``,
-``pinned_cpus``, ``overlapping_runs``, ``timing_mode``, ...) come from
-``mlpstudy.timing.LoopConditions``, given the run's core allocation, if any: the
-loop takes its dedicated cores when it starts and frees them when it ends
+one's (it carries any tracing or compilation), ``steady_epoch_s`` the steady state
+(:func:`steady_epoch_s`: the median of the epochs after the first). ``cpu_time_s``
+is the process's CPU time over the loop, all threads together: above
+``training_time_s`` means several cores were busy. The conditions of the timing
+(``wall_cpu_ratio``, ``steal_s``, ``pinned_cpus``, ``overlapping_runs``, ``timing_mode``,
+...) come from ``mlpstudy.timing.LoopConditions``, given the run's core allocation, if
+any: the loop takes its dedicated cores when it starts and frees them when it ends
 (``mlpstudy.cores.timed_loop``), waiting for them untimed.
 """
 
@@ -30,6 +31,18 @@ from .. import cores, timing
 from .base import RunResult, TrainSpec, is_diverged, spec_fields
 
 EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def steady_epoch_s(epoch_times: list[float]) -> float | None:
+    """The steady-state epoch time: the median of the epoch times after the first (which
+    carries the one-off tracing, compilation and first touches of memory), or the only
+    epoch's time when there is one; None for none. A diverged run's epochs count up to
+    and including the one that diverged (it ran in full)."""
+    times = sorted(float(t) for t in epoch_times[1:]) or [float(t) for t in epoch_times[:1]]
+    if not times:
+        return None
+    mid = len(times) // 2
+    return times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
 
 
 def run_epochs(
@@ -81,6 +94,7 @@ def run_epochs(
         "eval_time_s": spent["eval"],
         "shuffle_time_s": spent["shuffle"],
         "first_epoch_s": history[0]["epoch_s"],
+        "steady_epoch_s": steady_epoch_s([row["epoch_s"] for row in history]),
         "cpu_time_s": cpu_time,
         "final_train_loss": last["train_loss"],
         "final_train_accuracy": last["train_accuracy"],
