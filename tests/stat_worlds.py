@@ -2,12 +2,16 @@
 histories.parquet), for the statistics' tests.
 
 A world is a grid of learning rates x batch sizes x trials for each backend. Accuracy is a
-smooth surface plus a backend offset, a **trial effect** shared by every cell of a trial, and
-cell noise, rounded to whole test images (1 / ``n_test``). Time is a per-backend surface
-times log-normal trial and run noise; step time is the time without the per-epoch
-evaluation. Loss curves fall at a backend's rate and bend with ``curvature``, with jitter
-that makes them rise now and then. ``identical`` copies NumPy's accuracy and loss curve to
-every other backend (a shared start with implementations that compute the same thing).
+smooth surface plus a backend offset, a **trial effect** shared by every cell of a trial, a
+**trial-by-cell interaction** (a per-trial slope on log10 lr and on log2 batch, which does
+not cancel from the slopes the claims test), and cell noise, rounded to whole test images
+(1 / ``n_test``). With ``start="shared"`` the backends' trial effects and trial slopes are
+correlated (``shared_corr``: the same start moves both), with ``"independent"`` they are
+drawn independently. Time is a per-backend surface times log-normal trial, trial-slope and
+run noise; step time is the time without the per-epoch evaluation. Loss curves fall at a
+backend's rate and bend with ``curvature``, with jitter around that curve. ``identical``
+copies NumPy's accuracy and loss curve to every other backend (a shared start with
+implementations that compute the same thing).
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ class Backend:
     acc_offset: float = 0.0
     acc_trial_sd: float = 0.0  # trial effect, shared by the cells of a trial
     acc_cell_sd: float = 0.002
+    acc_trial_slope_sd: float = 0.0  # per-trial slope per decade of lr and per doubling
     time: float = 15.0  # seconds at the smallest batch size
     time_batch_exp: float = 0.0  # time ~ (batch / smallest) ** exp
     time_lr_exp: float = 0.0  # time ~ (lr / smallest) ** exp
     time_trial_sd: float = 0.0  # log-normal, shared by the cells of a trial
+    time_trial_slope_sd: float = 0.0  # per-trial slope of log time (per decade, per doubling)
     time_sd: float = 0.01
     eval_share: float = 0.3
     rate: float = 0.3  # log loss per epoch
@@ -53,6 +59,7 @@ class World:
     acc_batch_lr: float = 0.005  # ... less steep by this per decade of learning rate
     identical: bool = False
     start: str = "shared"
+    shared_corr: float = 0.9  # correlation of the backends' trial effects with a shared start
     diverge: dict = field(default_factory=dict)  # (backend, lr, batch, trial) -> epoch
     extra: dict = field(default_factory=dict)  # constant extra columns of the run table
     histories: bool = True  # False: no loss curves (faster, for tests of the run table only)
@@ -67,18 +74,32 @@ def simulate(w: World) -> tuple[pd.DataFrame, pd.DataFrame]:
     surface = w.acc_base + w.acc_lr * L + (w.acc_batch + w.acc_batch_lr * L) * B
     e = np.arange(1, w.epochs + 1)
     first = next(iter(w.backends))
+    Lc, Bc = L - L.mean(), B - B.mean()
+    corr = w.shared_corr if w.start == "shared" else 0.0
+    common = rng.normal(0, 1, (6, w.trials))  # the start's part of every trial effect
+
+    def trial_effects(k: int) -> np.ndarray:
+        """[3, trial] standard-normal trial effects (level, lr slope, batch slope) of one
+        quantity: k = 0 accuracy, correlated across backends by a shared start; k = 1 time,
+        whose trial effects come from the machine, not the start (independent)."""
+        own = rng.normal(0, 1, (3, w.trials))
+        c = corr if k == 0 else 0.0
+        return c * common[3 * k : 3 * k + 3] + np.sqrt(1 - c**2) * own
+
     acc, curves = {}, {}
     runs, hist = [], []
     for name, p in w.backends.items():
         if w.identical and name != first:
             acc[name], curves[name] = acc[first], curves[first]
         else:
-            u = rng.normal(0, 1, w.trials)[None, None, :] * p.acc_trial_sd
+            z = trial_effects(0)[:, None, None, :]
+            u = z[0] * p.acc_trial_sd + (z[1] * Lc + z[2] * Bc) * p.acc_trial_slope_sd
             a = surface + p.acc_offset + u + rng.normal(0, 1, shape) * p.acc_cell_sd
             acc[name] = np.round(np.clip(a, 0, 1) * w.n_test) / w.n_test
             z = rng.normal(0, 1, (*shape, e.size))
             curves[name] = np.log(2.3) - p.rate * e + p.curvature * e**2 / w.epochs + p.jitter * z
-        v = rng.normal(0, 1, w.trials)[None, None, :] * p.time_trial_sd
+        z = trial_effects(1)[:, None, None, :]
+        v = z[0] * p.time_trial_sd + (z[1] * Lc + z[2] * Bc) * p.time_trial_slope_sd
         t = p.time * (bs / bs[0])[None, :, None] ** p.time_batch_exp
         t = t * (lrs / lrs[0])[:, None, None] ** p.time_lr_exp
         t = t * np.exp(v + rng.normal(0, 1, shape) * p.time_sd)
@@ -189,11 +210,19 @@ def against_world(**over) -> World:
 
 def noise_world(**over) -> World:
     """No structure, and noise too large for any effect or equivalence to be established on
-    a 3 x 3 grid with 3 trials; most of it is a per-trial effect, so that the spread of the
-    two backends cannot be told apart either. The noise is itself a spread of NumPy's time
-    over the grid: "tightly clustered" (claim 4) is false here."""
+    a 3 x 3 grid with 3 trials; much of it is per trial (a level and a slope per trial), so
+    that the slopes and the spread of the two backends cannot be told apart either. The
+    noise is itself a spread of NumPy's time over the grid: "tightly clustered" (claim 4)
+    is false here."""
     kw = dict(
-        acc_trial_sd=0.05, acc_cell_sd=0.03, time_trial_sd=0.5, time_sd=0.3, rate=0.2, jitter=0.2
+        acc_trial_sd=0.05,
+        acc_cell_sd=0.06,
+        acc_trial_slope_sd=0.01,
+        time_trial_sd=0.5,
+        time_trial_slope_sd=0.1,
+        time_sd=0.3,
+        rate=0.2,
+        jitter=0.2,
     )
     return World(
         acc_base=0.85,
@@ -313,12 +342,12 @@ def audit(n: int = 300) -> None:
         )
     # 3. claim 3's power with independent starts, by trials
     part = claims.claim_equal_accuracy(runs_of(realistic_world("independent"))).parts[0]
-    verdict, fn = part.power_of
+    verdict, fn = part.plan.verdict, part.plan.power
     ns = np.array([3, 5, 10, 20, 30])
     power = dict(zip(ns.tolist(), np.round(fn(ns), 2).tolist()))
     print(
         f"claim 3, independent starts: power to be {verdict} by trials {power}; 80 % needs "
-        f"{part.trials_needed}"
+        f"{part.trials_needed} (range {part.trials_range[0]}-{part.trials_range[1]})"
     )
 
 

@@ -40,7 +40,7 @@ def verdicts():
     return {
         "for": evaluate(W.for_world()),
         "against": evaluate(W.against_world()),
-        "noise": evaluate(W.noise_world(seed=3)),
+        "noise": evaluate(W.noise_world(seed=5)),
     }
 
 
@@ -63,18 +63,24 @@ WRONG_IN_NOISE = {3: "contradicted", **{i: "supported" for i in CLAIM_IDS if i !
 
 
 def test_noise_rarely_decides_and_almost_never_wrongly():
-    """Over 20 noise worlds: a wrong verdict for a claim in at most 10 % of them (each
-    one-sided test is at alpha = 5 %); any verdict at all in at most 30 % (a right one can
-    come from the noise: equal speed is below claim 7's 1.5x), except claim 4, whose
-    "tightly clustered" part the noise itself contradicts."""
+    """Over 200 noise worlds: a wrong verdict for any claim in at most 15 of them; any
+    verdict at all in at most 30 % (a right one can come from the noise: equal speed is
+    below claim 7's 1.5x), except claim 4, whose "tightly clustered" part the noise itself
+    contradicts.
+
+    Binomial: a claim wrong at rate alpha = 5 % (mean 10 of 200, sd 3.1) passes "at most
+    15" with probability 0.96; one wrong at 2 alpha (mean 20, sd 4.2) with 0.13 only, so a
+    size of 2 alpha fails (20 worlds could not tell 15 % from 5 %). Claim 3 is the one at
+    about alpha here: the noise (sd 8.5 pp per run) dwarfs its 1 pp margin, so equal mean
+    accuracy sits practically at the boundary of its beyond-margin test."""
     wrong, decided = collections.Counter(), collections.Counter()
-    seeds = range(20)
+    seeds = range(200)
     for seed in seeds:
-        w = dataclasses.replace(W.noise_world(seed=seed), epochs=4)
-        for r in claims.evaluate_claims(*W.simulate(w)):
+        w = dataclasses.replace(W.noise_world(seed=seed), epochs=5)
+        for r in claims.evaluate_claims(*W.simulate(w), plan_power=False):
             wrong[r.id] += r.verdict == WRONG_IN_NOISE[r.id]
             decided[r.id] += r.verdict != "inconclusive"
-    assert max(wrong.values()) <= 0.1 * len(seeds), wrong
+    assert max(wrong.values()) <= 15, wrong
     del decided[4]
     assert max(decided.values()) <= 0.3 * len(seeds), decided
 
@@ -188,8 +194,22 @@ def test_claim_8_degrees_of_freedom_follow_the_trial_effect():
     strong = claim8_null(0.95, seed=1).parts[0]
     none = claim8_null(0.0, seed=1).parts[0]
     assert strong.df < 6  # close to T - 1 = 2: the trial is the replicate
-    assert none.df > 35  # close to C (T - 1) = 50: cells are replicates when trials share nothing
+    # without a trial effect many more, though short of C (T - 1) = 50: the df take the
+    # trial mean square at its upper 90 % bound (stats.spread_df)
+    assert min(none.details["df1"], none.details["df2"]) >= 8
+    assert max(none.details["df1"], none.details["df2"]) > 20
     assert none.details["cells"] == 25 and none.details["trials"] == 3
+
+
+def test_claim_8_each_backend_has_its_own_degrees_of_freedom():
+    """NumPy's spread at the cell level, TensorFlow's a trial effect: df1 >> df2."""
+    backends = {
+        "numpy": W.Backend(acc_cell_sd=0.01),
+        "tensorflow": W.Backend(acc_trial_sd=0.01 * np.sqrt(0.95), acc_cell_sd=0.01 * 0.22),
+    }
+    w = W.World(backends=backends, seed=2, start="independent", histories=False)
+    det = claims.claim_numpy_higher_variance(runs_of(w)).parts[0].details
+    assert det["df1"] > 12 and det["df2"] < 6
 
 
 def test_claim_8_time_reading_is_its_own_part():
@@ -257,33 +277,6 @@ def test_claim_7_at_its_threshold_goes_either_way_at_most_at_alpha():
 
     r = rate(one)
     assert r.get("supported", 0) <= MARGIN_RATE and r.get("contradicted", 0) <= MARGIN_RATE, r
-
-
-def test_claim_8_at_its_margin_is_rarely_contradicted():
-    """NumPy's accuracy spreads exactly 1.5x as much: not "equal within 1.5"."""
-
-    def one(seed):
-        backends = {
-            "numpy": W.Backend(acc_cell_sd=0.006, time_sd=0.015),
-            "tensorflow": W.Backend(acc_cell_sd=0.004, time_sd=0.01),
-        }
-        w = W.World(backends=backends, seed=seed, histories=False)
-        return claims.claim_numpy_higher_variance(runs_of(w)).parts[0].verdict
-
-    assert rate(one).get("contradicted", 0) <= MARGIN_RATE
-
-
-@pytest.mark.parametrize("sign", [+1, -1])
-def test_direction_part_at_its_margin_is_rarely_contradicted(sign):
-    """Claims 1, 2, 5, 6, 9: an effect exactly at the negligibility margin is not
-    "negligible"; a direction part may call it so at most at alpha."""
-    rng = np.random.default_rng(0)
-    m, hits, n = 0.01, 0, 400
-    for _ in range(n):
-        x = sign * (m + rng.normal(0, 0.004, 3))
-        p = claims.direction_part(claims.Part("x", "", ""), x, sign, claims.DEFAULTS, m)
-        hits += p.p_contradict < ALPHA
-    assert hits / n <= 0.08
 
 
 # --------------------------------------------------------------------------- mutations
@@ -354,13 +347,15 @@ def test_zero_spread_has_the_resolution_of_the_accuracy():
 # --------------------------------------------------------------------------- claim 9
 
 
-def test_noise_measure_ignores_curvature_and_counts_rises():
+def test_roughness_ignores_curvature_and_sees_jagged_monotone_curves():
     e = np.arange(1, 11)
+    jag = np.random.default_rng(0).normal(0, 0.05, e.size)
     curves = {
         0: np.exp(-0.3 * e),  # straight on the log scale
         1: np.exp(-0.9 * e + 0.04 * e**2),  # bends strongly, never rises
         2: np.exp(-0.3 * e + 0.5 * (e % 2)),  # zig-zag: rises 0.2 every other epoch
         3: np.r_[np.exp(-0.3 * e[:4]), np.nan],  # diverged at epoch 5
+        4: np.exp(-0.25 * e + jag),  # falls 0.25 per epoch, jitter 0.05: never rises
     }
     h = pd.concat(
         pd.DataFrame(
@@ -376,24 +371,63 @@ def test_noise_measure_ignores_curvature_and_counts_rises():
         for k, c in curves.items()
     )
     f = claims.curve_features(h, epochs=10).set_index("trial")
-    assert f.loc[0, "noise"] == 0 and f.loc[1, "noise"] == pytest.approx(0, abs=1e-12)
-    assert f.loc[2, "noise"] > 0.01
+    assert f.loc[0, "roughness"] == pytest.approx(0, abs=1e-12)
+    assert f.loc[1, "roughness"] == pytest.approx(0, abs=1e-12)  # quadratic: no roughness
+    assert f.loc[2, "roughness"] > 0.1
     assert f.loc[2, "rises"] == 4 and f.loc[0, "rises"] == 0
+    assert f.loc[4, "rises"] == 0 and f.loc[4, "roughness"] == pytest.approx(0.05, rel=0.6)
     assert f.loc[3, "diverged"] and not f.loc[0, "diverged"]
-    assert f.loc[3, "noise"] > f.loc[2, "noise"]  # diverged: rises to the worst loss and stays
+    assert f.loc[3, "roughness"] > 0.05  # diverged: jumps to the worst loss and stays
     assert f.loc[3, "mean_log_loss"] > f.loc[0, "mean_log_loss"]
+
+
+def test_roughness_estimates_the_jitter():
+    """White noise of sd s around any smooth curve: roughness about s (scaled for the
+    residual's degrees of freedom)."""
+    rng = np.random.default_rng(1)
+    e = np.arange(1, 11)
+    y = -0.4 * e + 0.02 * e**2 + rng.normal(0, 0.03, (4000, e.size))
+    assert np.sqrt(np.mean(claims.roughness(y) ** 2)) == pytest.approx(0.03, rel=0.02)
 
 
 def test_faster_bending_curves_are_not_rougher():
     """Both backends' curves never rise; TensorFlow's bend more. The old second-difference
     measure called TensorFlow rougher; the noise measure finds no difference."""
     backends = {
-        "numpy": W.Backend(jitter=0.0, rate=0.3),
-        "tensorflow": W.Backend(jitter=0.0, rate=0.6, curvature=0.25),
+        "numpy": W.Backend(jitter=0.01, rate=0.3),
+        "tensorflow": W.Backend(jitter=0.01, rate=0.6, curvature=0.25),
     }
-    runs, hist = W.simulate(W.World(backends=backends, **W.SMALL))
+    runs, hist = W.simulate(W.World(backends=backends))
     r = claims.claim_tensorflow_smoother(hist, claims.DEFAULTS, stats.check_runs(runs))
-    assert r.parts[0].verdict == "contradicted"  # no difference in noise: within the margin
+    assert abs(r.parts[0].estimate) < 0.05  # the same jitter, whatever the bend
+    assert r.parts[0].verdict != "supported"
+    runs, hist = W.simulate(W.World(backends=backends, trials=5))
+    r = claims.claim_tensorflow_smoother(hist, claims.DEFAULTS, stats.check_runs(runs))
+    assert r.parts[0].verdict == "contradicted"  # with 5 trials: not 1.1 times as rough
+
+
+def claim9_world(numpy: W.Backend, tensorflow: W.Backend):
+    w = W.World(backends={"numpy": numpy, "tensorflow": tensorflow})
+    runs, hist = W.simulate(w)
+    return claims.claim_tensorflow_smoother(hist, claims.DEFAULTS, stats.check_runs(runs))
+
+
+def test_smoother_if_not_by_much_is_supported():
+    """The issue's first world: NumPy's loss rises in most runs, TensorFlow's never (the
+    isotonic noise: median 0.006 vs 0, interval of the difference [0.005, 0.008], was
+    "contradicted" by the absolute margin 0.01). Smoother, if not by much: supported."""
+    r = claim9_world(W.Backend(rate=0.01, jitter=0.008), W.Backend(rate=0.01, jitter=0.0005))
+    rises = int(r.numbers["runs whose loss ever rises, numpy"].split()[0])
+    assert rises >= 60 and r.numbers["runs whose loss ever rises, tensorflow"] == "0 of 75"
+    assert r.parts[0].verdict == "supported", r.parts[0]
+
+
+def test_jagged_monotone_curves_are_rougher():
+    """The issue's second world: the loss falls 0.25 per epoch with jitter 0.05, so it never
+    rises (isotonic noise 0), against TensorFlow's smooth curves: supported."""
+    r = claim9_world(W.Backend(rate=0.25, jitter=0.05), W.Backend(rate=0.25, jitter=0.002))
+    assert r.numbers["runs whose loss ever rises, numpy"] == "0 of 75"
+    assert r.parts[0].verdict == "supported", r.parts[0]
 
 
 def test_diverged_runs_are_counted_not_dropped():
@@ -402,9 +436,9 @@ def test_diverged_runs_are_counted_not_dropped():
     w = dataclasses.replace(W.realistic_world("shared"), diverge=div)
     runs, hist = W.simulate(w)
     r = {x.id: x for x in claims.evaluate_claims(runs, hist)}
-    assert r[9].numbers["diverged runs, numpy (counted as curves that rise to the worst loss)"] == 3
+    assert r[9].numbers["diverged runs, numpy (counted as curves that jump to the worst loss)"] == 3
     assert r[9].parts[0].verdict == "supported"
-    assert r[9].parts[0].estimate > claims.SMOOTHNESS_MARGIN
+    assert r[9].parts[0].ci[0] > np.log(claims.SMOOTHNESS_MARGIN)
     assert r[1].verdict == "supported"  # the diverged runs' accuracy is kept
 
 
@@ -417,8 +451,10 @@ def test_inconclusive_parts_state_power_and_trials_needed():
     assert part.verdict == "inconclusive"
     assert 0 <= part.power < 0.8 and part.power_for == "supported"
     n = part.trials_needed
-    fn = part.power_of[1]
+    fn = part.plan.power
     assert n > 3 and fn(np.array([n]))[0] >= 0.8 > fn(np.array([n - 1]))[0]
+    lo, hi = part.trials_range  # over the spread's 90 % interval
+    assert lo <= n and (hi is None or hi >= n)
     every = [p for c in r.values() for p in c.parts if p.verdict == "inconclusive"]
     assert every and all(np.isfinite(p.power) for p in every if np.isfinite(p.estimate))
 
@@ -485,7 +521,7 @@ def test_single_level_grids_and_too_few_epochs():
     res = {r.id: r for r in claims.evaluate_claims(runs, hist)}
     assert "only one learning rate" in res[1].reason
     assert "only one batch size" in res[2].reason
-    assert "noise of a curve needs >= 3" in res[9].reason
+    assert "roughness of a curve needs >= 5" in res[9].reason
     assert res[9].verdict == "inconclusive"
 
 
@@ -616,7 +652,7 @@ def test_starts_attribute_the_accuracy_differences_when_the_run_supports_it(tmp_
     assert pair.verdict == "supported" and pair.spread.details["floored2"]
     assert pair.sentences[0].startswith("With a shared start the two implementations reach")
     assert "come from their starts, not from the implementations" in pair.sentences[0]
-    assert [r.id for r in pair.claims["shared"]] == [3, 8, 9]
+    assert list(pair.claims["shared"]) == list(range(1, 10))
     md = (tmp_path / "starts.md").read_text()
     assert "## dataset=mnist, optimizer=sgd, threads=1" in md
     assert (

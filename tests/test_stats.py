@@ -61,6 +61,8 @@ def compare(table, **kw):
 def test_columns_and_one_row_per_cell_metric_pair():
     cmp = compare(small_table())
     assert list(cmp.columns) == list(stats.COLUMNS)
+    assert set(cmp.start) == {"not recorded"}  # the table has no start column
+    assert set(compare(small_table().assign(start="shared")).start) == {"shared"}
     assert len(cmp) == 2 * 2  # 2 cells x 2 metrics (no step time in this table) x 1 pair
     assert set(cmp.backend_a) == {"numpy"} and set(cmp.backend_b) == {"tensorflow"}
     assert set(cmp.test) == {stats.TEST_NAME}
@@ -272,13 +274,26 @@ def test_float32_rounding_of_the_same_accuracy_is_no_difference():
 
 def test_power_functions_by_known_values():
     assert stats.power_one_sided(0.0, 1.0, 10, 0.05) == pytest.approx(0.05)
-    assert stats.power_tost(0.0, 0.01, 200, 0.01, 0.05) == pytest.approx(1.0)
-    assert stats.power_tost(0.01, 0.01, 200, 0.01, 0.05) == pytest.approx(0.05)  # at the margin
+    assert stats.power_tost(0.0, 0.01, 200, 0.01, 0.05)[0] == pytest.approx(1.0)
+    # at the margin: exactly alpha with many trials (the upper test alone binds)
+    assert stats.power_tost(0.01, 0.01, 200, 0.01, 0.05)[0] == pytest.approx(0.05, abs=1e-4)
     fn = lambda n: stats.power_one_sided(0.5, 1.0, n, 0.05)  # noqa: E731
     n = stats.trials_needed(fn, 0.8)
     assert fn(np.array([n]))[0] >= 0.8 > fn(np.array([n - 1]))[0]
     assert n == 27  # one-sided t-test, d = 0.5, 80 % (Cohen's table: 26-27)
     assert stats.trials_needed(lambda n: np.zeros(np.size(n)), 0.8) is None
+    # every n from 2 to 60 where the target is first reached, found on the coarse grid or
+    # by bisection
+    for target_n in (2, 3, 17, 60):
+        assert stats.trials_needed(lambda n, k=target_n: np.asarray(n) >= k, 0.8) == target_n
+
+
+def test_sd_interval_with_two_degrees_of_freedom_by_hand():
+    # chi-square with 2 df: quantile u is -2 log(1 - u)
+    lo, hi = stats.sd_interval(1.0, 2, 0.9)
+    assert lo == pytest.approx(math.sqrt(2 / (-2 * math.log(0.05))))
+    assert hi == pytest.approx(math.sqrt(2 / (-2 * math.log(0.95))))
+    assert (lo, hi) == pytest.approx((0.578, 4.42), abs=0.01)
 
 
 # --------------------------------------------------------------------------- spread
@@ -299,16 +314,49 @@ def test_spread_ratio_and_its_f_tests():
     rng = np.random.default_rng(0)
     y1 = rng.normal(0, 2, (25, 3))
     y2 = rng.normal(0, 1, (25, 3))
-    ratio, df, det = stats.spread_ratio(y1, y2)
+    ratio, (df1, df2), det = stats.spread_ratio(y1, y2)
     assert ratio == pytest.approx(det["var1"] / det["var2"])
-    tests = stats.f_ratio_tests(ratio, df, 1.5, 0.9)
+    assert (det["df1"], det["df2"]) == (df1, df2)
+    tests = stats.f_ratio_tests(ratio, df1, df2, 1.5**2, 0.9)
     from scipy import stats as sps
 
-    assert tests["p_greater"] == pytest.approx(sps.f.sf(ratio, df, df))
+    assert tests["p_above"] == pytest.approx(sps.f.sf(ratio / 2.25, df1, df2))
+    assert tests["p_below"] == pytest.approx(sps.f.cdf(ratio / 2.25, df1, df2))
     lo, hi = tests["ci"]
-    assert lo < 4 < hi and lo == pytest.approx(ratio / sps.f.ppf(0.95, df, df))
+    assert lo < 4 < hi and lo == pytest.approx(ratio / sps.f.ppf(0.95, df1, df2))
     same, _, _ = stats.spread_ratio(y1, y1.copy())
     assert same == 1.0
     # no spread at all: the floor, as a trial-level component (df of T - 1)
-    flat, df0, _ = stats.spread_ratio(np.ones((4, 3)), np.ones((4, 3)), 0.1, 0.1)
-    assert flat == 1.0 and df0 == pytest.approx(2.0)
+    flat, dfs, _ = stats.spread_ratio(np.ones((4, 3)), np.ones((4, 3)), 0.1, 0.1)
+    assert flat == 1.0 and dfs == pytest.approx((2.0, 2.0))
+
+
+def test_each_layouts_df_comes_from_its_own_components():
+    """A pure trial effect gives T - 1 degrees of freedom, pure cell noise many more; the
+    trial mean square is taken at its upper 90 % bound, so no more than Satterthwaite's
+    from the point estimate, and the vectorised form agrees with the one-layout form."""
+    rng = np.random.default_rng(1)
+    trial = rng.normal(0, 1, (1, 3)) + 0.01 * rng.normal(0, 1, (25, 3))
+    cells = rng.normal(0, 1, (200, 25, 3))  # 200 layouts without a trial effect
+    _, df_trial, share, _ = stats.spread_of(trial)
+    _, df_cells, _, _ = stats.spread_of(cells)
+    assert df_trial == pytest.approx(2.0, abs=0.1) and share > 0.99
+    a, b, c, t = stats.variance_components(cells)
+    assert np.median(df_cells) > 15 and np.all(df_cells <= stats.satterthwaite_df(a, b, c, t))
+    one = [stats.spread_of(y)[1] for y in cells[:5]]
+    assert one == pytest.approx(list(df_cells[:5]))
+
+
+def test_steady_epoch_time_is_compared_and_contended_times_are_left_out():
+    """steady_epoch_s (median epoch time after the first, issue 21) is compared like step
+    time; a run whose timed loop was contended loses its times (not its accuracy)."""
+    t = small_table().assign(steady_epoch_s=lambda d: d.training_time_s / 10, contended=False)
+    t.loc[(t.model == "numpy") & (t.trial == 2), "contended"] = True
+    cmp = compare(t)
+    assert "steady_epoch_s" in set(cmp.metric)
+    r = row(cmp, 0.1, "steady_epoch_s")
+    assert r.scale == "log" and (r.n_a, r.n_b, r.n_pairs) == (2, 3, 2)
+    assert row(cmp, 0.1, "training_time_s").n_a == 2
+    assert row(cmp, 0.1).n_a == 3  # accuracy kept
+    # without the column, every time counts, as before
+    assert row(compare(small_table()), 0.1, "training_time_s").n_a == 3

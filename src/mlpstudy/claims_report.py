@@ -10,7 +10,6 @@ A block is a tuple: ("h1" | "h2" | "h3" | "p" | "quote", text), ("ul", [items]) 
 from __future__ import annotations
 
 import dataclasses
-import html
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +17,12 @@ import pandas as pd
 
 from mlpstudy import claims, gridmodels, stats
 from mlpstudy.claims import INCONCLUSIVE, ClaimResult, Part, Settings
+from mlpstudy.claims import grids as G
+from mlpstudy.claims.render import num, to_html, to_markdown
+
+__all__ = ["num", "to_html", "to_markdown"]  # rendering, also for mlpstudy.starts
 
 TITLE = "Claims of the study, tested on this run"
-
-
-def num(x) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, (bool, np.bool_)):
-        return str(bool(x))
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, (float, np.floating)):
-        if not np.isfinite(x):
-            return "n/a" if np.isnan(x) else ("inf" if x > 0 else "-inf")
-        return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
-    return str(x)
 
 
 def estimate(p: Part) -> str:
@@ -45,17 +34,34 @@ def estimate(p: Part) -> str:
     return text
 
 
+def trials_text(n: int | None) -> str:
+    return str(n) if n else f">{stats.MAX_TRIALS}"
+
+
+def needed_text(p: Part) -> str:
+    """Trials needed, with its range over the spread's interval: "46 (14-433)"."""
+    lo, hi = p.trials_range
+    text = trials_text(p.trials_needed)
+    if lo is not None or hi is not None:
+        text += f" ({trials_text(lo)}-{trials_text(hi)})"
+    return text
+
+
+def power_now_text(p: Part) -> str:
+    lo, hi = p.power_range
+    text = f"{p.power:.0%}"
+    if np.isfinite(lo) and np.isfinite(hi):
+        text += f" ({min(lo, hi):.0%}-{max(lo, hi):.0%})"
+    return text
+
+
 def power_text(p: Part, settings: Settings) -> str:
     if p.verdict != INCONCLUSIVE or not np.isfinite(p.power):
         return ""
-    need = (
-        f"{p.trials_needed} trials"
-        if p.trials_needed
-        else f"more than {stats.MAX_TRIALS} trials (the estimate sits at the boundary)"
-    )
     return (
-        f"{p.power:.0%} to be {p.power_for} at {p.trials} trials; "
-        f"{settings.power_target:.0%} needs {need}"
+        f"{power_now_text(p)} to be {p.power_for} at {p.trials} trials; "
+        f"{settings.power_target:.0%} needs {needed_text(p)} trials"
+        + ("" if p.trials_needed else " (the estimate sits at the boundary)")
     )
 
 
@@ -105,9 +111,12 @@ def how_blocks(settings: Settings) -> list[tuple]:
         (
             "ul",
             [
-                "direction: supported if the one-sided test in the claimed direction gives "
-                "p < alpha; contradicted if the opposite one-sided test does, or (where a "
-                "margin is given) TOST shows the effect lies within +-margin.",
+                "direction (a claimed sign; for a material effect, beyond a margin): "
+                "supported if the effect lies significantly beyond sign x margin on the "
+                "claimed side, contradicted if significantly short of it (for a bare sign "
+                "the boundary is 0). Both tests are against the same boundary, so a true "
+                "effect exactly there is supported and contradicted each at most alpha of "
+                "the time, however many trials there are.",
                 "equivalence: supported if TOST shows the effect within +-margin; "
                 "contradicted if the effect lies significantly outside +-margin.",
                 "threshold: supported / contradicted by the one-sided tests either side.",
@@ -123,7 +132,9 @@ def how_blocks(settings: Settings) -> list[tuple]:
                 "Power (inconclusive parts): if the true effect and spread were as "
                 "estimated here, the chance that a run with this many trials reaches the "
                 "verdict the estimate points to, and the trials that give "
-                f"{settings.power_target:.0%}.",
+                f"{settings.power_target:.0%}; in brackets the range over the 90 % "
+                "interval of the spread (with 3 trials the spread is known to within a "
+                "factor 0.58-4.4, so the trials needed to within a factor of about 20).",
             ],
         )
     )
@@ -138,7 +149,7 @@ def how_blocks(settings: Settings) -> list[tuple]:
 
 
 def claim_blocks(r: ClaimResult, settings: Settings) -> list[tuple]:
-    b = [("h2", f"Claim {r.id}: {r.title} — {r.verdict.upper()}")]
+    b = [("h2", f"Claim {r.id}: {r.title} — {r.verdict.upper()} (start: {r.start})")]
     b.append(("quote", f"{r.quote} — study, section {r.section}"))
     b.append(
         (
@@ -195,19 +206,37 @@ def summary_blocks(results: list[ClaimResult], settings: Settings) -> list[tuple
             str(r.id),
             r.title,
             r.section,
+            r.start,
             r.verdict.upper(),
             num(r.p_verdict),
             "-" if s is None else ("yes" if s else "no"),
         ]
         for r, s in zip(results, stands, strict=True)
     ]
-    head = ["#", "claim", "section", "verdict", "p of the verdict", "stands under Holm (9 claims)"]
-    return [("table", head, rows), ("p", family_text(results, settings))]
+    head = ["#", "claim", "section", "start", "verdict", "p of the verdict"]
+    head.append("stands under Holm (9 claims)")
+    return [("table", head, rows), ("p", family_text(results, settings)), *start_blocks(results)]
+
+
+def start_blocks(results: list[ClaimResult]) -> list[tuple]:
+    """What the start column means, when a verdict was reached under a shared start."""
+    if not any(r.start == "shared" for r in results):
+        return []
+    return [
+        (
+            "p",
+            "Every verdict above was reached with a shared start (both backends from the "
+            "same initial weights and batch order in each trial). Claims 3, 8 and 9 then "
+            "test whether the two implementations compute the same thing from the same "
+            "start, not the study's setting: the study's backends each drew their own "
+            "start (start: independent; results/starts.md sets the two side by side).",
+        )
+    ]
 
 
 def power_blocks(results: list[ClaimResult], settings: Settings) -> list[tuple]:
     rows = [
-        [f"{r.id}", p.name, p.power_for, f"{p.power:.0%}", num(p.trials_needed or None)]
+        [f"{r.id}", p.name, p.power_for, power_now_text(p), needed_text(p)]
         for r in results
         for p in r.parts
         if p.verdict == INCONCLUSIVE and np.isfinite(p.power)
@@ -221,9 +250,14 @@ def power_blocks(results: list[ClaimResult], settings: Settings) -> list[tuple]:
             f"Every inconclusive part with an estimate: the verdict its estimate points to, "
             f"the chance of reaching it with this run's trials, and the trials that give "
             f"{settings.power_target:.0%} if the effect and the spread are as estimated "
-            f"(n/a: more than {stats.MAX_TRIALS}).",
+            f"(>{stats.MAX_TRIALS}: more than that). In brackets: the range over the 90 % "
+            "interval of the spread, which few trials leave wide; plan with the upper end.",
         ),
-        ("table", ["claim", "part", "points to", "power now", "trials needed"], rows),
+        (
+            "table",
+            ["claim", "part", "points to", "power now (range)", "trials needed (range)"],
+            rows,
+        ),
     ]
 
 
@@ -355,20 +389,23 @@ def conditions(runs: pd.DataFrame, options: dict | None = None) -> list[tuple[st
     rows.append(("start modes", ", ".join(starts) if starts else "not recorded"))
     v = values("threads")
     rows.append(("threads per run", ", ".join(v) if v else "not recorded"))
+    n = G.contended_count(runs)
+    rows.append(
+        (
+            "contended runs (times left out)",
+            "not recorded" if n is None else f"{n} of {len(runs)}" if n else "none",
+        )
+    )
     _, lrs, batches = claims.axes(runs)
     rows.append(
         (
             "grid",
-            f"backends {', '.join(claims._backends(runs))}; {lrs.size} learning rates x "
+            f"backends {', '.join(G.backends(runs))}; {lrs.size} learning rates x "
             f"{batches.size} batch sizes x {runs['trial'].nunique()} trials; "
-            + (
-                f"{int(runs['epochs'].max())} epochs"
-                if claims._has(runs, "epochs")
-                else "epochs n/a"
-            ),
+            + (f"{int(runs['epochs'].max())} epochs" if G.has(runs, "epochs") else "epochs n/a"),
         )
     )
-    for b in claims._backends(runs):
+    for b in G.backends(runs):
         opts = (options or {}).get(b)
         if opts:
             rows.append((f"options of {b}", ", ".join(f"{k}={v}" for k, v in opts.items())))
@@ -389,7 +426,7 @@ def conditions(runs: pd.DataFrame, options: dict | None = None) -> list[tuple[st
         ("steal_s", "CPU time stolen by the hypervisor [s]", "{:.3g}"),
         ("overlapping_runs", "other runs overlapping a run", "{:.0f}"),
     ):
-        if claims._has(runs, col):
+        if G.has(runs, col):
             rows.append((label, _spread_text(runs, col, fmt)))
         else:
             rows.append((label, "not recorded"))
@@ -412,67 +449,6 @@ def _spread_text(runs: pd.DataFrame, col: str, fmt: str) -> str:
                 f"{fmt.format(x.max())}"
             )
     return "; ".join(parts) if parts else "not recorded"
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def to_markdown(bl: list[tuple]) -> str:
-    out = []
-    for kind, *rest in bl:
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + f" {rest[0]}\n")
-        elif kind == "p":
-            out.append(f"{rest[0]}\n")
-        elif kind == "quote":
-            out.append(f"> {rest[0]}\n")
-        elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in rest[0]) + "\n")
-        elif kind == "table":
-            head, rows = rest
-            lines = ["| " + " | ".join(map(_md_cell, head)) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
-            out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
-
-
-STYLE = (
-    "body{font-family:sans-serif;max-width:75em;margin:auto}"
-    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
-    ".SUPPORTED,.supported{background:#dfd}.CONTRADICTED,.contradicted{background:#fdd}"
-    ".INCONCLUSIVE,.inconclusive{background:#eee}"
-    "blockquote{border-left:3px solid #999;margin-left:0;padding-left:1em}"
-)
-
-
-def to_html(bl: list[tuple], title: str) -> str:
-    e = html.escape
-    body = []
-    for kind, *rest in bl:
-        if kind in ("h1", "h2", "h3"):
-            body.append(f"<{kind}>{e(rest[0])}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{e(rest[0])}</p>")
-        elif kind == "quote":
-            body.append(f"<blockquote>{e(rest[0])}</blockquote>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{e(i)}</li>" for i in rest[0]) + "</ul>")
-        elif kind == "table":
-            head, rows = rest
-            th = "".join(f"<th>{e(h)}</th>" for h in head)
-            trs = "".join(
-                "<tr>" + "".join(f'<td class="{e(str(c))}">{e(str(c))}</td>' for c in row) + "</tr>"
-                for row in rows
-            )
-            body.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>'
-        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
 
 
 def render_markdown(results, settings: Settings | None = None, **context) -> str:
@@ -501,7 +477,7 @@ def write_claims(
     comparison = pd.read_csv(comparison_path) if comparison_path else None
     settings = dataclasses.replace(Settings(), **overrides)
     if settings.accuracy_step is None:
-        settings = dataclasses.replace(settings, accuracy_step=claims._step(runs, settings))
+        settings = dataclasses.replace(settings, accuracy_step=G.resolution(runs, settings))
     results = claims.evaluate_claims(runs, histories, comparison, settings)
     context = dict(
         runs=runs,

@@ -31,9 +31,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from mlpstudy import stats
-from mlpstudy.defaults import CONFIDENCE
-
-REFERENCE = "numpy"  # the study's own implementation: every other backend is compared with it
+from mlpstudy.defaults import CONFIDENCE, REFERENCE
 
 
 @dataclass

@@ -3,8 +3,9 @@ differ only by ``start`` (same dataset, optimizer and threads).
 
 For each such pair of studies:
 
-* claims 3, 8 and 9 under each start mode, side by side (the claims about the two backends'
-  agreement, spread and loss curves are the ones a shared start can decide by itself);
+* the verdicts of all nine claims under each start mode, side by side (the table the
+  README shows), and claims 3, 8 and 9 part by part (the claims about the two backends'
+  agreement, spread and loss curves are the ones a shared start changes the meaning of);
 * the attribution test: do the implementations' accuracy differences come from their starts?
   The per-run difference d = accuracy NumPy - accuracy TensorFlow (same cell, same trial)
   spreads across trials under both modes; if the starts cause it, it spreads more under
@@ -12,10 +13,11 @@ For each such pair of studies:
   as claim 8 (``stats.spread_ratio``), the ratio is tested one-sided (independent > shared),
   and 1 - var(shared) / var(independent) is the share of the differences the start explains.
   The statement "the differences come from the starts, not from the implementations" is
-  supported when that spread is significantly larger with independent starts and the shared
+  supported when that spread is significantly more than ``sd_ratio_margin`` times larger
+  with independent starts (the same material-direction rule as claim 8) and the shared
   start gives equivalent accuracy in every cell (claim 3 supported); contradicted when the
-  spread is significantly not larger (less, or within a factor ``sd_ratio_margin``) or
-  claim 3 is contradicted under the shared start; inconclusive otherwise;
+  spread is significantly less than that or claim 3 is contradicted under the shared
+  start; inconclusive otherwise;
 * what the README may say, as sentences chosen by those verdicts.
 """
 
@@ -34,7 +36,6 @@ from mlpstudy.claims import (
     NUMPY,
     SUPPORTED,
     TENSORFLOW,
-    ClaimResult,
     Part,
     Settings,
 )
@@ -42,12 +43,13 @@ from mlpstudy.claims import (
 STARTS = ("shared", "independent")
 GROUP = ("dataset", "optimizer", "threads")
 TITLE = "Shared against independent starts"
+DETAIL = (3, 8, 9)  # the claims shown part by part
 
 
 @dataclasses.dataclass
 class StartPair:
     group: dict  # dataset, optimizer, threads
-    claims: dict  # start -> [claim 3, claim 8, claim 9]
+    claims: dict  # start -> {claim id: ClaimResult}, all nine
     spread: Part  # spread of the per-run difference: independent vs shared
     mean_diff: dict  # start -> Part: grid-wide mean difference within the margin
     verdict: str = INCONCLUSIVE
@@ -64,7 +66,7 @@ def _difference(runs: pd.DataFrame, step: float) -> np.ndarray:
 
 
 def _spread_part(shared: pd.DataFrame, indep: pd.DataFrame, settings: Settings) -> Part:
-    step = max(claims._step(shared, settings), claims._step(indep, settings))
+    step = max(claims.resolution(shared, settings), claims.resolution(indep, settings))
     floor = 100 * np.sqrt(2) * step
     d_sh, d_in = _difference(shared, step), _difference(indep, step)
     part = Part(
@@ -81,9 +83,9 @@ def _spread_part(shared: pd.DataFrame, indep: pd.DataFrame, settings: Settings) 
 
 
 def _mean_part(runs: pd.DataFrame, settings: Settings) -> Part:
-    step = claims._step(runs, settings)
+    step = claims.resolution(runs, settings)
     d = _difference(runs, step).T / 100  # [trial, cell], fraction
-    per_trial = claims._nanmean(d, axis=1)
+    per_trial = claims.nanmean(d, axis=1)
     part = Part(name="grid-wide mean difference", kind="", statistic="accuracy NumPy - TensorFlow")
     return claims.equivalence_part(
         part, per_trial, settings.accuracy_margin, settings, floor=np.sqrt(2) * step
@@ -95,16 +97,10 @@ def compare_pair(shared, indep, settings: Settings) -> StartPair:
     res = {}
     for start, (runs, hist) in (("shared", shared), ("independent", indep)):
         runs = stats.check_runs(runs)
-        s = dataclasses.replace(settings, accuracy_step=claims._step(runs, settings))
-        res[start] = [
-            claims.claim_equal_accuracy(runs, s),
-            claims.claim_numpy_higher_variance(runs, s),
-            claims.claim_tensorflow_smoother(hist, s, runs),
-        ]
+        s = dataclasses.replace(settings, accuracy_step=claims.resolution(runs, settings))
+        res[start] = {r.id: r for r in claims.evaluate_claims(runs, hist, settings=s)}
     sh, ind = stats.check_runs(shared[0]), stats.check_runs(indep[0])
-    spread = _spread_part(sh, ind, settings)
-    holder = ClaimResult(0, "", "", "", "", "", [], parts=[spread])
-    claims.decide(holder, settings)
+    spread = claims.decide_part(_spread_part(sh, ind, settings), settings)
     group = {a: str(sh[a].iloc[0]) for a in GROUP if a in sh.columns}
     pair = StartPair(
         group,
@@ -113,8 +109,8 @@ def compare_pair(shared, indep, settings: Settings) -> StartPair:
         {"shared": _mean_part(sh, settings), "independent": _mean_part(ind, settings)},
     )
     for part in pair.mean_diff.values():
-        claims.decide(ClaimResult(0, "", "", "", "", "", [], parts=[part]), settings)
-    c3 = res["shared"][0].verdict
+        claims.decide_part(part, settings)
+    c3 = res["shared"][3].verdict
     if spread.verdict == SUPPORTED and c3 == SUPPORTED:
         pair.verdict, pair.reason = (
             SUPPORTED,
@@ -136,7 +132,7 @@ def compare_pair(shared, indep, settings: Settings) -> StartPair:
             x
             for x in (
                 f"spread: {spread.reason}" if spread.verdict == INCONCLUSIVE else "",
-                f"claim 3 under the shared start: {res['shared'][0].reason}"
+                f"claim 3 under the shared start: {res['shared'][3].reason}"
                 if c3 == INCONCLUSIVE
                 else "",
             )
@@ -180,7 +176,7 @@ def sentences(pair: StartPair, settings: Settings) -> list[str]:
             "This run cannot tell whether the implementations' accuracy differences come "
             f"from their starts: {pair.reason}{need}."
         )
-    v8 = {s: r[1].parts[0] for s, r in pair.claims.items()}
+    v8 = {s: r[8].parts[0] for s, r in pair.claims.items()}
     ind, sh = v8["independent"].verdict, v8["shared"].verdict
     if ind == SUPPORTED and sh != SUPPORTED:
         out.append(
@@ -194,9 +190,9 @@ def sentences(pair: StartPair, settings: Settings) -> list[str]:
         )
     elif ind == CONTRADICTED:
         out.append(
-            "With independent starts, as in the study, NumPy's accuracy varies no more than "
-            f"TensorFlow's (within a factor {settings.sd_ratio_margin}): the study's higher "
-            "NumPy variance is not reproduced."
+            "With independent starts, as in the study, NumPy's accuracy does not vary "
+            f"{settings.sd_ratio_margin} times as much as TensorFlow's or more: the study's "
+            "higher NumPy variance is not reproduced."
         )
     else:
         p = v8["independent"]
@@ -225,9 +221,10 @@ def blocks(pairs: list[StartPair], lone: list[str], settings: Settings) -> list[
         ("h1", TITLE),
         (
             "p",
-            "For every pair of studies that differ only by start: claims 3, 8 and 9 under "
-            "each start mode, and whether the implementations' accuracy differences come "
-            "from their starts (the spread across trials of the per-run difference NumPy - "
+            "For every pair of studies that differ only by start: the nine claims' verdicts "
+            "under each start mode (claims 3, 8 and 9 part by part), and whether the "
+            "implementations' accuracy differences come from their starts (the spread "
+            "across trials of the per-run difference NumPy - "
             "TensorFlow, independent against shared start, from a model with a random "
             "trial effect; one-sided F test). The sentences at the end of each section are "
             "what the README may say, chosen by these verdicts. Method: docs/statistics.md.",
@@ -237,10 +234,13 @@ def blocks(pairs: list[StartPair], lone: list[str], settings: Settings) -> list[
     for pair in pairs:
         name = ", ".join(f"{k}={v}" for k, v in pair.group.items()) or "the study"
         b.append(("h2", name))
+        b.append(("h3", "The nine claims under each start"))
+        b.append(verdict_table(pair))
+        b.append(("p", VERDICT_NOTE))
         rows = []
-        for i, label in enumerate(("claim 3", "claim 8", "claim 9")):
+        for i in DETAIL:
             rows.append(
-                [f"{label}: {pair.claims['shared'][i].title}"]
+                [f"claim {i}: {pair.claims['shared'][i].title}"]
                 + [pair.claims[s][i].verdict.upper() for s in STARTS]
             )
             n_parts = len(pair.claims["shared"][i].parts)
@@ -281,6 +281,27 @@ def blocks(pairs: list[StartPair], lone: list[str], settings: Settings) -> list[
     if not pairs and not lone:
         b.append(("p", "No study in this run."))
     return b
+
+
+VERDICT_NOTE = (
+    "The study's own setting is the independent start (each backend its own initial weights "
+    "and batch order). With a shared start claims 3, 8 and 9 ask another question: whether "
+    "the two implementations compute the same thing from the same start."
+)
+
+
+def verdict_table(pair: StartPair) -> tuple:
+    """The nine claims, one row each, the verdict (and the p-value behind it) per start."""
+    head = ["#", "claim", "section", "shared start", "independent start (the study's)"]
+    rows = []
+    for cid, r in pair.claims["shared"].items():
+        cells = []
+        for s in STARTS:
+            x = pair.claims[s][cid]
+            p = f" (p {claims_report.num(x.p_verdict)})" if np.isfinite(x.p_verdict) else ""
+            cells.append(f"{x.verdict.upper()}{p}")
+        rows.append([str(cid), r.title, r.section, *cells])
+    return ("table", head, rows)
 
 
 def _read(table: str, histories: str | None):
@@ -328,3 +349,28 @@ def write_starts(tables, histories, markdown_path, html_path, **overrides) -> li
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
     return pairs
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the verdict table of every pair of studies among the given runs.csv files (the
+    histories.parquet beside each is read when present): the README's verdict table.
+
+    .venv/bin/python -m mlpstudy.starts \\
+        results/studies/dataset=mnist/optimizer=sgd/start=*/threads=1/runs.csv
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    ap.add_argument("tables", nargs="+")
+    args = ap.parse_args(argv)
+    hist = [Path(t).with_name("histories.parquet") for t in args.tables]
+    pairs, lone = compare_starts(args.tables, [h if h.exists() else None for h in hist])
+    for pair in pairs:
+        name = ", ".join(f"{k}={v}" for k, v in pair.group.items())
+        print(claims_report.to_markdown([("p", name), verdict_table(pair), ("p", VERDICT_NOTE)]))
+    for text in lone:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

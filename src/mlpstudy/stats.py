@@ -39,9 +39,15 @@ from mlpstudy.defaults import ALPHA, CONFIDENCE, CORRECTION
 
 CELL = ("learning_rate", "batch_size")
 # The metrics compared per cell, with the scale of the comparison: "difference" (a - b) or
-# "log" (log a - log b, shown as the ratio a / b). step_time_s only where the table has it.
-METRICS = {"test_accuracy": "difference", "training_time_s": "log", "step_time_s": "log"}
-TIME_METRICS = ("training_time_s", "step_time_s")
+# "log" (log a - log b, shown as the ratio a / b). step_time_s and steady_epoch_s (the median
+# epoch time after the first) only where the table has them.
+METRICS = {
+    "test_accuracy": "difference",
+    "training_time_s": "log",
+    "step_time_s": "log",
+    "steady_epoch_s": "log",
+}
+TIME_METRICS = ("training_time_s", "step_time_s", "steady_epoch_s")
 # Accuracies are fractions of the test set; one backend may store them as float32 (an
 # identical 0.6416667 becomes 0.64166665077). Rounded to 6 decimals before any statistic.
 ACCURACY_DECIMALS = 6
@@ -53,9 +59,12 @@ STUDY_AXES = ("dataset", "optimizer", "start", "threads")
 MAX_TRIALS = 1000  # trials_needed searches up to here
 
 COLUMNS = {
+    "start": "the study's start mode (shared / independent): the setting of every row; with "
+    "a shared start an accuracy comparison asks whether the implementations compute the "
+    "same thing from the same start",
     "learning_rate": "learning rate of the cell",
     "batch_size": "batch size of the cell",
-    "metric": "test_accuracy (fraction), training_time_s or step_time_s (seconds)",
+    "metric": "test_accuracy (fraction), training_time_s, step_time_s or steady_epoch_s (seconds)",
     "scale": "difference: a - b; log: log(a) - log(b), also shown as the ratio a / b",
     "backend_a": "first backend of the pair (alphabetical order)",
     "backend_b": "second backend of the pair",
@@ -112,7 +121,7 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
     table["learning_rate"] = table["learning_rate"].astype(float)
     table["batch_size"] = table["batch_size"].astype(int)
     table["trial"] = table["trial"].astype(int)
-    for col in ("training_time_s", "test_accuracy", "step_time_s", "eval_time_s"):
+    for col in ("training_time_s", "test_accuracy", *TIME_METRICS[1:], "eval_time_s"):
         if col in table.columns:
             table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     table["test_accuracy"] = table["test_accuracy"].round(ACCURACY_DECIMALS)
@@ -122,9 +131,16 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
         table["diverged"] = False
     # a diverged run stops at the epoch its loss became non-finite (backends/loop.py): its
     # times cover fewer epochs than the others', so they are left out of time statistics
+    # a contended run's timed loop shared its cores even after re-timing (aggregate.py):
+    # its times are not the backend's, so they too are left out; without the column every
+    # time counts, as before the column existed
+    slow = table["diverged"].copy()
+    if "contended" in table.columns:
+        table["contended"] = table["contended"].map(_as_bool).astype(bool)
+        slow |= table["contended"]
     for col in (*TIME_METRICS, "eval_time_s"):
         if col in table.columns:
-            table.loc[table["diverged"], col] = np.nan
+            table.loc[slow, col] = np.nan
     for axis in STUDY_AXES:
         if axis in table.columns and table[axis].nunique(dropna=False) > 1:
             raise ValueError(
@@ -142,6 +158,22 @@ def _as_bool(value) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value) if pd.notna(value) else False
+
+
+def start_modes(table: pd.DataFrame) -> list[str]:
+    """The start modes of a run table ("shared" / "independent"), also from a legacy
+    ``shared_start`` column."""
+    if "start" in table.columns:
+        return sorted(map(str, table["start"].dropna().unique()))
+    if "shared_start" in table.columns:
+        shared = table["shared_start"].map(_as_bool)
+        return sorted({"shared" if s else "independent" for s in shared})
+    return []
+
+
+def start_of(table: pd.DataFrame) -> str:
+    """The study's start mode as one word ("not recorded" without a start column)."""
+    return ", ".join(start_modes(table)) or "not recorded"
 
 
 def accuracy_step(values, max_test_size: int = MAX_TEST_SIZE) -> float:
@@ -199,6 +231,31 @@ def summary(values, sd_floor: float = 0.0) -> tuple[int, float, float]:
     if x.size < 2:
         return 1, float(x.mean()), np.nan
     return int(x.size), float(x.mean()), max(float(x.std(ddof=1)), float(sd_floor))
+
+
+def summaries(x: np.ndarray, sd_floor: float = 0.0):
+    """Column-wise ``summary`` of x[value, column] (NaN = missing): (n, mean, sd) arrays,
+    the sd raised to ``sd_floor`` (NaN where n < 2)."""
+    x = np.asarray(x, dtype=float)
+    ok = np.isfinite(x)
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.where(ok, x, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+        dev = np.where(ok, x - mean, 0.0)
+        sd = np.sqrt((dev**2).sum(axis=0) / np.maximum(n - 1, 1))
+    sd = np.where(n >= 2, np.maximum(sd, sd_floor), np.nan)
+    return n, mean, sd
+
+
+def t_p(mean, sd, n, popmean, alternative: str):
+    """One-sided t-test p-values from summaries (vectorised ``one_sample_p``): NaN where
+    n < 2 or the sd is not positive."""
+    mean, sd, n = (np.asarray(v, dtype=float) for v in (mean, sd, n))
+    ok = (n >= 2) & (sd > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (mean - popmean) / (sd / np.sqrt(n))
+        p = sps.t.sf(t, n - 1) if alternative == "greater" else sps.t.cdf(t, n - 1)
+    return np.where(ok, p, np.nan)
 
 
 def t_interval(values, confidence: float, sd_floor: float = 0.0) -> tuple[float, float]:
@@ -298,149 +355,220 @@ def power_one_sided(delta, sd: float, n, alpha: float):
     return sps.nct.sf(crit, df, np.asarray(delta) * np.sqrt(n) / sd)
 
 
-def power_tost(delta, sd: float, n, margin: float, alpha: float):
-    """Power of TOST within +-margin when the true mean is ``delta``; the lower bound
-    P(lower test) + P(upper test) - 1 of the probability that both reject."""
-    lower = power_one_sided(np.asarray(delta) + margin, sd, n, alpha)
-    upper = power_one_sided(margin - np.asarray(delta), sd, n, alpha)
-    return np.clip(lower + upper - 1.0, 0.0, 1.0)
+def power_tost(delta, sd: float, n, margin: float, alpha: float, nodes: int = 200):
+    """Power of TOST within +-margin at level ``alpha`` with ``n`` values when the true mean
+    is ``delta``: exact, by integrating over the sample sd.
+
+    Given the sample sd s, both one-sided tests reject exactly when the mean lies in
+    (-margin + c s / sqrt(n), margin - c s / sqrt(n)), c the t quantile; the mean is normal
+    and independent of s, and s^2 is sd^2 chi^2_(n-1) / (n - 1): the integral over s is a
+    mean over ``nodes`` equally likely quantiles of that chi-square.
+    """
+    n = np.atleast_1d(np.asarray(n, dtype=float))
+    delta = float(delta)
+    df = n - 1
+    u = (np.arange(nodes) + 0.5) / nodes
+    s = sd * np.sqrt(sps.chi2.ppf(u[None, :], df[:, None]) / df[:, None])  # [n, node]
+    se = sd / np.sqrt(n)[:, None]
+    half = margin - sps.t.ppf(1 - alpha, df)[:, None] * s / np.sqrt(n)[:, None]
+    p = sps.norm.cdf((half - delta) / se) - sps.norm.cdf((-half - delta) / se)
+    out = np.where(half > 0, p, 0.0).mean(axis=1)
+    return out
+
+
+def sd_interval(sd: float, df: float, confidence: float) -> tuple[float, float]:
+    """Two-sided interval of a standard deviation estimated on ``df`` degrees of freedom
+    (chi-square): with 2 df the 90 % interval is 0.58 to 4.4 times the estimate."""
+    if not (np.isfinite(sd) and df > 0):
+        return np.nan, np.nan
+    lo_q, hi_q = sps.chi2.ppf([0.5 + confidence / 2, 0.5 - confidence / 2], df)
+    return float(sd * np.sqrt(df / lo_q)), float(sd * np.sqrt(df / hi_q))
 
 
 def trials_needed(power_of, target: float, n_max: int = MAX_TRIALS) -> int | None:
     """Smallest number of trials n in [2, n_max] with ``power_of(n) >= target``; None if
-    even n_max falls short. ``power_of`` takes an array of trial counts and rises with n."""
+    even n_max falls short. ``power_of`` takes an array of trial counts and rises with n:
+    one call on a coarse grid finds the bracket, bisection the number."""
 
-    def ok(n: int) -> bool:
+    def powers(n) -> np.ndarray:
         with np.errstate(all="ignore"):
-            p = float(np.asarray(power_of(np.array([n])), dtype=float).ravel()[0])
-        return np.isfinite(p) and p >= target
+            p = np.asarray(power_of(np.asarray(n)), dtype=float).ravel()
+        return np.where(np.isfinite(p), p, -1.0)
 
-    if not ok(n_max):
+    coarse = np.unique(np.geomspace(2, n_max, 24).round().astype(int))
+    ok = powers(coarse) >= target
+    if not ok.any():
         return None
-    lo, hi = 1, n_max  # ok(hi); lo is "not ok" (fewer than 2 trials test nothing)
+    k = int(np.argmax(ok))
+    if k == 0:
+        return int(coarse[0])
+    lo, hi = int(coarse[k - 1]), int(coarse[k])  # not ok at lo, ok at hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        lo, hi = (lo, mid) if powers([mid])[0] >= target else (mid, hi)
     return hi
 
 
 # --------------------------------------------------------------------------- spread
 
 
-def variance_components(y: np.ndarray) -> tuple[float, float, int, int]:
-    """Two-way layout y[cell, trial] (complete): the pooled within-cell variance split into
-    its trial part and its cell-by-trial part.
+def variance_components(y: np.ndarray):
+    """Two-way layout y[..., cell, trial] (complete): the pooled within-cell variance split
+    into its trial part and its cell-by-trial part (vectorised over leading axes).
 
     Returns (a, b, C, T) with a = MS_trial / C and b = (C - 1) / C MS_residual, so that
     a + b = the within-cell variance pooled over cells (unbiased for the variance across
     trials, trial effect included), a on T - 1 and b on (C - 1)(T - 1) degrees of freedom.
     """
-    c, t = y.shape
-    cell_mean = y.mean(axis=1, keepdims=True)
-    trial_mean = y.mean(axis=0, keepdims=True)
-    grand = y.mean()
-    ms_trial = c * float(((trial_mean - grand) ** 2).sum()) / (t - 1)
+    y = np.asarray(y, dtype=float)
+    c, t = y.shape[-2:]
+    cell_mean = y.mean(axis=-1, keepdims=True)
+    trial_mean = y.mean(axis=-2, keepdims=True)
+    grand = y.mean(axis=(-2, -1), keepdims=True)
+    ms_trial = c * ((trial_mean - grand) ** 2).sum(axis=(-2, -1)) / (t - 1)
     if c > 1:
         resid = y - cell_mean - trial_mean + grand
-        ms_resid = float((resid**2).sum()) / ((c - 1) * (t - 1))
+        ms_resid = (resid**2).sum(axis=(-2, -1)) / ((c - 1) * (t - 1))
     else:
-        ms_resid = 0.0
-    return ms_trial / c, (c - 1) / c * ms_resid, c, t
+        ms_resid = np.zeros_like(ms_trial)
+    a, b = ms_trial / c, (c - 1) / c * ms_resid
+    if np.ndim(a) == 0:
+        a, b = float(a), float(b)
+    return a, b, c, t
 
 
-def satterthwaite_df(a: float, b: float, c: int, t: int) -> float:
+def satterthwaite_df(a, b, c: int, t: int):
     """Degrees of freedom of a + b (variance_components), Satterthwaite's approximation."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     terms = a**2 / (t - 1) + (b**2 / ((c - 1) * (t - 1)) if c > 1 else 0.0)
-    return (a + b) ** 2 / terms if terms > 0 else float(t - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(terms > 0, (a + b) ** 2 / np.where(terms > 0, terms, 1.0), t - 1.0)
+    return float(df) if df.ndim == 0 else df
 
 
-def heterogeneity_df(y1: np.ndarray, y2: np.ndarray) -> float:
-    """Degrees of freedom of a variance pooled over cells whose variances differ.
+def heterogeneity_df(y: np.ndarray):
+    """Degrees of freedom of one layout's variance pooled over cells whose variances differ.
 
-    Each cell's variance (both layouts pooled, as under equal spread) counts by its size:
-    Satterthwaite's (sum v_c)^2 / sum(v_c^2 / (T - 1)), with v_c^2 shrunk by (T - 1) / T
-    (the excess a cell's own noisy estimate adds), so that equal cells give C (T - 1) and a
-    few dominant cells give about their own degrees of freedom.
+    Each cell's variance counts by its size: Satterthwaite's (sum v_c)^2 / sum(v_c^2 /
+    (T - 1)), with v_c^2 shrunk by (T - 1) / T (the excess a cell's own noisy estimate
+    adds), so that equal cells give C (T - 1) and a few dominant cells give about their
+    own degrees of freedom (vectorised over leading axes).
     """
-    t = y1.shape[1]
-    v = (np.var(y1, axis=1, ddof=1) + np.var(y2, axis=1, ddof=1)) / 2
-    total, square = float(v.sum()), float((v**2).sum())
-    if not square > 0:
-        return float(y1.shape[0] * (t - 1))
-    return min(float(y1.shape[0] * (t - 1)), t * total**2 / square)
+    y = np.asarray(y, dtype=float)
+    c, t = y.shape[-2:]
+    v = np.var(y, axis=-1, ddof=1)
+    total, square = v.sum(axis=-1), (v**2).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where(square > 0, t * total**2 / np.where(square > 0, square, 1.0), c * (t - 1))
+    df = np.minimum(float(c * (t - 1)), df)
+    return float(df) if df.ndim == 0 else df
+
+
+def spread_of(y: np.ndarray, floor: float = 0.0, level: float = 0.1):
+    """One layout's variance across trials and its own degrees of freedom (vectorised).
+
+    Returns (variance a + b, df, trial share a / (a + b), floored). df: Satterthwaite's for
+    a + b with the trial mean square at the upper end of its one-sided 1 - ``level``
+    interval relative to the residual one (``spread_df``), and at most ``heterogeneity_df``.
+    A variance below floor^2 (the resolution) is raised to it as a trial-level component
+    (T - 1 degrees of freedom, the conservative choice).
+    """
+    a, b, c, t = variance_components(y)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    floored = a + b < floor**2
+    df = spread_df(a * c, b * c / (c - 1) if c > 1 else 0 * b, c, t, t, level)
+    df = np.minimum(df, heterogeneity_df(y))
+    a, b = np.where(floored, floor**2, a), np.where(floored, 0.0, b)
+    df = np.where(floored, t - 1.0, df)
+    v = a + b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(v > 0, a / np.where(v > 0, v, 1.0), np.nan)
+    if v.ndim == 0:
+        return float(v), float(df), float(share), bool(floored)
+    return v, df, share, floored
+
+
+def spread_df(ms_trial, ms_resid, c: int, t: int, n, level: float = 0.1):
+    """Degrees of freedom of the variance across trials at ``n`` trials, from the mean
+    squares observed with ``t`` trials (C cells): Satterthwaite's for a + b with
+    E(MS_trial) / E(MS_resid) at the upper end of its one-sided 1 - ``level`` interval
+    (the F bound with n - 1 and (C - 1)(n - 1) df).
+
+    With 3 trials the trial mean square has 2 degrees of freedom: Satterthwaite's df from
+    the point estimate come out high exactly when the trial part, and so the variance, is
+    low by chance, which made the F test anti-conservative (10-16 % instead of 5 % when one
+    backend's spread is a trial effect and the other's is not). The bound keeps the size
+    at or below alpha over trial shares of 0-95 % either way round.
+    """
+    n = np.asarray(n, dtype=float)
+    ms_trial, ms_resid = np.asarray(ms_trial, dtype=float), np.asarray(ms_resid, dtype=float)
+    if c < 2:
+        return n - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(ms_resid > 0, ms_trial / np.where(ms_resid > 0, ms_resid, 1.0), np.inf)
+    # the bound at n trials, with the observed ratio of mean squares as the point value
+    k = np.maximum(ratio / sps.f.ppf(level, n - 1, (c - 1) * (n - 1)), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a_up, b = k * ms_resid / c, (c - 1) / c * ms_resid
+        terms = a_up**2 / (n - 1) + b**2 / ((c - 1) * (n - 1))
+        df = np.where(terms > 0, (a_up + b) ** 2 / np.where(terms > 0, terms, 1.0), n - 1)
+    df = np.where(np.isfinite(ratio), df, n - 1)
+    return float(df) if df.ndim == 0 else df
 
 
 def spread_ratio(y1: np.ndarray, y2: np.ndarray, floor1: float = 0.0, floor2: float = 0.0):
     """Compare the spread across trials of two layouts y[cell, trial] (same shape).
 
-    Returns (variance ratio R = var1 / var2, df, details). Under equal spread R is about
-    F(df, df); df is Satterthwaite's for the components pooled over both layouts, so it does
-    not depend on which of the two happened to show the smaller trial effect, and at most
-    ``heterogeneity_df`` when some cells spread far more than others (simulations with a
-    trial effect of 0-95 % of the spread, 9-25 cells and 3-10 trials, equal or unequal cell
-    variances, keep the one-sided size at or below alpha). A variance below floor^2 (the
-    resolution) is raised to it as a trial-level component (the conservative choice).
+    Returns (variance ratio R = var1 / var2, (df1, df2), details). Each variance has its own
+    degrees of freedom (``spread_of``): under equal spread R is about F(df1, df2). A layout
+    whose spread is mostly a trial effect has about T - 1, one without a trial effect about
+    C (T - 1), whichever backend it is (tests/test_claims.py checks the size with the trial
+    share unequal both ways round).
     """
-    comps, floored = [], []
-    for y, floor in ((y1, floor1), (y2, floor2)):
-        a, b, c, t = variance_components(y)
-        floored.append(bool(a + b < floor**2))
-        if floored[-1]:
-            a, b = floor**2, 0.0
-        comps.append((a, b))
-    (a1, b1), (a2, b2) = comps
-    c, t = y1.shape
-    df = min(
-        satterthwaite_df((a1 + a2) / 2, (b1 + b2) / 2, c, t),
-        heterogeneity_df(y1, y2),
-    )
-    v1, v2 = a1 + b1, a2 + b2
+    v1, df1, s1, f1 = spread_of(y1, floor1)
+    v2, df2, s2, f2 = spread_of(y2, floor2)
+    c, t = np.shape(y1)[-2:]
     ratio = v1 / v2 if v2 > 0 else (np.inf if v1 > 0 else np.nan)
     details = dict(
         var1=v1,
         var2=v2,
-        trial_share1=a1 / v1 if v1 else np.nan,
-        trial_share2=a2 / v2 if v2 else np.nan,
-        floored1=floored[0],
-        floored2=floored[1],
+        trial_share1=s1,
+        trial_share2=s2,
+        floored1=f1,
+        floored2=f2,
         cells=c,
         trials=t,
-        df=df,
+        df1=df1,
+        df2=df2,
     )
-    return ratio, df, details
+    return ratio, (df1, df2), details
 
 
-def f_ratio_tests(ratio: float, df: float, margin: float, confidence: float):
-    """For a variance ratio R ~ rho F(df, df): p-values of rho > 1, rho < 1, and of
-    "rho within (1/margin^2, margin^2)" (TOST), and the two-sided interval of rho."""
-    if not np.isfinite(ratio) or ratio <= 0 or not df > 0:
-        return dict(p_greater=np.nan, p_less=np.nan, p_tost=np.nan, ci=(np.nan, np.nan))
+def f_ratio_tests(ratio: float, df1: float, df2: float, bound: float, confidence: float):
+    """For a variance ratio R ~ rho F(df1, df2): p-values of rho > ``bound`` and of
+    rho < ``bound``, and the two-sided interval of rho at ``confidence``."""
+    if not np.isfinite(ratio) or ratio <= 0 or not (df1 > 0 and df2 > 0):
+        return dict(p_above=np.nan, p_below=np.nan, ci=(np.nan, np.nan))
     f = sps.f
-    m2 = margin**2
-    lo_q, hi_q = f.ppf([0.5 - confidence / 2, 0.5 + confidence / 2], df, df)
+    lo_q, hi_q = f.ppf([0.5 - confidence / 2, 0.5 + confidence / 2], df1, df2)
     return dict(
-        p_greater=float(f.sf(ratio, df, df)),
-        p_less=float(f.cdf(ratio, df, df)),
-        p_tost=float(max(f.sf(ratio * m2, df, df), f.cdf(ratio / m2, df, df))),
+        p_above=float(f.sf(ratio / bound, df1, df2)),
+        p_below=float(f.cdf(ratio / bound, df1, df2)),
         ci=(float(ratio / hi_q), float(ratio / lo_q)),
     )
 
 
-def f_power(rho: float, df_of, alpha: float, test: str, margin: float = 1.0):
-    """Power of the tests of ``f_ratio_tests`` when the true variance ratio is ``rho``;
-    ``df_of(n)`` gives the degrees of freedom at n trials."""
+def f_power(rho: float, df_of, alpha: float, side: str, bound: float = 1.0):
+    """Power of the one-sided tests of ``f_ratio_tests`` against ``bound`` when the true
+    variance ratio is ``rho``: side "above" (rho > bound) or "below"; ``df_of(n)`` gives
+    (df1, df2) at n trials."""
 
     def power(n):
-        df = df_of(np.asarray(n, dtype=float))
+        df1, df2 = df_of(np.asarray(n, dtype=float))
         f = sps.f
-        up, lo = f.ppf(1 - alpha, df, df), f.ppf(alpha, df, df)
-        if test == "greater":
-            return f.sf(up / rho, df, df)
-        if test == "less":
-            return f.cdf(lo / rho, df, df)
-        m2 = margin**2  # tost: both one-sided tests reject
-        both = f.sf(up / (rho * m2), df, df) + f.cdf(lo * m2 / rho, df, df) - 1.0
-        return np.clip(both, 0.0, 1.0)
+        if side == "above":
+            return f.sf(bound * f.ppf(1 - alpha, df1, df2) / rho, df1, df2)
+        return f.cdf(bound * f.ppf(alpha, df1, df2) / rho, df1, df2)
 
     return power
 
@@ -484,6 +612,7 @@ def compare_cells(
     ``step``: the accuracy's resolution 1 / N_test (default: inferred, ``accuracy_step``).
     """
     table = check_runs(table)
+    start = start_of(table)
     if metrics is None:
         metrics = [m for m in METRICS if m in table.columns and table[m].notna().any()]
         metrics = metrics or ["test_accuracy"]
@@ -513,6 +642,7 @@ def compare_cells(
                 }
                 rows.append(
                     dict(
+                        start=start,
                         learning_rate=lr,
                         batch_size=bs,
                         metric=metric,
