@@ -102,7 +102,7 @@ def test_a_busy_neighbour_on_the_same_cpu_shows_in_the_conditions(tmp_path, neig
     cpu = max(os.sched_getaffinity(0))
     with cores.exclusive(1, "strict", cpus={cpu}, local=False, directory=tmp_path) as alloc:
         assert os.sched_getaffinity(0) == {cpu}
-        neighbour(cpu)
+        other = neighbour(cpu)
         metrics = train(train_epoch=lambda data: busy(0.3))
     assert alloc.cpus == (cpu,) and metrics["pinned_cpus"] == str(cpu)
     assert metrics["timing_mode"] == "strict" and metrics["steal_scope"] == "pinned"
@@ -110,6 +110,8 @@ def test_a_busy_neighbour_on_the_same_cpu_shows_in_the_conditions(tmp_path, neig
     assert metrics["wall_cpu_ratio"] > 1.5 and timing.contended(metrics)
     # and the others' CPU time on our CPU is most of the loop's wall time
     assert metrics["others_cpu_s"] > 0.3 * metrics["training_time_s"]
+    # who it was: the neighbour comes first among the tasks seen on our CPU
+    assert metrics["others_on_cores"][0].startswith(f"python[{other.pid}] ")
 
 
 def test_overlapping_loops_are_counted_once_each_and_dead_ones_not_at_all(tmp_path):
@@ -312,3 +314,18 @@ def test_cpu_clock_from_cpufreq_or_cpuinfo(tmp_path):
     assert timing.cpu_mhz(1, sysfs, cpuinfo) == (3500.0, "cpufreq")
     assert timing.cpu_mhz(0, sysfs, cpuinfo) == (2596.144, "cpuinfo")
     assert timing.cpu_mhz(0, sysfs, tmp_path / "missing") == (None, None)
+
+
+def test_the_others_on_the_cores_are_the_tasks_that_grew_there():
+    before = {10: ("kworker/1:0", 10, 1, 0), 20: ("python", 20, 1, 5_000_000)}
+    after = {
+        10: ("kworker/1:0", 10, 1, 20_000_000),  # 0.02 s on CPU 1
+        20: ("python", 20, 1, 405_000_000),  # 0.4 s more on CPU 1
+        21: ("python", 20, 0, 900_000_000),  # a new thread, but last seen on CPU 0
+        30: ("ours", 99, 1, 800_000_000),  # this process
+    }
+    assert timing.others_on([1], before, after, pid=99) == [
+        "python[20] 0.400 s",
+        "kworker/1:0[10] 0.020 s",
+    ]
+    assert timing.others_on([1], before, after, pid=99, top=1) == ["python[20] 0.400 s"]

@@ -9,7 +9,8 @@ written atomically, the metrics last, so a run whose ``metrics.json`` exists is 
 replaces itself (``os.execv``, same PID, so Snakemake and its benchmark see one job)
 with ``python -m mlpstudy.jobs --resume STATE``, which loads the data, imports the
 framework, builds the model and trains from the same start as a new job would, and adds
-its attempt to ``STATE`` (``<metrics>.attempts.json``, removed when the job ends). At
+its attempt to ``STATE`` (``<metrics>.attempts.pickle``: the job's arguments, its spec
+object included, and the attempts so far; removed when the job ends). At
 most :data:`MAX_ATTEMPTS` attempts; the first uncontended one is published (its history
 and metrics: the results and the timings of one execution), else the least contended,
 marked ``contended``. ``metrics.json`` records every attempt (``attempts``: its timing
@@ -27,10 +28,10 @@ import json
 import logging
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ ATTEMPT_FIELDS = (
     "cpu_time_s",
     *timing.COLUMNS,
     "others_cpu_s",
+    "others_on_cores",
     "core_wait_s",
     "major_faults",
     "cpu_mhz",
@@ -113,7 +115,7 @@ def run_job(
     """
     job = {
         "backend": backend,
-        "spec": asdict(spec),
+        "spec": spec,
         "train_path": str(train_path),
         "test_path": str(test_path),
         "history_path": str(history_path),
@@ -126,7 +128,7 @@ def run_job(
 
 def resume(state_path: str, reattempt: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """The next attempt of the job saved in ``state_path`` (see :func:`run_job`)."""
-    state = json.loads(Path(state_path).read_text())
+    state = pickle.loads(Path(state_path).read_bytes())
     return _attempt(state["job"], state["attempts"], reattempt or fresh_process)
 
 
@@ -141,14 +143,14 @@ def fresh_process(state_path: str) -> None:
 
 def state_path(metrics_path: str) -> str:
     """Where a job keeps its attempts between processes (beside its metrics)."""
-    return f"{metrics_path}.attempts.json"
+    return f"{metrics_path}.attempts.pickle"
 
 
 def _attempt(job: dict, attempts: list[dict], reattempt: Callable[[str], Any]) -> dict | None:
     """Run one attempt of ``job``; then re-time (via ``reattempt``) or publish."""
     from mlpstudy import training  # imports the backend registry only, never a framework
 
-    spec = TrainSpec(**job["spec"])
+    spec = job["spec"]
     number = len(attempts) + 1
     started = time.perf_counter()
     x_train, y_train = dataset.load(job["train_path"])
@@ -203,7 +205,8 @@ def _attempt(job: dict, attempts: list[dict], reattempt: Callable[[str], Any]) -
             number,
             "; ".join(reasons),
         )
-        write_text(state, json.dumps({"job": job, "attempts": attempts}) + "\n")
+        with atomic_path(state) as tmp:
+            tmp.write_bytes(pickle.dumps({"job": job, "attempts": attempts}))
         return reattempt(state)
     metrics, history = published(attempts)
     write_history(history, job["history_path"])

@@ -28,6 +28,11 @@ metrics (table columns in **bold**):
   says which ("cpufreq" | "cpuinfo"), None where neither is readable.
 - **process_hugepage_share**: at the loop's end, the share of the process's anonymous
   memory on transparent huge pages (``mlpstudy.memory``).
+- ``others_on_cores``: when ``others_cpu_s`` is not noise, who it probably was: the
+  other tasks (threads of any process, kernel threads included) whose CPU time grew
+  during the loop and that were last seen on its pinned CPUs, largest first, as
+  ``"comm[pid] seconds"`` (from ``/proc/*/task/*/stat`` and ``schedstat``, read before
+  and after the loop; a task that moved to another CPU by the end is missed).
 
 :func:`contention` is the one rule that says whether a loop was contended, from these
 conditions; ``mlpstudy.jobs`` re-times a run whose loop was (docs/timing.md).
@@ -93,6 +98,8 @@ class LoopConditions:
         self._start = self._end = None
         self._mhz: list[tuple[float | None, str | None]] = [(None, None)]
         self._hugepages: float | None = None
+        self._tasks: dict | None = None
+        self._suspects: list[str] | None = None
 
     def _snapshot(self):
         return cpu_times(self.stat_path), time.process_time(), major_faults()
@@ -106,6 +113,7 @@ class LoopConditions:
             self.registry.register()
         self._look()
         self._mhz = [cpu_mhz(self.pinned[0] if self.pinned else None)]
+        self._tasks = task_times() if self.pinned else None
         self._start = self._snapshot()
         return self
 
@@ -117,6 +125,8 @@ class LoopConditions:
         try:
             self._mhz.append(cpu_mhz(self.pinned[0] if self.pinned else None))
             self._hugepages = memory.process_hugepage_share()
+            if self._tasks is not None:
+                self._suspects = others_on(self.pinned, self._tasks, task_times())
             self._look()
         finally:
             if self.registry is not None:
@@ -149,6 +159,7 @@ class LoopConditions:
             "cpu_mhz": sum(readings) / len(readings) if readings else None,
             "cpu_mhz_source": self._mhz[0][1],
             "process_hugepage_share": self._hugepages,
+            "others_on_cores": self._suspects if others and others > TICK_NOISE_S else [],
         }
 
 
@@ -189,6 +200,37 @@ def contention_score(metrics: dict) -> float:
 def contended(metrics: dict) -> bool:
     """Whether :func:`contention` finds a reason."""
     return bool(contention(metrics))
+
+
+def task_times(proc: str = "/proc") -> dict[int, tuple[str, int, int, int]]:
+    """Every task on the machine: ``{tid: (comm, pid, last CPU, CPU time in ns)}``."""
+    found = {}
+    for task in Path(proc).glob("[0-9]*/task/[0-9]*"):
+        try:
+            stat = (task / "stat").read_text()
+            runtime = int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        try:
+            found[int(task.name)] = (comm, int(task.parent.parent.name), int(fields[36]), runtime)
+        except (ValueError, IndexError):
+            continue
+    return found
+
+
+def others_on(cpus, before: dict, after: dict, pid: int | None = None, top: int = 5) -> list[str]:
+    """The tasks of :func:`task_times` (not of process ``pid``, default this one) whose CPU
+    time grew from ``before`` to ``after`` and that ended on one of ``cpus``, the ``top``
+    largest first, as ``"comm[pid] seconds"``."""
+    pid = os.getpid() if pid is None else pid
+    cpus, grown = set(cpus), []
+    for tid, (comm, owner, cpu, runtime) in after.items():
+        spent = (runtime - before.get(tid, (comm, owner, cpu, 0))[3]) / 1e9
+        if owner != pid and cpu in cpus and spent > 0:
+            grown.append((spent, f"{comm}[{owner}]"))
+    return [f"{name} {spent:.3f} s" for spent, name in sorted(grown, reverse=True)[:top]]
 
 
 def major_faults(path: str = "/proc/self/stat") -> int | None:
