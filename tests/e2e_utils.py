@@ -19,6 +19,7 @@ SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
 # "tiny", a synthetic dataset in MNIST's format served by a local mirror.
 TINY = {
     "datasets": ["tiny"],
+    "nets": ["mlp"],
     "learning_rates": [0.1, 0.01],
     "batch_sizes": [16, 64],
     "trials": 2,
@@ -28,7 +29,7 @@ TINY = {
     "starts": ["shared"],
 }
 #: The tiny sweep's study: where its tables, figures and claims are.
-TINY_STUDY = "results/studies/dataset=tiny/optimizer=sgd/start=shared/threads=1"
+TINY_STUDY = "results/studies/dataset=tiny/net=mlp/optimizer=sgd/start=shared/threads=1"
 
 
 def make_tiny_workdir(tmp_path: Path, **config_overrides) -> Path:

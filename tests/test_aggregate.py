@@ -9,6 +9,7 @@ from mlpstudy import aggregate, runs
 
 CONFIG = {
     "datasets": ["mnist"],
+    "nets": ["mlp"],
     "optimizers": ["sgd"],
     "starts": ["shared"],
     "threads": [1],
@@ -29,6 +30,7 @@ EXPECTED = {
 def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, **overrides):
     wildcards = {
         "dataset": "mnist",
+        "net": "mlp",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
@@ -43,6 +45,7 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
     metrics = {
         "model": backend,
         "dataset": "mnist",
+        "net": "mlp",
         "optimizer": "sgd",
         "start": "shared",
         "learning_rate": float(lr),
@@ -92,7 +95,7 @@ def complete_sweep(root):
 def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
     table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
     assert list(table.columns) == aggregate.COLUMNS
-    assert list(table.columns[:9]) == [
+    assert list(table.columns[:10]) == [
         "model",
         "learning_rate",
         "batch_size",
@@ -100,11 +103,12 @@ def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
         "training_time_s",
         "test_accuracy",
         "dataset",
+        "net",
         "optimizer",
         "start",
     ]
     assert len(table) == 4 and len(histories) == 8
-    assert list(histories.columns[:8]) == runs.KEY_COLUMNS
+    assert list(histories.columns[:9]) == runs.KEY_COLUMNS
     assert table["timing_mode"].tolist() == ["strict"] * 4
     assert table["cpu_model"].tolist() == ["AMD EPYC"] * 4
 
@@ -119,7 +123,7 @@ def test_missing_trial_is_named(tmp_path):
     runs = complete_sweep(tmp_path)[:-1]
     text = problems_for(tmp_path, runs)
     assert (
-        "missing run results/runs/dataset=mnist/optimizer=sgd/start=shared/threads=1/"
+        "missing run results/runs/dataset=mnist/net=mlp/optimizer=sgd/start=shared/threads=1/"
         "backend=numpy/lr=0.01/batch=32/trial=1" in text
     )
 
@@ -152,7 +156,7 @@ def test_backend_option_mismatch_is_named(tmp_path):
 def test_duplicate_run_is_named(tmp_path):
     runs = complete_sweep(tmp_path)
     runs.append(runs[0])
-    assert "duplicate run ('mnist', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)" in problems_for(
+    assert "duplicate run ('mnist', 'mlp', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)" in problems_for(
         tmp_path, runs
     )
 
@@ -160,7 +164,7 @@ def test_duplicate_run_is_named(tmp_path):
 def test_metrics_that_disagree_with_their_directory(tmp_path):
     runs = complete_sweep(tmp_path)
     runs[3] = write_run(tmp_path, lr="0.01", trial="1", learning_rate=0.5)
-    assert "metrics say ('mnist', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)" in problems_for(
+    assert "metrics say ('mnist', 'mlp', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)" in problems_for(
         tmp_path, runs
     )
 
@@ -211,7 +215,7 @@ def test_diverged_run_with_short_history_is_a_result(tmp_path):
 
 def test_combine_refuses_duplicates():
     key = runs.parse(
-        "results/runs/dataset=mnist/optimizer=sgd/start=shared/threads=1/"
+        "results/runs/dataset=mnist/net=mlp/optimizer=sgd/start=shared/threads=1/"
         "backend=numpy/lr=0.1/batch=32/trial=0"
     )
     t = pd.DataFrame({c: [v] for c, v in key.items()})

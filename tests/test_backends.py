@@ -24,7 +24,7 @@ from mlpstudy.backends import (
 )
 from mlpstudy.backends.base import (
     HISTORY_COLUMNS,
-    PARAM_NAMES,
+    MLP,
     Backend,
     SharedStart,
     TrainSpec,
@@ -148,7 +148,7 @@ def test_a_numpy_run_never_imports_tensorflow():
 
 def test_shared_start_is_he_uniform_and_reproducible():
     a, b = SharedStart(3, 1), SharedStart(3, 1)
-    assert list(a.params) == list(PARAM_NAMES)
+    assert list(a.params) == list(MLP.param_names)
     assert a.params["W1"].shape == (784, 64) and a.params["W2"].shape == (64, 10)
     for name, n_in in (("W1", 784), ("W2", 64)):
         w = a.params[name]

@@ -205,3 +205,66 @@ def test_defaults_are_filled():
     }
     assert config["optimizer_settings"]["adam"] == {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
     assert config["threads"] == [1] and config["timing"] == "strict"
+
+
+def _checked(config: dict) -> dict:
+    """``validate`` then the checks the workflow runs after it (nets against datasets)."""
+    config = cfg.validate(
+        config, cfg.load_schema(REPO / "workflow/schemas/config.schema.yaml", config)
+    )
+    cfg.register_extra_datasets(config)
+    cfg.check_nets(config)
+    return config
+
+
+def test_nets_default_to_the_studys_mlp_and_take_the_catalog_and_definitions():
+    assert _checked(default_config())["nets"] == ["mlp"]
+    mine = [{"type": "conv2d", "filters": 4, "kernel": 5, "stride": 2, "padding": "same"},
+            {"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]  # fmt: skip
+    config = _checked(
+        {**default_config(), "nets": ["mlp", "cnn", "mine"], "net_definitions": {"mine": mine}}
+    )
+    assert config["nets"] == ["mlp", "cnn", "mine"]
+
+
+@pytest.mark.parametrize(
+    "nets, definitions, fragments",
+    [
+        (["resnet"], {}, ["config field 'nets[0]'", "'resnet' is not one of"]),
+        (
+            ["wide-kernel"],
+            {"wide-kernel": [{"type": "conv2d", "filters": 4, "kernel": 30}, {"type": "flatten"},
+                             {"type": "dense", "units": 10, "activation": "softmax"}]},
+            ["config field 'net_definitions.wide-kernel' (dataset 'mnist')", "layer 0",
+             "kernel 30x30 larger than its input 28x28x1"],
+        ),
+        (
+            ["unflattened"],
+            {"unflattened": [{"type": "conv2d", "filters": 4, "kernel": 3},
+                             {"type": "dense", "units": 10, "activation": "softmax"}]},
+            ["config field 'net_definitions.unflattened'", "layer 1", "26x26x4"],
+        ),
+        (
+            ["seven"],
+            {"seven": [{"type": "flatten"}, {"type": "dense", "units": 7, "activation": "softmax"}]},
+            ["config field 'net_definitions.seven'", "layer 1", "7 outputs for 10 classes"],
+        ),
+        (
+            ["typo"],
+            {"typo": [{"type": "dense", "unit": 10}]},
+            ["config field 'net_definitions.typo[0]'"],
+        ),
+        (
+            ["mlp"],
+            {"mlp": [{"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]},
+            ["config field 'net_definitions'", "network 'mlp': already in the catalog"],
+        ),
+    ],
+)  # fmt: skip
+def test_a_network_that_does_not_fit_is_rejected_naming_it_and_its_layer(
+    nets, definitions, fragments
+):
+    with pytest.raises(cfg.ConfigError) as error:
+        _checked({**default_config(), "nets": nets, "net_definitions": definitions})
+    for fragment in fragments:
+        assert fragment in str(error.value)

@@ -441,7 +441,7 @@ def test_draw_names_unknown_figures_and_misused_backend():
 
 # -- the registry of figures ---------------------------------------------------------------
 
-STUDY_DIR = "results/studies/dataset=mnist/optimizer=sgd/start=shared/threads=1"
+STUDY_DIR = "results/studies/dataset=mnist/net=mlp/optimizer=sgd/start=shared/threads=1"
 
 
 def test_each_rules_wildcard_constraint_accepts_exactly_its_kinds_figures():

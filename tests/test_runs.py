@@ -10,6 +10,7 @@ from mlpstudy.backends.base import TrainSpec
 
 CONFIG = {
     "datasets": ["mnist", "fashion-mnist"],
+    "nets": ["mlp", "cnn-small"],
     "optimizers": ["sgd", "adam"],
     "starts": ["shared", "independent"],
     "threads": [1, 2],
@@ -26,14 +27,16 @@ CONFIG = {
 
 def test_paths_name_every_axis_in_order():
     assert runs.RUN_DIR == (
-        "results/runs/dataset={dataset}/optimizer={optimizer}/start={start}/threads={threads}/"
-        "backend={backend}/lr={lr}/batch={batch}/trial={trial}"
+        "results/runs/dataset={dataset}/net={net}/optimizer={optimizer}/start={start}/"
+        "threads={threads}/backend={backend}/lr={lr}/batch={batch}/trial={trial}"
     )
     assert runs.STUDY_DIR == (
-        "results/studies/dataset={dataset}/optimizer={optimizer}/start={start}/threads={threads}"
+        "results/studies/dataset={dataset}/net={net}/optimizer={optimizer}/start={start}/"
+        "threads={threads}"
     )
     assert runs.KEY_COLUMNS == [
         "dataset",
+        "net",
         "optimizer",
         "start",
         "threads",
@@ -46,9 +49,10 @@ def test_paths_name_every_axis_in_order():
 
 def test_grid_is_the_full_product_in_a_stable_order():
     grid = runs.grid(CONFIG)
-    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
+    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
     assert grid[0] == {
         "dataset": "mnist",
+        "net": "mlp",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
@@ -63,7 +67,13 @@ def test_grid_is_the_full_product_in_a_stable_order():
 
 def test_grid_narrows_by_fixed_axes():
     one = runs.grid(
-        CONFIG, dataset="mnist", optimizer="adam", start="shared", threads=2, backend="tensorflow"
+        CONFIG,
+        dataset="mnist",
+        net="cnn-small",
+        optimizer="adam",
+        start="shared",
+        threads=2,
+        backend="tensorflow",
     )
     assert len(one) == 2 * 2 * 3
     assert {(r["optimizer"], r["threads"], r["backend"]) for r in one} == {
@@ -73,12 +83,22 @@ def test_grid_narrows_by_fixed_axes():
 
 def test_studies_are_the_product_of_the_study_axes():
     studies = runs.studies(CONFIG)
-    assert len(studies) == 16
-    assert studies[0] == {"dataset": "mnist", "optimizer": "sgd", "start": "shared", "threads": "1"}
+    assert len(studies) == 32
+    assert studies[0] == {
+        "dataset": "mnist",
+        "net": "mlp",
+        "optimizer": "sgd",
+        "start": "shared",
+        "threads": "1",
+    }
     assert runs.study_dir(studies[-1]) == (
-        "results/studies/dataset=fashion-mnist/optimizer=adam/start=independent/threads=2"
+        "results/studies/dataset=fashion-mnist/net=cnn-small/optimizer=adam/start=independent/"
+        "threads=2"
     )
-    assert runs.study_label(studies[-1]) == "fashion-mnist · adam · independent start · 2 threads"
+    assert (
+        runs.study_label(studies[-1])
+        == "fashion-mnist · cnn-small · adam · independent start · 2 threads"
+    )
 
 
 @pytest.mark.parametrize("index", [0, 1, 77, 383])
@@ -121,7 +141,7 @@ def test_spec_carries_the_settings_of_its_own_optimizer_only():
 
 
 def test_a_path_missing_an_axis_is_named():
-    with pytest.raises(ValueError, match="missing dataset, optimizer, start, threads"):
+    with pytest.raises(ValueError, match="missing dataset, net, optimizer, start, threads"):
         runs.parse("results/runs/backend=numpy/lr=0.1/batch=32/trial=0")
 
 

@@ -15,7 +15,7 @@ import pytest
 from test_agreement import backend, learnable_data
 
 from mlpstudy.backends import BACKENDS, get_backend, info
-from mlpstudy.backends.base import HISTORY_COLUMNS, PARAM_NAMES, SharedStart, TrainSpec
+from mlpstudy.backends.base import HISTORY_COLUMNS, MLP, SharedStart, TrainSpec
 from mlpstudy.training import run_training
 
 
@@ -54,7 +54,7 @@ def test_metrics_are_the_history_and_the_timings_add_up(name, optimizer, data):
     parts = m["step_time_s"] + m["eval_time_s"] + m["shuffle_time_s"]
     assert 0 < parts <= m["training_time_s"]
     assert sum(row["epoch_s"] for row in r.history) <= m["training_time_s"]
-    assert set(r.params) == set(PARAM_NAMES)
+    assert set(r.params) == set(MLP.param_names)
     assert all(isinstance(p, np.ndarray) for p in r.params.values())
 
 
@@ -63,7 +63,7 @@ def test_same_seed_gives_identical_runs(name, optimizer, data):
     spec = TrainSpec(0.01, 50, 2, seed=7, trial=0, optimizer=optimizer)
     a, b = (get_backend(name).train(spec, *data) for _ in range(2))
     assert without_times(a.history) == without_times(b.history)
-    for k in PARAM_NAMES:
+    for k in MLP.param_names:
         np.testing.assert_array_equal(a.params[k], b.params[k])
 
 

@@ -32,7 +32,7 @@ PAPER_COLUMNS = [
 ]
 TABLE_COLUMNS = (
     PAPER_COLUMNS
-    + ["dataset", "optimizer", "start"]
+    + ["dataset", "net", "optimizer", "start"]
     + [
         "final_train_loss",
         "final_train_accuracy",

@@ -44,6 +44,7 @@ def load_schema(path: str | Path, config: dict | None = None) -> dict:
 
 def complete_schema(schema: dict, config: dict | None = None) -> dict:
     """Fill in the names and blocks the code defines (datasets, optimizers, backends)."""
+    from mlpstudy import nets
     from mlpstudy.backends import REGISTRY
     from mlpstudy.backends.optimizers import SETTINGS
     from mlpstudy.datasets import CATALOG
@@ -55,6 +56,13 @@ def complete_schema(schema: dict, config: dict | None = None) -> dict:
     props = schema["properties"]
     props["datasets"]["items"]["enum"] = dataset_names
     props["data_mirrors"]["propertyNames"] = {"enum": dataset_names}
+    defined = (config or {}).get("net_definitions")
+    props["nets"]["items"]["enum"] = list(nets.CATALOG) + [
+        n for n in (defined if isinstance(defined, dict) else {}) if n not in nets.CATALOG
+    ]
+    props["net_definitions"].update(
+        {k: v for k, v in nets.definitions_schema().items() if k != "default"}
+    )
     props["optimizers"]["items"]["enum"] = list(SETTINGS)
     props["optimizer_settings"].update(
         additionalProperties=False,
@@ -192,6 +200,29 @@ def register_extra_datasets(config: dict) -> None:
             mirrors=tuple(entry.get("mirrors", ())),
             classes=tuple(entry.get("classes", [str(i) for i in range(10)])),
         )
+
+
+def check_nets(config: dict) -> None:
+    """Every configured network against every configured dataset's images (after
+    ``validate`` and ``register_extra_datasets``): a ConfigError names the network's
+    config field, the dataset, the layer's index and the shapes, for every misfit."""
+    from mlpstudy import datasets, nets
+
+    definitions = config.get("net_definitions", {})
+    try:
+        known = nets.networks(definitions)
+    except ValueError as error:
+        lines = [f"  config field 'net_definitions': {line}" for line in str(error).splitlines()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    lines = []
+    for i, name in enumerate(config["nets"]):
+        field = f"net_definitions.{name}" if name in definitions else f"nets[{i}]"
+        for dataset in config["datasets"]:
+            entry = datasets.get(dataset)
+            for problem in known[name].problems(entry.image_shape, entry.n_classes):
+                lines.append(f"  config field '{field}' (dataset '{dataset}'): {problem}")
+    if lines:
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
 
 
 def _fill_defaults(instance: dict, schema: dict) -> None:

@@ -36,6 +36,8 @@ class Dataset:
     md5: Mapping[str, str]  # file name -> MD5 of the published .gz file
     mirrors: tuple[str, ...]  # public URL prefixes, tried in order
     classes: tuple[str, ...]  # label i is classes[i]
+    #: One image's shape, (H, W, C): what a network's first layer receives (mlpstudy.nets).
+    image_shape: tuple[int, int, int] = (28, 28, 1)
     n_train: int = 60_000
     n_test: int = 10_000
 

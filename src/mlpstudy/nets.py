@@ -477,6 +477,17 @@ class Net:
         macs = [self.layers[i].macs(shapes[i]) for i in self.param_layers]
         return Flops(forward=2 * sum(macs), backward=2 * sum(macs) + 2 * sum(macs[1:]))
 
+    def activations(self, input_shape: Shape) -> int:
+        """Numbers per image a training step keeps for its backward pass: every layer's
+        output, and each conv's window matrix (im2col: its output pixels times kh kw C)."""
+        shapes = self.shapes(input_shape)
+        windows = sum(
+            math.prod(shapes[i + 1][:2]) * math.prod(layer.kernel) * shapes[i][2]
+            for i, layer in enumerate(self.layers)
+            if isinstance(layer, Conv2D)
+        )
+        return sum(math.prod(s) for s in shapes[1:]) + windows
+
     def flattened_maps(self, input_shape: Shape) -> dict[int, Shape]:
         """Parameterised layer number k (W{k}) -> the ``(H, W, C)`` map a flatten right
         before it flattened: the dense layers whose rows each framework orders its own

@@ -1,7 +1,7 @@
 """A run's identity, defined once: its axes, and everything derived from them.
 
-A run is one point of the sweep: (dataset, optimizer, start, threads, backend, learning
-rate, batch size, trial). ``AXES`` lists them in path order; from it derive
+A run is one point of the sweep: (dataset, net, optimizer, start, threads, backend,
+learning rate, batch size, trial). ``AXES`` lists them in path order; from it derive
 
 - the run directory (``RUN_DIR``, hive-style ``name=value`` parts) and the study
   directory (``STUDY_DIR``), with Snakemake wildcards named after the axes;
@@ -10,7 +10,7 @@ rate, batch size, trial). ``AXES`` lists them in path order; from it derive
 - the table key columns (``KEY_COLUMNS``) and a run's key from its path (``parse``);
 - the training spec's fields (``train_spec_kwargs``).
 
-A *study* is one (dataset, optimizer, start, threads): inside it, runs differ by backend,
+A *study* is one (dataset, net, optimizer, start, threads): inside it, runs differ by backend,
 learning rate, batch size and trial only, which is the shape of the original study, so
 its figures, statistics and claims apply per study unchanged.
 
@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from mlpstudy import datasets, nets
 from mlpstudy.backends.optimizers import resolve
 
 
@@ -58,7 +59,7 @@ class Axis:
     parse: Callable[[str], Any]
     #: Regular expression of a valid wildcard value when the config does not list them.
     pattern: str
-    #: Whether the study (dataset, optimizer, start, threads) includes this axis.
+    #: Whether the study (dataset, net, optimizer, start, threads) includes this axis.
     study: bool
 
     def values(self, config: dict) -> list[Any]:
@@ -74,6 +75,7 @@ _NAME = r"[a-z0-9][a-z0-9_-]*"
 
 AXES: tuple[Axis, ...] = (
     Axis("dataset", "dataset", "datasets", str, _NAME, study=True),
+    Axis("net", "net", "nets", str, _NAME, study=True),
     Axis("optimizer", "optimizer", "optimizers", str, _NAME, study=True),
     Axis("start", "start", "starts", str, _NAME, study=True),
     Axis("threads", "threads", "threads", int, r"[1-9][0-9]*", study=True),
@@ -141,10 +143,10 @@ def study_dir(wildcards: dict[str, Any]) -> str:
 
 
 def study_label(wildcards: dict[str, Any]) -> str:
-    """A study's name for people, e.g. ``mnist · sgd · shared start · 1 thread``."""
+    """A study's name for people, e.g. ``mnist · mlp · sgd · shared start · 1 thread``."""
     s = study_of(wildcards)
     threads = f"{s['threads']} thread" + ("" if s["threads"] == "1" else "s")
-    return f"{s['dataset']} · {s['optimizer']} · {s['start']} start · {threads}"
+    return f"{s['dataset']} · {s['net']} · {s['optimizer']} · {s['start']} start · {threads}"
 
 
 def parse(path: str) -> dict[str, Any]:
@@ -178,8 +180,15 @@ def settings(config: dict, optimizer: str, backend: str) -> dict[str, Any]:
     }
 
 
+def net_of(config: dict, name: str) -> nets.Net:
+    """The network ``name``: the catalog's or the config's ``net_definitions``."""
+    return nets.get(name, config.get("net_definitions"))
+
+
 def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]:
-    """Keyword arguments of ``TrainSpec`` for one run (the dataset is not the spec's).
+    """Keyword arguments of ``TrainSpec`` for one run (the dataset is not the spec's, but
+    its image shape is: ``input_shape``; the net goes in its config form, so a changed
+    definition reruns its runs).
 
     They are the training rule's ``params``, which Snakemake compares as text: keep the
     key order, or every finished run counts as changed.
@@ -197,4 +206,6 @@ def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]
         "optimizer_settings": given["optimizer_settings"],
         "threads": k["threads"],
         "options": given["options"],
+        "net": {"name": k["net"], "layers": net_of(config, k["net"]).to_config()},
+        "input_shape": list(datasets.get(k["dataset"]).image_shape),
     }

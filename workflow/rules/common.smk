@@ -40,6 +40,7 @@ try:
         ),
     )
     cfg.register_extra_datasets(config)
+    cfg.check_nets(config)
 except cfg.ConfigError as exc:
     raise WorkflowError(str(exc))
 
@@ -148,13 +149,31 @@ TIME_HEADROOM = 3.0  # cluster nodes may be slower than the machine measured
 MIN_RUNTIME_MIN = 5
 
 
+# Those were measured on the study's MLP; another net scales them by its own shapes
+# (mlpstudy.nets): the epoch by its FLOPs per image (never below the MLP's, whose steps
+# are overhead), the memory by what a step keeps per image, float32, four copies
+# (activations, their gradients, a framework's workspace and the gathered batch).
+MLP = runs.net_of(config, "mlp")
+
+
+def _work(wildcards):
+    """(FLOPs ratio to the MLP, MB a batch of this net keeps) for the run's net."""
+    net = runs.net_of(config, wildcards.net)
+    shape = datasets.get(wildcards.dataset).image_shape
+    ratio = sum(net.flops(shape)) / sum(MLP.flops(shape))
+    batch_mb = int(wildcards.batch) * net.activations(shape) * 4 * 4 / 2**20
+    return max(1.0, ratio), batch_mb
+
+
 def train_mem_mb(wildcards, attempt):
-    return int(REGISTRY[wildcards.backend].measured.peak_mb * MEM_HEADROOM * attempt)
+    peak = REGISTRY[wildcards.backend].measured.peak_mb + _work(wildcards)[1]
+    return int(peak * MEM_HEADROOM * attempt)
 
 
 def train_runtime_min(wildcards, attempt):
     m = REGISTRY[wildcards.backend].measured
-    seconds = (m.startup_s + m.epoch_s * config["epochs"]) * TIME_HEADROOM
+    epoch_s = m.epoch_s * _work(wildcards)[0]
+    seconds = (m.startup_s + epoch_s * config["epochs"]) * TIME_HEADROOM
     return max(MIN_RUNTIME_MIN, int(seconds / 60) + 1) * attempt
 
 

@@ -4,13 +4,20 @@ Every backend module imports these names, so ``TrainSpec``, ``initial_params`` o
 ``RunResult`` mean the same thing in each of them, and each module implements the
 ``Backend`` protocol below with exactly its signatures (a test checks them).
 
+The network is a value (``TrainSpec.net``, a ``mlpstudy.nets.Net``; the study's
+784-64-10 MLP is ``nets.CATALOG["mlp"]``, the default), and so is the shape of one input
+image (``TrainSpec.input_shape``, (H, W, C) from the dataset's catalog entry): every
+backend builds its model from the two, and the parameters are named and laid out as the
+net says (``Net.param_names``: W1, b1, W2, b2, ...; Keras' layout, converted where a
+framework stores them otherwise).
+
 The shared start (``TrainSpec.start == "shared"``, the default): one NumPy ``Generator``
-seeded by ``(seed, trial)`` draws, in this order, the He-uniform initial weights
-(W1, then W2; biases are zero) and then one permutation of the training set per
-epoch. Every backend consumes exactly those, so two backends started from the same
-spec differ only by their implementation. With ``start == "independent"`` each
-framework draws its own weights and batch order from ``(seed, trial)`` (the study's
-setting).
+seeded by ``(seed, trial)`` draws, in this order, the He-uniform initial kernels (one
+per parameterised layer, in layer order; biases are zero; ``nets.init``) and then one
+permutation of the training set per epoch. Every backend consumes exactly those, so two
+backends started from the same spec differ only by their implementation. With
+``start == "independent"`` each framework draws its own weights and batch order from
+``(seed, trial)`` (the study's setting).
 """
 
 from __future__ import annotations
@@ -22,22 +29,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from mlpstudy import nets
+
 from .optimizers import resolve
 
 if TYPE_CHECKING:
     from .loop import EpochCallback
 
-#: Layer sizes of the study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax.
-LAYER_SIZES = (784, 64, 10)
-#: Parameter order, the same as Keras' ``model.get_weights()`` for the Sequential model.
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
+#: The study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax, the default net.
+MLP = nets.CATALOG["mlp"]
+#: The shape of one MNIST image, (H, W, C): the default input.
+MNIST_SHAPE = (28, 28, 1)
 #: Columns of ``RunResult.history``, in order.
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s")
 #: The start modes: one shared draw for every backend, or each framework its own.
 STARTS = ("shared", "independent")
 
-#: The network's parameters by ``PARAM_NAMES``, as NumPy arrays in Keras' layout
-#: (W1: 784x64, b1: 64, W2: 64x10, b2: 10); a backend storing them otherwise transposes.
+#: The network's parameters by ``Net.param_names``, as NumPy arrays in Keras' layout
+#: (the study's MLP: W1 784x64, b1 64, W2 64x10, b2 10; a conv kernel HWIO); a backend
+#: storing them otherwise converts (``nets.to_torch``).
 Params = dict[str, np.ndarray]
 
 
@@ -50,7 +60,8 @@ class TrainSpec:
     defaults, so after construction ``optimizer_settings`` holds every number used.
     ``options`` holds backend-specific knobs (the registry's ``BackendInfo.options``);
     a backend ignores the ones it does not know and records the ones it used in
-    ``RunResult.metrics["options"]``.
+    ``RunResult.metrics["options"]``. ``net`` is a ``nets.Net`` or its config form
+    ``{"name": ..., "layers": [...]}``; it must fit ``input_shape`` (checked here).
     """
 
     learning_rate: float
@@ -63,6 +74,8 @@ class TrainSpec:
     optimizer_settings: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    net: nets.Net = MLP
+    input_shape: tuple[int, ...] = MNIST_SHAPE
 
     def __post_init__(self):
         lr = self.learning_rate
@@ -90,6 +103,12 @@ class TrainSpec:
             self, "optimizer_settings", resolve(self.optimizer, self.optimizer_settings)
         )
         object.__setattr__(self, "options", dict(self.options))
+        net = self.net
+        if not isinstance(net, nets.Net):
+            net = nets.Net.from_config(net["name"], net["layers"])
+        object.__setattr__(self, "net", net)
+        object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
+        net.check(self.input_shape)
 
     @property
     def shared(self) -> bool:
@@ -114,36 +133,36 @@ def generator(seed: int, trial: int, stream: str | None = None) -> np.random.Gen
     return np.random.default_rng(key)
 
 
-def he_uniform(rng: np.random.Generator, n_in: int, n_out: int, dtype=np.float32) -> np.ndarray:
-    """W ~ U(-sqrt(6/n_in), +sqrt(6/n_in)), the study's equation (11)."""
-    limit = math.sqrt(6.0 / n_in)
-    return rng.uniform(-limit, limit, size=(n_in, n_out)).astype(dtype)
-
-
-def initial_params(rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
-    """He-uniform weights and zero biases, drawn from ``rng`` (W1 first, then W2)."""
-    n_in, n_hidden, n_out = LAYER_SIZES
-    return {
-        "W1": he_uniform(rng, n_in, n_hidden, dtype),
-        "b1": np.zeros(n_hidden, dtype=dtype),
-        "W2": he_uniform(rng, n_hidden, n_out, dtype),
-        "b2": np.zeros(n_out, dtype=dtype),
-    }
-
-
 class SharedStart:
-    """The initial parameters and the per-epoch permutations of one ``(seed, trial)``.
+    """The initial parameters and the per-epoch permutations of one ``(seed, trial)``,
+    for the network ``net`` on images of ``input_shape``.
 
     >>> start = SharedStart(seed=0, trial=1)
     >>> start.params["W1"].shape, start.permutation(5).shape
     ((784, 64), (5,))
 
-    Call ``permutation(n)`` once per epoch, in epoch order: each call draws the next one.
+    The kernels are He-uniform, U(-sqrt(6/fan_in), +sqrt(6/fan_in)) (the study's equation
+    (11); a conv kernel's fan_in is kh kw c_in), drawn in layer order; biases are zero
+    (``nets.init``). Call ``permutation(n)`` once per epoch, in epoch order: each call
+    draws the next one.
     """
 
-    def __init__(self, seed: int, trial: int, stream: str | None = None, dtype=np.float32):
+    def __init__(
+        self,
+        seed: int,
+        trial: int,
+        stream: str | None = None,
+        dtype=np.float32,
+        net: nets.Net = MLP,
+        input_shape: tuple[int, ...] = MNIST_SHAPE,
+    ):
         self._rng = generator(seed, trial, stream)
-        self.params = initial_params(self._rng, dtype)
+        self.params = nets.init(net, input_shape, self._rng, dtype)
+
+    @classmethod
+    def of(cls, spec: TrainSpec, stream: str | None = None) -> SharedStart:
+        """The start of ``spec``'s ``(seed, trial)`` for its net and input shape."""
+        return cls(spec.seed, spec.trial, stream, net=spec.net, input_shape=spec.input_shape)
 
     def permutation(self, n: int) -> np.ndarray:
         return self._rng.permutation(n)
@@ -174,7 +193,7 @@ class RunResult:
 
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
-    #: The parameters after the last epoch (NumPy arrays, names ``PARAM_NAMES``).
+    #: The parameters after the last epoch (NumPy arrays, names ``Net.param_names``).
     params: Params | None = None
 
     def history_frame(self):
@@ -190,6 +209,11 @@ def spec_fields(spec: TrainSpec) -> dict[str, Any]:
     optimizer_settings`` (a dict of every number used), ``threads``."""
     fields = asdict(spec)
     fields.pop("options")
+    fields.update(
+        net=spec.net.name,
+        net_definition=spec.net.to_config(),
+        input_shape=list(spec.input_shape),
+    )
     return fields
 
 
@@ -211,14 +235,21 @@ class Backend(Protocol):
         framework draws its own weights and batch order itself."""
         ...
 
-    def gradients(self, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
-        """Mean cross-entropy of the batch ``(x, y)`` at ``params`` and its gradients,
-        computed in the dtype of ``params`` where the framework allows (float64 too)."""
+    def gradients(
+        self, net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray
+    ) -> tuple[float, Params]:
+        """Mean cross-entropy of the batch ``(x, y)`` for ``net`` at ``params`` and its
+        gradients, computed in the dtype of ``params`` where the framework allows (float64
+        too). ``x`` is ``(N, *input_shape)``: NHWC images, or flat rows for a net that
+        starts with a flatten or a dense layer."""
         ...
 
-    def evaluate(self, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in the dtype of
-        ``params`` where the framework allows (the finite-difference checks use float64)."""
+    def evaluate(
+        self, net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray
+    ) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)`` (``x``
+        as for ``gradients``), in the dtype of ``params`` where the framework allows (the
+        finite-difference checks use float64)."""
         ...
 
     def train(
