@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from mlpstudy import nets
-from mlpstudy.backends.base import PARAM_NAMES, SharedStart
+from mlpstudy.backends.base import MLP, SharedStart
 from mlpstudy.nets import CATALOG, Conv2D, Dense, Flatten, MaxPool2D, Net
 
 MNIST = (28, 28, 1)
@@ -42,7 +42,7 @@ def test_catalog_shapes_and_parameter_counts():
     }
     assert cnn.n_params(MNIST) == 34_826  # Keras' mnist_convnet without dropout
     mlp = CATALOG["mlp"]
-    assert mlp.param_names == PARAM_NAMES == ("W1", "b1", "W2", "b2")
+    assert mlp.param_names == MLP.param_names == ("W1", "b1", "W2", "b2")
     assert mlp.param_shapes(MNIST) == {"W1": (784, 64), "b1": (64,), "W2": (64, 10), "b2": (10,)}
     assert mlp.n_params(MNIST) == 50_890
     assert CATALOG["mlp-wide"].n_params(MNIST) == 784 * 1024 + 1024 + 1024 * 10 + 10
@@ -312,3 +312,25 @@ def test_torch_layout_permutes_only_the_dense_layer_after_a_flatten():
     np.testing.assert_array_equal(
         nets.to_torch(CATALOG["mlp"], MNIST, mlp_params)["W1"], mlp_params["W1"].T
     )
+
+
+@pytest.mark.parametrize("name", sorted(nets.CATALOG))
+def test_nothing_but_the_catalog_names_a_network(name):
+    """A network is one catalog entry: no other code or rule names one (the default's
+    name lives in ``nets.DEFAULT``), so adding a network needs no edit elsewhere."""
+    import re
+    from pathlib import Path
+
+    from test_backends import _string_constants
+
+    repo = Path(__file__).resolve().parents[1]
+    code = sorted((repo / "src").rglob("*.py")) + sorted((repo / "workflow").rglob("*.py"))
+    offenders = [
+        str(path.relative_to(repo))
+        for path in code
+        if path.name != "nets.py" and name in _string_constants(path)
+    ]
+    rules = [repo / "Snakefile", *sorted((repo / "workflow/rules").glob("*.smk"))]
+    word = re.compile(rf"^[^#]*[\"']{re.escape(name)}[\"']", re.MULTILINE)
+    offenders += [str(p.relative_to(repo)) for p in rules if word.search(p.read_text())]
+    assert offenders == []

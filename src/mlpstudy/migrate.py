@@ -29,7 +29,7 @@ from mlpstudy.backends import info
 from mlpstudy.backends.optimizers import resolve
 
 #: The net every run of the previous layout trained: the study's MLP.
-NET = "mlp"
+NET = nets.DEFAULT
 
 
 def old_run_dirs(results: Path) -> list[Path]:

@@ -579,6 +579,9 @@ def _cnn(name: str, f1: int, f2: int) -> Net:
     )
 
 
+#: The study's network, the config's default ``nets``: what a run without a net trained.
+DEFAULT = "mlp"
+
 #: The built-in networks (the config's ``net_definitions`` add more; see ``networks``).
 #: ``mlp`` is the study's 784-64-10; ``cnn`` is Keras' ``mnist_convnet`` example without its
 #: dropout (34,826 parameters on 28x28x1); ``cnn-small`` the same shape, 8 and 16 filters.

@@ -16,7 +16,7 @@ os.environ.update(
 
 try:
     from mlpstudy import config as cfg
-    from mlpstudy import cores, datasets, locks, memory, order, runs
+    from mlpstudy import cores, datasets, locks, memory, nets, order, runs
     from mlpstudy.backends import REGISTRY
     from mlpstudy.figures import figure_targets
 except ImportError as exc:
@@ -153,7 +153,7 @@ MIN_RUNTIME_MIN = 5
 # (mlpstudy.nets): the epoch by its FLOPs per image (never below the MLP's, whose steps
 # are overhead), the memory by what a step keeps per image, float32, four copies
 # (activations, their gradients, a framework's workspace and the gathered batch).
-MLP = runs.net_of(config, "mlp")
+MLP = runs.net_of(config, nets.DEFAULT)
 
 
 def _work(wildcards):

@@ -5,7 +5,7 @@ Every backend module imports these names, so ``TrainSpec``, ``initial_params`` o
 ``Backend`` protocol below with exactly its signatures (a test checks them).
 
 The network is a value (``TrainSpec.net``, a ``mlpstudy.nets.Net``; the study's
-784-64-10 MLP is ``nets.CATALOG["mlp"]``, the default), and so is the shape of one input
+784-64-10 MLP is ``nets.CATALOG[nets.DEFAULT]``, the default), and so is the shape of one input
 image (``TrainSpec.input_shape``, (H, W, C) from the dataset's catalog entry): every
 backend builds its model from the two, and the parameters are named and laid out as the
 net says (``Net.param_names``: W1, b1, W2, b2, ...; Keras' layout, converted where a
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .loop import EpochCallback
 
 #: The study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax, the default net.
-MLP = nets.CATALOG["mlp"]
+MLP = nets.CATALOG[nets.DEFAULT]
 #: The shape of one MNIST image, (H, W, C): the default input.
 MNIST_SHAPE = (28, 28, 1)
 #: Columns of ``RunResult.history``, in order.

@@ -1,0 +1,78 @@
+"""The network as a study axis through the real snakemake, and the old layout migrated."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from e2e_utils import make_tiny_workdir, snakemake, write_config
+
+from mlpstudy import migrate, runs
+
+pytestmark = pytest.mark.e2e
+
+#: A user-defined net with 'same' padding and stride 2, beside two of the catalog's.
+MINE = [
+    {"type": "conv2d", "filters": 4, "kernel": 3, "stride": 2, "padding": "same"},
+    {"type": "maxpool2d", "pool": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 10, "activation": "softmax"},
+]
+
+
+def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_path):
+    work = make_tiny_workdir(tmp_path)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    write_config(
+        work,
+        {**config, "nets": ["mlp", "cnn-small", "mine"], "net_definitions": {"mine": MINE},
+         "learning_rates": [0.1], "batch_sizes": [32], "trials": 1},
+    )  # fmt: skip
+    snakemake(work, "results/tf_vs_np.csv", "results/overview.csv")
+    table = pd.read_csv(work / "results/tf_vs_np.csv")
+    assert sorted(table["net"].unique()) == ["cnn-small", "mine", "mlp"]
+    assert len(table) == 3 * 2
+    for net, group in table.groupby("net"):
+        study = work / runs.study_dir(
+            {"dataset": "tiny", "net": net, "optimizer": "sgd", "start": "shared", "threads": 1}
+        )
+        assert len(pd.read_csv(study / "runs.csv")) == 2
+        loss = group.set_index("model")["final_train_loss"]
+        assert loss["numpy"] == pytest.approx(loss["tensorflow"], rel=1e-4), net
+        metrics = json.loads(next((work / "results/runs").glob(f"*/net={net}/**/metrics.json")).read_text())
+        assert metrics["net"] == net and metrics["input_shape"] == [28, 28, 1]
+    # the nets are different computations
+    assert table.groupby("net")["final_train_loss"].first().nunique() == 3
+    assert set(pd.read_csv(work / "results/overview.csv")["net"]) == {"mlp", "cnn-small", "mine"}
+
+
+def test_finished_runs_of_the_old_layout_are_kept_after_migrating(tiny_sweep, tmp_path):
+    """The tiny sweep's runs, put back into the previous layout (no net=, no dtype option,
+    no Snakemake metadata), are kept by ``mlpstudy.migrate``: a dry run trains nothing."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_sweep, work, symlinks=True)
+    shutil.rmtree(work / ".snakemake", ignore_errors=True)
+    for metrics_path in sorted((work / "results/runs").rglob("metrics.json")):
+        run = metrics_path.parent
+        metrics = json.loads(metrics_path.read_text())
+        for key in ("net", "net_definition", "input_shape"):
+            metrics.pop(key)
+        metrics["requested_options"].pop("dtype", None)
+        metrics_path.write_text(json.dumps(metrics))
+        old = Path(str(run).replace("/net=mlp/", "/"))
+        old.parent.mkdir(parents=True, exist_ok=True)
+        run.rename(old)
+    shutil.rmtree(work / "results/studies")
+    dry = snakemake(work, "-n", "results/tf_vs_np.csv").stdout
+    assert "train" in dry  # without migrating, every run is missing
+    moved, left = migrate.migrate(work / "results")
+    assert len(moved) == 16 and left == []
+    dry = snakemake(work, "-n", "results/tf_vs_np.csv").stdout
+    assert "rule train" not in dry and "aggregate" in dry
+    snakemake(work, "results/tf_vs_np.csv")
+    table = pd.read_csv(work / "results/tf_vs_np.csv")
+    assert len(table) == 16 and set(table["net"]) == {"mlp"}
