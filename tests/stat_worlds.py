@@ -284,7 +284,7 @@ def audit(n: int = 300) -> None:
 
     from scipy import stats as sps
 
-    from mlpstudy import claims, stats
+    from mlpstudy import claims, comparison, stats
 
     def runs_of(w):
         return stats.check_runs(simulate(dataclasses.replace(w, histories=False))[0])
@@ -327,7 +327,7 @@ def audit(n: int = 300) -> None:
                     f"[{ci[0]:.3g}, {ci[1]:.3g}]{' (as a ratio)' if p.ratio else ''}, "
                     f"p support {p.p_support:.2g}, p contradict {p.p_contradict_adj:.2g}{power}"
                 )
-        cmp = stats.compare_cells(runs)
+        cmp = comparison.compare_cells(runs)
         t = cmp[cmp.metric == "training_time_s"]
         raw = []  # the former per-cell test: paired t-test on seconds
         for _, cell in runs.groupby(["learning_rate", "batch_size"]):
@@ -351,5 +351,97 @@ def audit(n: int = 300) -> None:
     )
 
 
+def audit20(n: int = 400) -> None:
+    """The numbers of issue 20's audit (verdicts that precision could buy), recomputed with
+    the present rules beside the former ones: ``.venv/bin/python tests/stat_worlds.py 20``."""
+    import dataclasses
+
+    from scipy import stats as sps
+
+    from mlpstudy import claims, stats
+
+    s = dataclasses.replace(claims.DEFAULTS, plan_power=False)
+    rng = np.random.default_rng(0)
+    # 1. a material direction part at half its margin and at its margin, 3 and 30 trials
+    for frac in (0.5, 1.0):
+        for t in (3, 30):
+            x = 0.01 * frac + rng.normal(0, 0.004, (n, t))
+            now = old = 0
+            for row in x:
+                p = claims.direction_part(claims.Part("x", "", ""), row, +1, s, 0.01)
+                now += claims.verdict_of(p.p_support, p.p_contradict, 0.05) == "supported"
+                old += stats.one_sample_p(row, 0.0, "greater") < 0.05  # support against 0
+            print(
+                f"direction part, true effect {frac:g} x margin, {t} trials: supported "
+                f"{now / n:.1%} (former rule, support against 0: {old / n:.1%})"
+            )
+    # 2. claim 8, NumPy's spread at the cell level, TensorFlow's 95 % a trial effect
+    for ratio in (1.0, 1.2, 1.5):
+        tf = Backend(acc_trial_sd=0.01 * np.sqrt(0.95), acc_cell_sd=0.01 * np.sqrt(0.05))
+        hits = dict(supported=0, contradicted=0)
+        for seed in range(n // 2):
+            w = World(
+                backends={"numpy": Backend(acc_cell_sd=0.01 * ratio), "tensorflow": tf},
+                seed=seed,
+                start="independent",
+                histories=False,
+            )
+            runs = stats.check_runs(simulate(w)[0])
+            v = claims.claim_numpy_higher_variance(runs, s).parts[0].verdict
+            hits[v] = hits.get(v, 0) + 1
+        print(
+            f"claim 8 (a), sd ratio {ratio:g}, trial shares 0 % / 95 %: supported "
+            f"{hits['supported'] / (n // 2):.1%}, contradicted "
+            f"{hits['contradicted'] / (n // 2):.1%} of {n // 2} worlds"
+        )
+    # 3. claim 9's two worlds
+    for label, np_b, tf_b in (
+        (
+            "rises in most runs vs never",
+            Backend(rate=0.01, jitter=0.008),
+            Backend(rate=0.01, jitter=0.0005),
+        ),
+        (
+            "falls 0.25 / epoch, jitter 0.05",
+            Backend(rate=0.25, jitter=0.05),
+            Backend(rate=0.25, jitter=0.002),
+        ),
+    ):
+        runs, hist = simulate(World(backends={"numpy": np_b, "tensorflow": tf_b}))
+        r = claims.claim_tensorflow_smoother(hist, claims.DEFAULTS, stats.check_runs(runs))
+        p = r.parts[0]
+        print(
+            f"claim 9, {label}: {p.verdict}, roughness ratio {np.exp(p.estimate):.3g} "
+            f"[{np.exp(p.ci[0]):.3g}, {np.exp(p.ci[1]):.3g}]; "
+            f"{r.numbers['runs whose loss ever rises, numpy']} NumPy runs rise"
+        )
+    # 4. claim 3's plan with 12 cells at +1.5 pp and 13 at -1.5 pp
+    means = np.r_[np.full(12, 0.015), np.full(13, -0.015)]
+    plan = claims.parts.cells_plan(means, np.full(25, 0.004), 0.01, 0.05, 3, 0.9)
+    print(
+        f"claim 3, 12 cells at +1.5 pp and 13 at -1.5 pp: points to {plan.verdict}, power at "
+        f"10 trials {plan.power(np.array([10]))[0]:.2f}"
+    )
+    # 5. trials needed over 30 repeat 3-trial runs of one truth
+    points, ranges = [], []
+    d, sd = 0.016, 0.006
+    for row in 0.016 + rng.normal(0, sd, (30, 3)):
+        p = claims.direction_part(claims.Part("x", "", ""), row, +1, claims.DEFAULTS, 0.01)
+        claims.decide_part(p, claims.DEFAULTS)
+        if p.verdict == "inconclusive" and p.power_for == "supported":
+            points.append(p.trials_needed or np.inf)
+            ranges.append(p.trials_range)
+    true_n = stats.trials_needed(lambda k: stats.power_one_sided(d - 0.01, sd, k, 0.05), 0.8)
+    covered = np.mean([(lo or 0) <= true_n <= (hi or np.inf) for lo, hi in ranges])
+    print(
+        f"trials needed, {len(points)} of 30 repeat runs inconclusive: point figure "
+        f"{min(points)}-{max(points)} (median {np.median(points):g}), truth {true_n}; the "
+        f"range covers the truth in {covered:.0%}"
+    )
+    _ = sps
+
+
 if __name__ == "__main__":
-    audit()
+    import sys
+
+    audit20() if sys.argv[1:] == ["20"] else audit()

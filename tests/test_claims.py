@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import stat_worlds as W
 
-from mlpstudy import claims, claims_report, gridmodels, starts, stats
+from mlpstudy import claims, claims_report, comparison, gridmodels, starts, stats
 
 ALPHA = 0.05
 CLAIM_IDS = list(range(1, 10))
@@ -195,7 +195,7 @@ def test_claim_8_degrees_of_freedom_follow_the_trial_effect():
     none = claim8_null(0.0, seed=1).parts[0]
     assert strong.df < 6  # close to T - 1 = 2: the trial is the replicate
     # without a trial effect many more, though short of C (T - 1) = 50: the df take the
-    # trial mean square at its upper 90 % bound (stats.spread_df)
+    # trial mean square at its upper 90 % bound (spread.spread_df)
     assert min(none.details["df1"], none.details["df2"]) >= 8
     assert max(none.details["df1"], none.details["df2"]) > 20
     assert none.details["cells"] == 25 and none.details["trials"] == 3
@@ -334,7 +334,7 @@ def test_zero_spread_has_the_resolution_of_the_accuracy():
     settings = dataclasses.replace(claims.DEFAULTS, accuracy_step=1e-4)
     part, _ = claims.cell_equivalence(runs, "numpy", "tensorflow", settings)
     assert part.sd == pytest.approx(np.sqrt(2) * 1e-4)
-    cmp = stats.compare_cells(runs, step=1e-4)
+    cmp = comparison.compare_cells(runs, step=1e-4)
     row = cmp[
         (cmp.metric == "test_accuracy") & (cmp.learning_rate == 0.03) & (cmp.batch_size == 128)
     ].iloc[0]
@@ -489,7 +489,7 @@ def test_claims_are_about_numpy_and_tensorflow_only_and_others_get_a_section():
     assert ratio["ratio"] == pytest.approx(30 / 16**0.5 / 15, rel=0.05)
     assert ratio["ci"][0] < ratio["ratio"] < ratio["ci"][1]
     assert third.accuracy.verdict == "supported"
-    cmp = stats.compare_cells(runs)
+    cmp = comparison.compare_cells(runs)
     assert set(zip(cmp.backend_a, cmp.backend_b)) == {
         ("numpy", "tensorflow"),
         ("numpy", "third"),
@@ -561,7 +561,7 @@ def test_report_states_conditions_intervals_power_and_family(tmp_path):
     runs, hist = W.simulate(w)
     runs.to_csv(tmp_path / "runs.csv", index=False)
     hist.to_parquet(tmp_path / "histories.parquet")
-    stats.write_comparison(tmp_path / "runs.csv", tmp_path / "comparison.csv")
+    comparison.write_comparison(tmp_path / "runs.csv", tmp_path / "comparison.csv")
     res = claims_report.write_claims(
         tmp_path / "runs.csv",
         tmp_path / "histories.parquet",

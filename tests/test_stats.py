@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpstudy import stats
+from mlpstudy import comparison, spread, stats
 
 
 def t2_two_sided_p(t):
@@ -55,17 +55,17 @@ def row(cmp, lr, metric="test_accuracy"):
 
 def compare(table, **kw):
     """The comparison at the real resolution of accuracy (10 000 test images)."""
-    return stats.compare_cells(table, step=1e-4, **kw)
+    return comparison.compare_cells(table, step=1e-4, **kw)
 
 
 def test_columns_and_one_row_per_cell_metric_pair():
     cmp = compare(small_table())
-    assert list(cmp.columns) == list(stats.COLUMNS)
+    assert list(cmp.columns) == list(comparison.COLUMNS)
     assert set(cmp.start) == {"not recorded"}  # the table has no start column
     assert set(compare(small_table().assign(start="shared")).start) == {"shared"}
     assert len(cmp) == 2 * 2  # 2 cells x 2 metrics (no step time in this table) x 1 pair
     assert set(cmp.backend_a) == {"numpy"} and set(cmp.backend_b) == {"tensorflow"}
-    assert set(cmp.test) == {stats.TEST_NAME}
+    assert set(cmp.test) == {comparison.TEST_NAME}
     assert set(cmp.correction) == {"Holm across the 2 cells"}
     assert dict(zip(cmp.metric, cmp.scale)) == {
         "test_accuracy": "difference",
@@ -178,7 +178,7 @@ def test_accuracy_step_is_one_test_image():
     sixty = [round(k / 60, 6) for k in (7, 13, 59, 31)]  # 60 test images, rounded
     assert stats.accuracy_step(sixty) == pytest.approx(1 / 60)
     assert np.isnan(stats.accuracy_step([np.nan]))
-    cmp = stats.compare_cells(small_table())  # 0.90, 0.91, ...: steps of 0.01 at most
+    cmp = comparison.compare_cells(small_table())  # 0.90, 0.91, ...: steps of 0.01 at most
     floors = cmp.loc[cmp.metric == "test_accuracy", "sd_floor"]
     assert list(floors) == pytest.approx([math.sqrt(2) * 0.01] * 2)
 
@@ -231,9 +231,9 @@ def test_diverged_read_from_csv_strings(tmp_path):
     t = small_table()
     t["diverged"] = ["True", "False"] * (len(t) // 2)
     t.to_csv(tmp_path / "runs.csv", index=False)
-    out = stats.write_comparison(tmp_path / "runs.csv", tmp_path / "out" / "comparison.csv")
+    out = comparison.write_comparison(tmp_path / "runs.csv", tmp_path / "out" / "comparison.csv")
     back = pd.read_csv(tmp_path / "out" / "comparison.csv")
-    assert list(back.columns) == list(stats.COLUMNS) and len(back) == len(out)
+    assert list(back.columns) == list(comparison.COLUMNS) and len(back) == len(out)
     assert set(back.n_diverged_a) == {3} and set(back.n_diverged_b) == {0}
 
 
@@ -252,11 +252,11 @@ def test_every_pair_of_three_backends_and_step_time():
 def test_bad_tables_fail_with_the_column_or_run_named():
     t = small_table()
     with pytest.raises(ValueError, match="test_accuracy"):
-        stats.compare_cells(t.drop(columns="test_accuracy"))
+        comparison.compare_cells(t.drop(columns="test_accuracy"))
     with pytest.raises(ValueError, match="same run"):
-        stats.compare_cells(pd.concat([t, t.iloc[:1]]))
+        comparison.compare_cells(pd.concat([t, t.iloc[:1]]))
     with pytest.raises(ValueError, match="mixes studies: threads"):
-        stats.compare_cells(t.assign(threads=[1, 2] * (len(t) // 2)))
+        comparison.compare_cells(t.assign(threads=[1, 2] * (len(t) // 2)))
 
 
 def test_float32_rounding_of_the_same_accuracy_is_no_difference():
@@ -265,7 +265,7 @@ def test_float32_rounding_of_the_same_accuracy_is_no_difference():
         run("tensorflow", 0.1, 32, t, float(np.float32(a)))
         for t, a in enumerate([0.6416666666666666, 0.5, 0.7])
     ]
-    r = row(stats.compare_cells(pd.DataFrame(rows)), 0.1)
+    r = row(comparison.compare_cells(pd.DataFrame(rows)), 0.1)
     assert r.mean_diff == 0 and r.p_value == 1.0
 
 
@@ -302,32 +302,32 @@ def test_sd_interval_with_two_degrees_of_freedom_by_hand():
 def test_variance_components_by_hand():
     # 2 cells x 3 trials: cell means 1 and 4, trial effects -1, 0, +1, no interaction
     y = np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]])
-    a, b, c, t = stats.variance_components(y)
+    a, b, c, t = spread.variance_components(y)
     # MS_trial = 2 * (1 + 0 + 1) / 2 = 2, a = MS_trial / C = 1; residual 0
     assert (a, b, c, t) == (pytest.approx(1.0), pytest.approx(0.0), 2, 3)
     assert a + b == pytest.approx(np.mean([np.var(r, ddof=1) for r in y]))  # pooled variance
-    assert stats.satterthwaite_df(a, b, c, t) == pytest.approx(2.0)  # all trial-level
-    assert stats.satterthwaite_df(0.0, 1.0, 25, 3) == pytest.approx(48.0)  # all cell-level
+    assert spread.satterthwaite_df(a, b, c, t) == pytest.approx(2.0)  # all trial-level
+    assert spread.satterthwaite_df(0.0, 1.0, 25, 3) == pytest.approx(48.0)  # all cell-level
 
 
 def test_spread_ratio_and_its_f_tests():
     rng = np.random.default_rng(0)
     y1 = rng.normal(0, 2, (25, 3))
     y2 = rng.normal(0, 1, (25, 3))
-    ratio, (df1, df2), det = stats.spread_ratio(y1, y2)
+    ratio, (df1, df2), det = spread.spread_ratio(y1, y2)
     assert ratio == pytest.approx(det["var1"] / det["var2"])
     assert (det["df1"], det["df2"]) == (df1, df2)
-    tests = stats.f_ratio_tests(ratio, df1, df2, 1.5**2, 0.9)
+    tests = spread.f_ratio_tests(ratio, df1, df2, 1.5**2, 0.9)
     from scipy import stats as sps
 
     assert tests["p_above"] == pytest.approx(sps.f.sf(ratio / 2.25, df1, df2))
     assert tests["p_below"] == pytest.approx(sps.f.cdf(ratio / 2.25, df1, df2))
     lo, hi = tests["ci"]
     assert lo < 4 < hi and lo == pytest.approx(ratio / sps.f.ppf(0.95, df1, df2))
-    same, _, _ = stats.spread_ratio(y1, y1.copy())
+    same, _, _ = spread.spread_ratio(y1, y1.copy())
     assert same == 1.0
     # no spread at all: the floor, as a trial-level component (df of T - 1)
-    flat, dfs, _ = stats.spread_ratio(np.ones((4, 3)), np.ones((4, 3)), 0.1, 0.1)
+    flat, dfs, _ = spread.spread_ratio(np.ones((4, 3)), np.ones((4, 3)), 0.1, 0.1)
     assert flat == 1.0 and dfs == pytest.approx((2.0, 2.0))
 
 
@@ -338,12 +338,12 @@ def test_each_layouts_df_comes_from_its_own_components():
     rng = np.random.default_rng(1)
     trial = rng.normal(0, 1, (1, 3)) + 0.01 * rng.normal(0, 1, (25, 3))
     cells = rng.normal(0, 1, (200, 25, 3))  # 200 layouts without a trial effect
-    _, df_trial, share, _ = stats.spread_of(trial)
-    _, df_cells, _, _ = stats.spread_of(cells)
+    _, df_trial, share, _ = spread.spread_of(trial)
+    _, df_cells, _, _ = spread.spread_of(cells)
     assert df_trial == pytest.approx(2.0, abs=0.1) and share > 0.99
-    a, b, c, t = stats.variance_components(cells)
-    assert np.median(df_cells) > 15 and np.all(df_cells <= stats.satterthwaite_df(a, b, c, t))
-    one = [stats.spread_of(y)[1] for y in cells[:5]]
+    a, b, c, t = spread.variance_components(cells)
+    assert np.median(df_cells) > 15 and np.all(df_cells <= spread.satterthwaite_df(a, b, c, t))
+    one = [spread.spread_of(y)[1] for y in cells[:5]]
     assert one == pytest.approx(list(df_cells[:5]))
 
 

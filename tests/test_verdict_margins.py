@@ -14,7 +14,7 @@ import pytest
 import stat_worlds as W
 from scipy import stats as sps
 
-from mlpstudy import claims, stats
+from mlpstudy import claims, spread, stats
 
 ALPHA = 0.05
 S = claims.DEFAULTS
@@ -100,8 +100,8 @@ def test_the_f_test_of_equal_spread_keeps_its_size(share1, share2):
     y1, y2 = layouts(rng, 2000, share1, share2, 1.0)
     hits = 0
     for a, b in zip(y1, y2, strict=True):
-        ratio, (df1, df2), _ = stats.spread_ratio(a, b)
-        hits += stats.f_ratio_tests(ratio, df1, df2, 1.0, 0.9)["p_above"] < ALPHA
+        ratio, (df1, df2), _ = spread.spread_ratio(a, b)
+        hits += spread.f_ratio_tests(ratio, df1, df2, 1.0, 0.9)["p_above"] < ALPHA
     # N = 2000: sd 0.49 pp; B = 6.5 % (3 sd) fails a size-2-alpha rule w.p. > 0.999
     assert hits / 2000 <= 0.065, hits / 2000
 

@@ -10,7 +10,7 @@ For each such pair of studies:
   The per-run difference d = accuracy NumPy - accuracy TensorFlow (same cell, same trial)
   spreads across trials under both modes; if the starts cause it, it spreads more under
   independent starts. Its variance under each mode comes from the same trial-effect model
-  as claim 8 (``stats.spread_ratio``), the ratio is tested one-sided (independent > shared),
+  as claim 8 (``spread.spread_ratio``), the ratio is tested one-sided (independent > shared),
   and 1 - var(shared) / var(independent) is the share of the differences the start explains.
   The statement "the differences come from the starts, not from the implementations" is
   supported when that spread is significantly more than ``sd_ratio_margin`` times larger

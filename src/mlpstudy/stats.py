@@ -1,41 +1,32 @@
-"""The statistics' building blocks and the per-cell comparison ``{STUDY}/comparison.csv``.
+"""The statistics' building blocks: the run table's checks, one-sample t-tests, TOST and the
+"beyond a margin" test, Holm's and Benjamini-Hochberg's adjustments, and power.
 
-Building blocks (used by ``mlpstudy.claims`` and ``mlpstudy.starts``):
+* Every t-test takes a **resolution floor** on the standard deviation (``sd_floor``): a
+  quantity measured in steps (test accuracy moves in steps of 1 / N_test) is never taken
+  to have less spread than one step would give it, so three identical values give a
+  finite t statistic, not p = 0.
+* Power of those tests at a given number of trials (TOST's exactly), the trials needed for
+  a target power, and the interval of a standard deviation estimated on few degrees of
+  freedom (with 3 trials the power figures are themselves uncertain: ``sd_interval``).
 
-* one-sample t-tests on per-trial contrasts, TOST and the "beyond a margin" test, each with a
-  **resolution floor** on the standard deviation (``sd_floor``): a quantity measured in steps
-  (test accuracy moves in steps of 1 / N_test) is never taken to have less spread than one
-  step would give it, so three identical values give a finite t statistic, not p = 0;
-* Holm's and Benjamini-Hochberg's adjustments;
-* power of those tests at a given number of trials, and the trials needed for a target power;
-* the variance-components comparison of two backends' spread across trials (claim 8): a
-  two-way layout (cells x trials) with a random trial effect shared by the cells of a trial,
-  the pooled within-cell variance as the estimate and Satterthwaite's degrees of freedom,
-  which fall to T - 1 when the trial effect dominates (the trial is then the replicate) and
-  rise to C (T - 1) when it is absent.
-
-The per-cell comparison: one row per (learning rate, batch size, metric, pair of backends).
-Accuracy is compared as a difference (a - b); training and step time on the log scale, as a
-ratio a / b (geometric mean of the per-trial ratios), because timings vary multiplicatively.
-Runs are paired by trial (trial k of every backend shares its seed and, with
-``start: shared``, its initial weights and batch order). Column meanings: ``COLUMNS``.
+The spread across trials (claim 8) is ``mlpstudy.spread``, the per-cell comparison
+``{STUDY}/comparison.csv`` is ``mlpstudy.comparison``.
 
 Diverged runs (``diverged`` true) are kept for accuracy (their low accuracy is what that
 hyperparameter pair produced; dropping them would flatter the backend that diverges), and
 left out of time (they stop at the epoch the loss became non-finite, so their time covers
-fewer epochs). ``n_diverged_*`` counts them.
+fewer epochs); so are contended runs (``contended`` true, where the table has the column).
 """
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mlpstudy.defaults import ALPHA, CONFIDENCE, CORRECTION
+from mlpstudy.defaults import CONFIDENCE, CORRECTION
 
 CELL = ("learning_rate", "batch_size")
 # The metrics compared per cell, with the scale of the comparison: "difference" (a - b) or
@@ -57,51 +48,6 @@ REQUIRED = ("model", "learning_rate", "batch_size", "trial", "training_time_s", 
 # The axes a study holds constant (mlpstudy.runs); a per-study table has one value of each
 STUDY_AXES = ("dataset", "optimizer", "start", "threads")
 MAX_TRIALS = 1000  # trials_needed searches up to here
-
-COLUMNS = {
-    "start": "the study's start mode (shared / independent): the setting of every row; with "
-    "a shared start an accuracy comparison asks whether the implementations compute the "
-    "same thing from the same start",
-    "learning_rate": "learning rate of the cell",
-    "batch_size": "batch size of the cell",
-    "metric": "test_accuracy (fraction), training_time_s, step_time_s or steady_epoch_s (seconds)",
-    "scale": "difference: a - b; log: log(a) - log(b), also shown as the ratio a / b",
-    "backend_a": "first backend of the pair (alphabetical order)",
-    "backend_b": "second backend of the pair",
-    "n_a": "runs of backend a with a finite value",
-    "n_b": "runs of backend b with a finite value",
-    "n_diverged_a": "runs of backend a in this cell flagged diverged (kept for accuracy only)",
-    "n_diverged_b": "runs of backend b in this cell flagged diverged",
-    "mean_a": "mean over trials, backend a (in the metric's unit)",
-    "sd_a": "sample standard deviation (ddof=1) over trials, backend a; NaN with one trial",
-    "ci_low_a": "lower end of the 95 % t interval of mean_a",
-    "ci_high_a": "upper end of the 95 % t interval of mean_a",
-    "mean_b": "mean over trials, backend b",
-    "sd_b": "sample standard deviation over trials, backend b",
-    "ci_low_b": "lower end of the 95 % t interval of mean_b",
-    "ci_high_b": "upper end of the 95 % t interval of mean_b",
-    "n_pairs": "trials present (finite) in both backends: the paired sample size",
-    "mean_diff": "mean of the per-trial difference on the metric's scale (a - b or log a/b)",
-    "sd_diff": "standard deviation of the per-trial differences, at least sd_floor",
-    "ci_low_diff": "lower end of the 95 % t interval of mean_diff",
-    "ci_high_diff": "upper end of the 95 % t interval of mean_diff",
-    "ratio": "exp(mean_diff) for log-scale metrics: a / b (for time: how many times slower a "
-    "is); empty for accuracy",
-    "ci_low_ratio": "exp(ci_low_diff) for log-scale metrics",
-    "ci_high_ratio": "exp(ci_high_diff) for log-scale metrics",
-    "t_stat": "paired t statistic, mean_diff / (sd_diff / sqrt(n_pairs))",
-    "df": "degrees of freedom, n_pairs - 1",
-    "p_value": "two-sided p-value of the paired t-test; NaN with fewer than 2 pairs, or with "
-    "no spread and no known resolution",
-    "p_adjusted": "p_value adjusted across the cells of the grid, per (metric, pair)",
-    "significant": "p_adjusted < alpha",
-    "t_critical": "|t| a cell needs to be significant at the strictest step of the correction",
-    "sd_floor": "resolution floor of sd_diff: one accuracy step (1 / N_test) in each backend "
-    "(sqrt(2) / N_test); 0 for time",
-    "test": "name of the test",
-    "correction": "name of the multiple-comparison correction and its family",
-}
-TEST_NAME = "paired t-test on the per-trial differences (log scale for time), two-sided"
 
 
 # --------------------------------------------------------------------------- the run table
@@ -407,312 +353,3 @@ def trials_needed(power_of, target: float, n_max: int = MAX_TRIALS) -> int | Non
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if powers([mid])[0] >= target else (mid, hi)
     return hi
-
-
-# --------------------------------------------------------------------------- spread
-
-
-def variance_components(y: np.ndarray):
-    """Two-way layout y[..., cell, trial] (complete): the pooled within-cell variance split
-    into its trial part and its cell-by-trial part (vectorised over leading axes).
-
-    Returns (a, b, C, T) with a = MS_trial / C and b = (C - 1) / C MS_residual, so that
-    a + b = the within-cell variance pooled over cells (unbiased for the variance across
-    trials, trial effect included), a on T - 1 and b on (C - 1)(T - 1) degrees of freedom.
-    """
-    y = np.asarray(y, dtype=float)
-    c, t = y.shape[-2:]
-    cell_mean = y.mean(axis=-1, keepdims=True)
-    trial_mean = y.mean(axis=-2, keepdims=True)
-    grand = y.mean(axis=(-2, -1), keepdims=True)
-    ms_trial = c * ((trial_mean - grand) ** 2).sum(axis=(-2, -1)) / (t - 1)
-    if c > 1:
-        resid = y - cell_mean - trial_mean + grand
-        ms_resid = (resid**2).sum(axis=(-2, -1)) / ((c - 1) * (t - 1))
-    else:
-        ms_resid = np.zeros_like(ms_trial)
-    a, b = ms_trial / c, (c - 1) / c * ms_resid
-    if np.ndim(a) == 0:
-        a, b = float(a), float(b)
-    return a, b, c, t
-
-
-def satterthwaite_df(a, b, c: int, t: int):
-    """Degrees of freedom of a + b (variance_components), Satterthwaite's approximation."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    terms = a**2 / (t - 1) + (b**2 / ((c - 1) * (t - 1)) if c > 1 else 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        df = np.where(terms > 0, (a + b) ** 2 / np.where(terms > 0, terms, 1.0), t - 1.0)
-    return float(df) if df.ndim == 0 else df
-
-
-def heterogeneity_df(y: np.ndarray):
-    """Degrees of freedom of one layout's variance pooled over cells whose variances differ.
-
-    Each cell's variance counts by its size: Satterthwaite's (sum v_c)^2 / sum(v_c^2 /
-    (T - 1)), with v_c^2 shrunk by (T - 1) / T (the excess a cell's own noisy estimate
-    adds), so that equal cells give C (T - 1) and a few dominant cells give about their
-    own degrees of freedom (vectorised over leading axes).
-    """
-    y = np.asarray(y, dtype=float)
-    c, t = y.shape[-2:]
-    v = np.var(y, axis=-1, ddof=1)
-    total, square = v.sum(axis=-1), (v**2).sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        df = np.where(square > 0, t * total**2 / np.where(square > 0, square, 1.0), c * (t - 1))
-    df = np.minimum(float(c * (t - 1)), df)
-    return float(df) if df.ndim == 0 else df
-
-
-def spread_of(y: np.ndarray, floor: float = 0.0, level: float = 0.1):
-    """One layout's variance across trials and its own degrees of freedom (vectorised).
-
-    Returns (variance a + b, df, trial share a / (a + b), floored). df: Satterthwaite's for
-    a + b with the trial mean square at the upper end of its one-sided 1 - ``level``
-    interval relative to the residual one (``spread_df``), and at most ``heterogeneity_df``.
-    A variance below floor^2 (the resolution) is raised to it as a trial-level component
-    (T - 1 degrees of freedom, the conservative choice).
-    """
-    a, b, c, t = variance_components(y)
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    floored = a + b < floor**2
-    df = spread_df(a * c, b * c / (c - 1) if c > 1 else 0 * b, c, t, t, level)
-    df = np.minimum(df, heterogeneity_df(y))
-    a, b = np.where(floored, floor**2, a), np.where(floored, 0.0, b)
-    df = np.where(floored, t - 1.0, df)
-    v = a + b
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(v > 0, a / np.where(v > 0, v, 1.0), np.nan)
-    if v.ndim == 0:
-        return float(v), float(df), float(share), bool(floored)
-    return v, df, share, floored
-
-
-def spread_df(ms_trial, ms_resid, c: int, t: int, n, level: float = 0.1):
-    """Degrees of freedom of the variance across trials at ``n`` trials, from the mean
-    squares observed with ``t`` trials (C cells): Satterthwaite's for a + b with
-    E(MS_trial) / E(MS_resid) at the upper end of its one-sided 1 - ``level`` interval
-    (the F bound with n - 1 and (C - 1)(n - 1) df).
-
-    With 3 trials the trial mean square has 2 degrees of freedom: Satterthwaite's df from
-    the point estimate come out high exactly when the trial part, and so the variance, is
-    low by chance, which made the F test anti-conservative (10-16 % instead of 5 % when one
-    backend's spread is a trial effect and the other's is not). The bound keeps the size
-    at or below alpha over trial shares of 0-95 % either way round.
-    """
-    n = np.asarray(n, dtype=float)
-    ms_trial, ms_resid = np.asarray(ms_trial, dtype=float), np.asarray(ms_resid, dtype=float)
-    if c < 2:
-        return n - 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(ms_resid > 0, ms_trial / np.where(ms_resid > 0, ms_resid, 1.0), np.inf)
-    # the bound at n trials, with the observed ratio of mean squares as the point value
-    k = np.maximum(ratio / sps.f.ppf(level, n - 1, (c - 1) * (n - 1)), 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        a_up, b = k * ms_resid / c, (c - 1) / c * ms_resid
-        terms = a_up**2 / (n - 1) + b**2 / ((c - 1) * (n - 1))
-        df = np.where(terms > 0, (a_up + b) ** 2 / np.where(terms > 0, terms, 1.0), n - 1)
-    df = np.where(np.isfinite(ratio), df, n - 1)
-    return float(df) if df.ndim == 0 else df
-
-
-def spread_ratio(y1: np.ndarray, y2: np.ndarray, floor1: float = 0.0, floor2: float = 0.0):
-    """Compare the spread across trials of two layouts y[cell, trial] (same shape).
-
-    Returns (variance ratio R = var1 / var2, (df1, df2), details). Each variance has its own
-    degrees of freedom (``spread_of``): under equal spread R is about F(df1, df2). A layout
-    whose spread is mostly a trial effect has about T - 1, one without a trial effect about
-    C (T - 1), whichever backend it is (tests/test_claims.py checks the size with the trial
-    share unequal both ways round).
-    """
-    v1, df1, s1, f1 = spread_of(y1, floor1)
-    v2, df2, s2, f2 = spread_of(y2, floor2)
-    c, t = np.shape(y1)[-2:]
-    ratio = v1 / v2 if v2 > 0 else (np.inf if v1 > 0 else np.nan)
-    details = dict(
-        var1=v1,
-        var2=v2,
-        trial_share1=s1,
-        trial_share2=s2,
-        floored1=f1,
-        floored2=f2,
-        cells=c,
-        trials=t,
-        df1=df1,
-        df2=df2,
-    )
-    return ratio, (df1, df2), details
-
-
-def f_ratio_tests(ratio: float, df1: float, df2: float, bound: float, confidence: float):
-    """For a variance ratio R ~ rho F(df1, df2): p-values of rho > ``bound`` and of
-    rho < ``bound``, and the two-sided interval of rho at ``confidence``."""
-    if not np.isfinite(ratio) or ratio <= 0 or not (df1 > 0 and df2 > 0):
-        return dict(p_above=np.nan, p_below=np.nan, ci=(np.nan, np.nan))
-    f = sps.f
-    lo_q, hi_q = f.ppf([0.5 - confidence / 2, 0.5 + confidence / 2], df1, df2)
-    return dict(
-        p_above=float(f.sf(ratio / bound, df1, df2)),
-        p_below=float(f.cdf(ratio / bound, df1, df2)),
-        ci=(float(ratio / hi_q), float(ratio / lo_q)),
-    )
-
-
-def f_power(rho: float, df_of, alpha: float, side: str, bound: float = 1.0):
-    """Power of the one-sided tests of ``f_ratio_tests`` against ``bound`` when the true
-    variance ratio is ``rho``: side "above" (rho > bound) or "below"; ``df_of(n)`` gives
-    (df1, df2) at n trials."""
-
-    def power(n):
-        df1, df2 = df_of(np.asarray(n, dtype=float))
-        f = sps.f
-        if side == "above":
-            return f.sf(bound * f.ppf(1 - alpha, df1, df2) / rho, df1, df2)
-        return f.cdf(bound * f.ppf(alpha, df1, df2) / rho, df1, df2)
-
-    return power
-
-
-# --------------------------------------------------------------------------- per cell
-
-
-def paired(a: pd.Series, b: pd.Series, confidence=CONFIDENCE, sd_floor=0.0, log=False) -> dict:
-    """Paired statistics of two per-trial series (index: trial): a - b, or log a - log b."""
-    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner")
-    if log:
-        both = np.log(both.where(both > 0))
-    both = both.dropna()
-    diff = (both["a"] - both["b"]).to_numpy()
-    n, mean, sd = summary(diff, sd_floor)
-    lo, hi = t_interval(diff, confidence, sd_floor)
-    t_stat = mean / (sd / np.sqrt(n)) if n >= 2 and sd > 0 else np.nan
-    return dict(
-        n_pairs=n,
-        mean_diff=mean,
-        sd_diff=sd,
-        ci_low_diff=lo,
-        ci_high_diff=hi,
-        t_stat=t_stat,
-        df=n - 1 if n >= 1 else np.nan,
-        p_value=one_sample_p(diff, 0.0, "two-sided", sd_floor),
-    )
-
-
-def compare_cells(
-    table: pd.DataFrame,
-    metrics=None,
-    confidence: float = CONFIDENCE,
-    alpha: float = ALPHA,
-    correction: str = CORRECTION,
-    step: float | None = None,
-) -> pd.DataFrame:
-    """The per-cell comparison of every pair of backends; columns as in ``COLUMNS``.
-
-    The correction's family is one (metric, pair of backends) across all cells of the grid.
-    ``step``: the accuracy's resolution 1 / N_test (default: inferred, ``accuracy_step``).
-    """
-    table = check_runs(table)
-    start = start_of(table)
-    if metrics is None:
-        metrics = [m for m in METRICS if m in table.columns and table[m].notna().any()]
-        metrics = metrics or ["test_accuracy"]
-    if step is None:
-        step = accuracy_step(table["test_accuracy"])
-    acc_floor = float(np.sqrt(2) * step) if np.isfinite(step) else 0.0
-    backends = sorted(table["model"].unique())
-    rows = []
-    for (lr, bs), cell in table.groupby(list(CELL), sort=True):
-        by_model = {m: g.set_index("trial") for m, g in cell.groupby("model")}
-        for a, b in itertools.combinations(backends, 2):
-            ga, gb = by_model.get(a, _EMPTY), by_model.get(b, _EMPTY)
-            for metric in metrics:
-                log = METRICS[metric] == "log"
-                floor = 0.0 if log else acc_floor
-                xa, xb = _series(ga, metric), _series(gb, metric)
-                ma, sa, la, ha = mean_ci(xa, confidence)
-                mb, sb, lb, hb = mean_ci(xb, confidence)
-                pair = paired(xa, xb, confidence, floor, log)
-                ratio = {
-                    k: np.exp(pair[d]) if log else np.nan
-                    for k, d in (
-                        ("ratio", "mean_diff"),
-                        ("ci_low_ratio", "ci_low_diff"),
-                        ("ci_high_ratio", "ci_high_diff"),
-                    )
-                }
-                rows.append(
-                    dict(
-                        start=start,
-                        learning_rate=lr,
-                        batch_size=bs,
-                        metric=metric,
-                        scale=METRICS[metric],
-                        backend_a=a,
-                        backend_b=b,
-                        n_a=int(np.isfinite(xa).sum()),
-                        n_b=int(np.isfinite(xb).sum()),
-                        n_diverged_a=int(ga["diverged"].sum()),
-                        n_diverged_b=int(gb["diverged"].sum()),
-                        mean_a=ma,
-                        sd_a=sa,
-                        ci_low_a=la,
-                        ci_high_a=ha,
-                        mean_b=mb,
-                        sd_b=sb,
-                        ci_low_b=lb,
-                        ci_high_b=hb,
-                        **pair,
-                        **ratio,
-                        sd_floor=floor,
-                    )
-                )
-    late = ("p_adjusted", "significant", "t_critical", "test", "correction")
-    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c not in late])
-    for col in late:
-        out[col] = pd.Series(dtype=object if col in ("test", "correction") else float)
-    if out.empty:
-        return out[list(COLUMNS)]
-    name = {"holm": "Holm", "bh": "Benjamini-Hochberg"}.get(correction, correction)
-    for _, idx in out.groupby(["metric", "backend_a", "backend_b"]).groups.items():
-        p = out.loc[idx, "p_value"].to_numpy()
-        out.loc[idx, "p_adjusted"] = adjust(p, correction)
-        m = int(np.isfinite(p).sum())
-        df = out.loc[idx, "df"].max()
-        # the strictest step: alpha / m for Holm (and BH's first step), two-sided
-        out.loc[idx, "t_critical"] = (
-            float(sps.t.ppf(1 - alpha / (2 * m), df)) if m and df >= 1 else np.nan
-        )
-    out["significant"] = out["p_adjusted"] < alpha
-    out["test"] = TEST_NAME
-    out["correction"] = f"{name} across the {out.groupby(list(CELL)).ngroups} cells"
-    order = {m: i for i, m in enumerate(metrics)}
-    out = out.sort_values(
-        ["metric", "backend_a", "backend_b", "learning_rate", "batch_size"],
-        key=lambda s: s.map(order) if s.name == "metric" else s,
-    )
-    return out[list(COLUMNS)].reset_index(drop=True)
-
-
-_EMPTY = pd.DataFrame({m: [] for m in (*METRICS, "diverged")}, index=pd.Index([], name="trial"))
-
-
-def _series(group: pd.DataFrame, metric: str) -> pd.Series:
-    if metric not in group.columns:
-        return pd.Series(np.nan, index=group.index)
-    return group[metric].astype(float)
-
-
-def write_comparison(
-    table_path,
-    out_path,
-    alpha: float = ALPHA,
-    confidence: float = CONFIDENCE,
-    correction: str = CORRECTION,
-) -> pd.DataFrame:
-    """Read the run table, compare, write the CSV (the rule ``compare``)."""
-    result = compare_cells(
-        load_runs(table_path), confidence=confidence, alpha=alpha, correction=correction
-    )
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(out_path, index=False)
-    return result

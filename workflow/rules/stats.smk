@@ -1,6 +1,7 @@
 # Study section 7, tested, per study: per-cell paired statistics, then a verdict on every
 # claim; across studies, shared against independent starts (results/starts.md).
-# alpha / margins: headline defaults in mlpstudy.defaults, the rest in mlpstudy.claims.
+# alpha / margins: headline defaults in mlpstudy.defaults, the rest in mlpstudy.claims.engine
+# (Settings); every verdict is reached under its study's start, named beside it.
 from mlpstudy import defaults as stat_defaults
 from mlpstudy.figures import report as figure_report
 

@@ -1,12 +1,12 @@
-"""Snakemake wrapper: a study's runs.csv -> its comparison.csv (mlpstudy.stats)."""
+"""Snakemake wrapper: a study's runs.csv -> its comparison.csv (mlpstudy.comparison)."""
 
 import logging
 
-from mlpstudy import stats
+from mlpstudy import comparison
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
 logging.captureWarnings(True)
-result = stats.write_comparison(
+result = comparison.write_comparison(
     snakemake.input.table,
     snakemake.output.comparison,
     alpha=snakemake.params.alpha,

@@ -7,7 +7,7 @@ cells of one trial are not independent of each other, but trials are. A per-tria
 (say, the slope of accuracy against log10 learning rate, averaged over batch sizes) gives T
 independent numbers, and its t-test has T - 1 degrees of freedom. Claim 8 (spread across
 trials) compares variances with a model that has a random trial effect shared by the cells
-of a trial (``stats.spread_ratio``): each backend's degrees of freedom fall to T - 1 when
+of a trial (``spread.spread_ratio``): each backend's degrees of freedom fall to T - 1 when
 its trial effect dominates, so 25 cells of 3 trials never count as 25 replicates.
 
 The package, one job per module:
@@ -18,7 +18,8 @@ The package, one job per module:
   accuracy's resolution, the start mode, the contended runs;
 * ``parts``: parts on [cell, trial] layouts (spread across trials, per-cell equivalence);
 * ``text``: the claims' quotations; ``study``: claims 1-7; ``noise``: claims 8 and 9;
-* ``others``: every other backend against the reference (NumPy).
+* ``others``: every other backend against the reference (NumPy); ``conditions``: the
+  conditions of the data; ``render``: Markdown and HTML from one list of blocks.
 
 Every verdict is reached under the study's start mode (``ClaimResult.start``): with a
 shared start claims 3, 8 and 9 ask whether the implementations compute the same thing

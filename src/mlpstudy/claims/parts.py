@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 
-from mlpstudy import stats
+from mlpstudy import spread, stats
 from mlpstudy.claims.engine import CONTRADICTED, SUPPORTED, Part, Plan, Settings
 from mlpstudy.claims.grids import axes, grid, resolution
 
@@ -16,7 +16,7 @@ def spread_part(y1, y2, name, statistic, settings: Settings, floors=(0.0, 0.0)) 
     """Layout 1 spreads across trials at least ``sd_ratio_margin`` times as much as layout 2
     (a material direction on log(sd1 / sd2), boundary log(margin)); layouts [cell, trial].
 
-    Each variance has its own degrees of freedom (``stats.spread_of``), so the F test has
+    Each variance has its own degrees of freedom (``spread.spread_of``), so the F test has
     df1 and df2: a backend whose spread is a trial effect counts as T - 1 replicates
     whatever the other backend's spread is made of."""
     margin = float(np.log(settings.sd_ratio_margin))
@@ -32,12 +32,12 @@ def spread_part(y1, y2, name, statistic, settings: Settings, floors=(0.0, 0.0)) 
     if y1.shape[0] == 0:
         part.reason = "no cell with every trial finite in both backends"
         return part
-    ratio, (df1, df2), det = stats.spread_ratio(y1, y2, *floors)
+    ratio, (df1, df2), det = spread.spread_ratio(y1, y2, *floors)
     if not np.isfinite(ratio) or ratio <= 0:
         part.reason = "no spread in either backend and no known resolution"
         return part
     bound = settings.sd_ratio_margin**2
-    tests = stats.f_ratio_tests(ratio, df1, df2, bound, settings.test_confidence)
+    tests = spread.f_ratio_tests(ratio, df1, df2, bound, settings.test_confidence)
     part.df = min(df1, df2)
     part.estimate = 0.5 * np.log(ratio)
     part.ci = tuple(0.5 * np.log(tests["ci"]))
@@ -49,28 +49,28 @@ def spread_part(y1, y2, name, statistic, settings: Settings, floors=(0.0, 0.0)) 
 
 def _spread_plan(ratio, det, y1, y2, settings: Settings) -> Plan:
     """Power of the F test at n trials: each backend's df at n from its own mean squares
-    (``stats.spread_df``); low: every df at n - 1 (the trial effect dominating both), high:
+    (``spread.spread_df``); low: every df at n - 1 (the trial effect dominating both), high:
     every df at C (n - 1) (no trial effect): the range the trial shares allow."""
     bound, a = settings.sd_ratio_margin**2, settings.alpha
     c, t = y1.shape
     ms = []
     for y in (y1, y2):
-        at, bt, _, _ = stats.variance_components(y)
+        at, bt, _, _ = spread.variance_components(y)
         ms.append((at * c, bt * c / (c - 1) if c > 1 else 0.0))
     floored = (det["floored1"], det["floored2"])
 
     def df_of(n):
         return tuple(
-            n - 1 if f else stats.spread_df(mt, me, c, t, n) for (mt, me), f in zip(ms, floored)
+            n - 1 if f else spread.spread_df(mt, me, c, t, n) for (mt, me), f in zip(ms, floored)
         )
 
     side = "above" if ratio > bound else "below"
     verdict = SUPPORTED if side == "above" else CONTRADICTED
     return Plan(
         verdict,
-        stats.f_power(ratio, df_of, a, side, bound),
-        stats.f_power(ratio, lambda n: (n - 1, n - 1), a, side, bound),
-        stats.f_power(ratio, lambda n: (c * (n - 1), c * (n - 1)), a, side, bound),
+        spread.f_power(ratio, df_of, a, side, bound),
+        spread.f_power(ratio, lambda n: (n - 1, n - 1), a, side, bound),
+        spread.f_power(ratio, lambda n: (c * (n - 1), c * (n - 1)), a, side, bound),
     )
 
 
