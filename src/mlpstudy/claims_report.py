@@ -66,9 +66,18 @@ def power_text(p: Part, settings: Settings) -> str:
     )
 
 
+def boundary(p: Part) -> str:
+    """The line between support and contradiction: +-margin, or the threshold."""
+    if p.kind == "equivalence" and p.margin is not None:
+        return f"+-{num(p.margin)}" + (f" (x{np.exp(p.margin):.3g})" if p.ratio else "")
+    if p.threshold is None:
+        return ""
+    return num(p.threshold) + (f" (x{np.exp(p.threshold):.3g})" if p.ratio else "")
+
+
 def parts_table(parts: list[Part], settings: Settings, beside: bool = False) -> tuple:
     level = f"{settings.test_confidence:.0%}"
-    head = ["part", "kind", "n", f"estimate [{level} CI]", "p support"]
+    head = ["part", "kind", "boundary", "n", f"estimate [{level} CI]", "p support"]
     head += ["p contradict", "would be"] if beside else ["p contradict (Holm)", "verdict"]
     head += [] if beside else [f"power; trials for {settings.power_target:.0%}"]
     head += ["note"]
@@ -79,7 +88,7 @@ def parts_table(parts: list[Part], settings: Settings, beside: bool = False) -> 
             if p.unit == "trials" and p.df != p.n - 1 and np.isfinite(p.df)
             else ""
         )
-        row = [p.name, p.kind, n, estimate(p), num(p.p_support)]
+        row = [p.name, p.kind, boundary(p), n, estimate(p), num(p.p_support)]
         row += [num(p.p_contradict if beside else p.p_contradict_adj), p.verdict]
         row += [] if beside else [power_text(p, settings)]
         row += [p.reason if p.verdict == INCONCLUSIVE else ""]

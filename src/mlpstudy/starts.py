@@ -41,7 +41,7 @@ from mlpstudy.claims import (
 )
 
 STARTS = ("shared", "independent")
-GROUP = ("dataset", "optimizer", "threads")
+GROUP = tuple(a for a in stats.STUDY_AXES if a != "start")  # what a pair shares
 TITLE = "Shared against independent starts"
 DETAIL = (3, 8, 9)  # the claims shown part by part
 
@@ -332,7 +332,7 @@ def compare_starts(tables, histories=None, settings: Settings | None = None):
         if all(s in by_start for s in STARTS):
             pairs.append(compare_pair(by_start["shared"], by_start["independent"], settings))
         else:
-            name = ", ".join(f"{a}={v}" for a, v in zip(GROUP, group, strict=True))
+            name = ", ".join(f"{a}={v}" for a, v in zip(GROUP, group, strict=True) if v)
             lone.append(f"{name}: only start {', '.join(sorted(by_start))} in this run")
     return pairs, lone
 

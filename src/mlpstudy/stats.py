@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from mlpstudy import runs
 from mlpstudy.defaults import CONFIDENCE, CORRECTION
 
 CELL = ("learning_rate", "batch_size")
@@ -46,7 +47,7 @@ ACCURACY_DECIMALS = 6
 MAX_TEST_SIZE = 100_000
 REQUIRED = ("model", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy")
 # The axes a study holds constant (mlpstudy.runs); a per-study table has one value of each
-STUDY_AXES = ("dataset", "optimizer", "start", "threads")
+STUDY_AXES = tuple(runs.STUDY_COLUMNS)
 MAX_TRIALS = 1000  # trials_needed searches up to here
 
 
@@ -91,7 +92,7 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
         if axis in table.columns and table[axis].nunique(dropna=False) > 1:
             raise ValueError(
                 f"run table mixes studies: {axis} takes {sorted(map(str, table[axis].unique()))};"
-                " the statistics judge one study (one dataset, optimizer, start, threads)"
+                f" the statistics judge one study (one {', '.join(STUDY_AXES)})"
             )
     dup = table.duplicated(["model", *CELL, "trial"], keep=False)
     if dup.any():
