@@ -74,3 +74,20 @@ def test_a_substitution_would_fail_the_check():
     """The check has teeth: the old comparison caption's bare |t|."""
     with pytest.raises(docutils.utils.SystemMessage):
         html("a cell needs the |t| of its test")
+
+
+@pytest.mark.parametrize("figure", ["speed_accuracy", "loss_curves", "time_heatmap"])
+def test_figure_captions_count_in_words_with_one_trial(figure):
+    """config.small has 1 trial of 2 epochs: "1 trial", never "1 trials"."""
+    cfg = config(small=True)
+    wildcards = dict(dataset="mnist", optimizer="sgd", start="shared", threads="1", figure=figure)
+    snakemake = SimpleNamespace(
+        config=cfg,
+        wildcards=SimpleNamespace(**wildcards, backend="numpy"),
+        output=["results/x.png"],
+    )
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    text = env.from_string((REPO / "workflow/report/figure.rst").read_text())
+    text = text.render(snakemake=snakemake)
+    assert "1 trials" not in text and "1 trial" in text
+    assert "System Message" not in html(text)
