@@ -655,9 +655,24 @@ def test_starts_attribute_the_accuracy_differences_when_the_run_supports_it(tmp_
     assert list(pair.claims["shared"]) == list(range(1, 10))
     md = (tmp_path / "starts.md").read_text()
     assert "## dataset=mnist, optimizer=sgd, threads=1" in md
+    # the nine claims under each start, the table the README shows
+    assert "| # | claim | section | shared start | independent start (the study's) |" in md
+    for r in pair.claims["independent"].values():
+        assert f"| {r.id} | {r.title} |" in md
     assert (
         "| claim 3: For a given hyperparameter pair" in md and "### What the README may say" in md
     )
+
+
+def test_the_readme_table_from_the_command_line(tmp_path, capsys):
+    files = [
+        study_files(tmp_path, W.realistic_world(s, **W.SMALL)) for s in ("shared", "independent")
+    ]
+    starts.main([str(f[0]) for f in files])  # histories.parquet beside each runs.csv
+    out = capsys.readouterr().out
+    assert out.startswith("dataset=mnist, optimizer=sgd, threads=1")
+    assert out.count("\n| ") == 1 + 9  # header and nine claims
+    assert "independent start (the study's)" in out and "The study's own setting" in out
 
 
 def test_starts_do_not_get_the_credit_when_the_implementations_differ_as_much():
