@@ -56,6 +56,32 @@ def power_now_text(p: Part) -> str:
     return text
 
 
+def short_estimate(p: Part) -> str:
+    """A part's estimate and 90 % interval in a few characters (a ratio as x...)."""
+    if not np.isfinite(p.estimate):
+        return "n/a"
+    if p.ratio:
+        e, lo, hi = np.exp([p.estimate, *p.ci])
+        return f"x{e:.3g} [{lo:.3g}, {hi:.3g}]"
+    return f"{num(p.estimate)} [{num(p.ci[0])}, {num(p.ci[1])}]"
+
+
+def why(r: ClaimResult) -> str:
+    """The parts behind a claim's verdict, each with its estimate: every part if supported,
+    the contradicting ones if contradicted, the undecided ones (with the trials they need)
+    if inconclusive."""
+    parts = [p for p in r.parts if r.verdict == "supported" or p.verdict == r.verdict]
+    out = []
+    for p in parts:
+        text = f"{p.name}: {short_estimate(p)}"
+        if p.verdict == INCONCLUSIVE and np.isfinite(p.power):
+            text += f", {p.power_for} needs {needed_text(p)} trials"
+        elif p.verdict == INCONCLUSIVE and p.reason and not np.isfinite(p.estimate):
+            text = f"{p.name}: {p.reason}"
+        out.append(text)
+    return "; ".join(out)
+
+
 def power_text(p: Part, settings: Settings) -> str:
     if p.verdict != INCONCLUSIVE or not np.isfinite(p.power):
         return ""

@@ -291,15 +291,16 @@ VERDICT_NOTE = (
 
 
 def verdict_table(pair: StartPair) -> tuple:
-    """The nine claims, one row each, the verdict (and the p-value behind it) per start."""
+    """The nine claims, one row each, per start the verdict, the p-value behind it and the
+    parts behind it with their estimates and 90 % intervals (``claims_report.why``)."""
     head = ["#", "claim", "section", "shared start", "independent start (the study's)"]
     rows = []
     for cid, r in pair.claims["shared"].items():
         cells = []
         for s in STARTS:
             x = pair.claims[s][cid]
-            p = f" (p {claims_report.num(x.p_verdict)})" if np.isfinite(x.p_verdict) else ""
-            cells.append(f"{x.verdict.upper()}{p}")
+            p = f", p {claims_report.num(x.p_verdict)}" if np.isfinite(x.p_verdict) else ""
+            cells.append(f"{x.verdict.upper()}{p} ({claims_report.why(x)})")
         rows.append([str(cid), r.title, r.section, *cells])
     return ("table", head, rows)
 
