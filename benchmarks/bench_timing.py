@@ -13,8 +13,8 @@ then each run again alone (strict timing, ``--cores 1``). It prints, per phase, 
 and batch size, the coefficient of variation across trials of the training time
 (target <= 5 %) and of the steady-state epoch time (target <= 3 %), the contended loops
 left after re-timing (target: none in the published table) and the attempts it took,
-and the huge-page coverage and CPU clock the runs recorded. About 7 minutes on a quiet
-2-core machine.
+and the huge-page coverage and CPU clock the runs recorded. About 8 minutes on a quiet
+2-core machine (up to 12 if many loops have to be re-timed).
 
 1. **Sweep**: the default command, ``snakemake --cores N`` (default 2), every target
    (training, aggregation, figures, statistics), on the real MNIST (``data_mirrors``
@@ -301,6 +301,7 @@ def noise(args) -> int:
         sweep, alone, walls[name] = measure(
             root / name, overrides, args.cores, "strict", args.target, check=False
         )
+        epochs = overrides["epochs"]  # as run (an override applies to both phases)
         phases[f"{name} ({epochs} epochs), sweep"] = sweep
         phases[f"{name} ({epochs} epochs), alone"] = alone
     print()
