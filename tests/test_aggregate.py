@@ -156,9 +156,8 @@ def test_backend_option_mismatch_is_named(tmp_path):
 def test_duplicate_run_is_named(tmp_path):
     runs = complete_sweep(tmp_path)
     runs.append(runs[0])
-    assert "duplicate run ('mnist', 'mlp', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)" in problems_for(
-        tmp_path, runs
-    )
+    duplicate = "duplicate run ('mnist', 'mlp', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)"
+    assert duplicate in problems_for(tmp_path, runs)
 
 
 def test_metrics_that_disagree_with_their_directory(tmp_path):
