@@ -10,14 +10,20 @@ import yaml
 from e2e_utils import TINY, TINY_STUDY, make_tiny_workdir, snakemake
 from PIL import Image
 
-from mlpstudy import runs
+from mlpstudy import nets, runs
 from mlpstudy.figures import FIGURES, figure_targets, registry, report
 
 pytestmark = pytest.mark.e2e
 
 BACKENDS = TINY["backends"]
 FIGURE_TARGETS = figure_targets(TINY_STUDY, BACKENDS)
-OVERVIEW = ["results/overview.csv", "results/figures/overview.png"]
+OVERVIEW = [
+    "results/overview.csv",
+    "results/figures/overview.png",
+    "results/scaling.csv",
+    "results/scaling_points.csv",
+    "results/figures/scaling.png",
+]
 TINY_STUDY_AXES = {"dataset": "tiny", "optimizer": "sgd", "start": "shared", "threads": 1}
 # Minimum (width, height) at 150 dpi for the tiny 2 x 2 grid.
 MIN_SIZE = {"speed_accuracy": (900, 600), "heatmap": (650, 500), "loss_curves": (700, 600)}
@@ -99,6 +105,32 @@ def test_overview_table_summarises_the_table_of_all_runs(all_figures):
         epoch_s = (mine["training_time_s"] / TINY["epochs"]).groupby(mine["trial"]).mean()
         if not mine["diverged"].any():
             assert row["epoch_s"] == pytest.approx(epoch_s.mean())
+
+
+def test_scaling_points_and_crossovers_come_with_the_overview(all_figures):
+    """Beside the overview: time per step against FLOPs per step (the tiny dataset's 240
+    training images, the config's batch sizes), and one crossover row per framework."""
+    table = pd.read_csv(all_figures / "results/tf_vs_np.csv")
+    points = pd.read_csv(all_figures / "results/scaling_points.csv")
+    assert sorted(set(points["batch_size"])) == sorted(TINY["batch_sizes"])
+    assert points["model"].drop_duplicates().tolist() == BACKENDS
+    per_image = sum(nets.CATALOG["mlp"].flops((28, 28, 1)))
+    assert (points["flops_per_step"] == points["batch_size"] * per_image).all()
+    for _, row in points.iterrows():
+        mine = table[
+            (table["model"] == row["model"])
+            & (table["batch_size"] == row["batch_size"])
+            & ~table["diverged"].astype(bool)
+            & ~table["contended"].astype(bool)
+        ]
+        steps = TINY["epochs"] * -(-240 // row["batch_size"])
+        per_trial = (mine["step_time_s"] / steps).groupby(mine["trial"]).mean()
+        assert row["time_per_step_s"] == pytest.approx(per_trial.mean())
+    crossovers = pd.read_csv(all_figures / "results/scaling.csv")
+    assert crossovers["model"].tolist() == [b for b in BACKENDS if b != "numpy"]
+    assert crossovers["cells_compared"].tolist() == [len(TINY["batch_sizes"])]
+    with Image.open(all_figures / "results/figures/scaling.png") as img:
+        assert np.asarray(img.convert("RGB")).std() > 10
 
 
 def test_report_is_organised_by_study_with_each_figures_own_caption(all_figures):

@@ -56,9 +56,14 @@ rule figure:
         "../scripts/plot_figure.py"
 
 
+# The overview across studies, and across nets: time per step against FLOPs per step and
+# where each framework overtakes NumPy (mlpstudy.figures.scaling). The training sets'
+# sizes come from the preprocessed files themselves (an extra dataset has its own), the
+# image shapes (for the FLOPs per step) from the dataset catalog.
 rule overview:
     input:
         table="results/tf_vs_np.csv",
+        train=expand("results/data/{dataset}/train.parquet", dataset=config["datasets"]),
     output:
         table=report(
             "results/overview.csv",
@@ -74,9 +79,33 @@ rule overview:
             subcategory="Overview",
             labels={"result": "overview figure"},
         ),
+        scaling=report(
+            "results/scaling.csv",
+            caption="../report/scaling.rst",
+            category=figure_report.ACROSS_STUDIES,
+            subcategory="Cost as the work grows",
+            labels={"result": "crossover table"},
+        ),
+        scaling_points=report(
+            "results/scaling_points.csv",
+            caption="../report/scaling.rst",
+            category=figure_report.ACROSS_STUDIES,
+            subcategory="Cost as the work grows",
+            labels={"result": "scaling points"},
+        ),
+        scaling_png=report(
+            "results/figures/scaling.png",
+            caption="../report/scaling.rst",
+            category=figure_report.ACROSS_STUDIES,
+            subcategory="Cost as the work grows",
+            labels={"result": "scaling figure"},
+        ),
     log:
         "logs/overview.log",
     conda:
         ENV
+    params:
+        image_shapes={d: list(datasets.get(d).image_shape) for d in config["datasets"]},
+        net_definitions=config["net_definitions"],
     script:
         "../scripts/overview.py"

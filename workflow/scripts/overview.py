@@ -1,5 +1,6 @@
 """Snakemake wrapper: every study's runs -> the overview table and figure
-(mlpstudy.figures.overview)."""
+(mlpstudy.figures.overview), and the scaling across nets: its points, crossover table and
+figure (mlpstudy.figures.scaling)."""
 # ruff: noqa: F821  (Snakemake injects `snakemake`)
 
 import contextlib
@@ -13,8 +14,26 @@ with (
     logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(message)s")
     logging.captureWarnings(True)
     from mlpstudy.figures.overview import write_overview
+    from mlpstudy.figures.scaling import write_scaling
 
-    table = write_overview(snakemake.input.table, snakemake.output.table, snakemake.output.png)
-    logging.getLogger("overview").info(
-        "wrote %d rows to %s and %s", len(table), snakemake.output.table, snakemake.output.png
+    out = snakemake.output
+    logger = logging.getLogger("overview")
+    table = write_overview(snakemake.input.table, out.table, out.png)
+    logger.info("wrote %d rows to %s and %s", len(table), out.table, out.png)
+    points, crossovers = write_scaling(
+        snakemake.input.table,
+        snakemake.input.train,
+        snakemake.params.image_shapes,
+        out.scaling_points,
+        out.scaling,
+        out.scaling_png,
+        definitions=snakemake.params.net_definitions,
+    )
+    logger.info(
+        "wrote %d points to %s, %d crossover rows to %s, and %s",
+        len(points),
+        out.scaling_points,
+        len(crossovers),
+        out.scaling,
+        out.scaling_png,
     )

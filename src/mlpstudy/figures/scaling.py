@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from mlpstudy import nets as nets_module
 from mlpstudy.atomic import atomic_path
@@ -247,6 +248,14 @@ def panel_labels(table: pd.DataFrame) -> list[str]:
     return [" · ".join(name(c, row[c]) for c in varying) for _, row in table.iterrows()]
 
 
+def flops_label(value: float) -> str:
+    """FLOPs as people write them: 1M, 30M, 2G."""
+    for power, prefix in ((12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if value >= 10**power:
+            return f"{value / 10**power:g}{prefix}"
+    return f"{value:g}"
+
+
 #: Markers of the batch sizes, smallest first (repeated beyond seven sizes).
 BATCH_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
@@ -279,6 +288,14 @@ def plot_scaling(
     )
     for ax, panel in zip(axes[0], panels):
         here = points[points["panel"] == panel]
+        # the axis fits the means (and the bound), not the intervals: with few trials an
+        # interval can reach below zero; its bar then runs off the panel
+        shown = here["time_per_step_s"].to_numpy(float)
+        if bound is not None and len(bound):
+            shown = np.concatenate([shown, bound["time_per_step_s"].to_numpy(float)])
+        shown = shown[np.isfinite(shown) & (shown > 0)]
+        room = 8 if here["net"].nunique() > 1 else 2  # above the points: the nets' names
+        bottom, top = (shown.min() / 2, shown.max() * room) if shown.size else (1e-6, 1.0)
         for backend in backends:
             rows = here[here["model"] == backend].sort_values("flops_per_step", kind="stable")
             if rows.empty:
@@ -308,7 +325,11 @@ def plot_scaling(
             ok = np.isfinite(low) & np.isfinite(high)
             if ok.any():
                 ax.vlines(
-                    rows["flops_per_step"][ok], np.maximum(low[ok], 1e-12), high[ok], color=color
+                    rows["flops_per_step"][ok],
+                    np.maximum(low[ok], bottom),
+                    np.minimum(high[ok], top),
+                    color=color,
+                    linewidth=1.0,
                 )
         if bound is not None and len(bound):
             b = bound.sort_values("flops_per_step", kind="stable")
@@ -336,10 +357,32 @@ def plot_scaling(
                     gid=f"crossover:{c['model']}",
                 )
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        x = here["flops_per_step"].to_numpy(float)
+        ax.set_xlim(x.min() / 1.5, x.max() * 1.5)
+        subs = (1.0, 2.0, 5.0) if x.max() / x.min() <= 100 else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: flops_label(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        style.log_y_axis(ax, bottom, top)
         ax.set_xlabel("FLOPs per step (forward + backward, log scale)")
         ax.set_ylabel("Seconds per step (log scale)")
-        ax.set_title(panel, fontsize=10)
+        names = list(dict.fromkeys(here["net"]))
+        if len(names) == 1:
+            ax.set_title(f"{panel} · {names[0]}", fontsize=10)
+        else:  # name the net of every point, at the top of the panel
+            ax.set_title(panel, fontsize=10)
+            for (net, _), cell in here.groupby(CELL, sort=False):
+                ax.annotate(
+                    net,
+                    (cell["flops_per_step"].iloc[0], top),
+                    rotation=90,
+                    fontsize=6,
+                    color="0.35",
+                    ha="center",
+                    va="top",
+                    xytext=(0, -2),
+                    textcoords="offset points",
+                )
     handles = [
         Line2D(
             [],
