@@ -1,11 +1,35 @@
 """Per-epoch time of each backend against the compute bound and plain references.
 
     .venv/bin/python benchmarks/bench_backends.py [--quick] [--data results/data/mnist]
+        [--nets mlp cnn ...] [--epochs 1] [--trials 1] [--figure scaling.png]
+    .venv/bin/python benchmarks/bench_backends.py --references [--quick] [--data ...]
 
 One thread everywhere. Every implementation runs in its own subprocess (fresh
 interpreter, its own framework import, its own peak memory, read by ``os.wait4``) on
 MNIST-sized data: random pixels in [0, 1] (60000 x 784 train, 10000 test), or the
-parquet splits given with ``--data``. Rows, side by side, for each batch size:
+parquet splits given with ``--data``.
+
+**Across nets** (the default; issue 18): every backend (``--impls``, default numpy,
+tensorflow, jax, torch) on every catalog net (``--nets``) at batch 32, 128 and 512,
+``--epochs`` epochs (default 1) and ``--trials`` fresh runs each (default 1; trial k of
+every backend shares its seed). Per (net, batch): s/epoch with the steps and the
+evaluation apart, peak memory, and the net's compute bound measured in the same run
+from its own shapes: each parameterised layer's matrix products of a training step,
+timed alone on random float32 arrays in a pinned single-thread child like the others
+(median of repeats): for a dense layer ``x W`` (batch, n_in) x (n_in, units), its kernel
+gradient ``x^T dy`` and its input gradient ``dy W^T``; for a conv the im2col product
+(batch Ho Wo, kh kw C) x (kh kw C, filters) and its two backward products; the first
+parameterised layer has no input gradient (``mlpstudy.nets.Net.flops``' convention). The
+steps' bound per epoch is the sum over the epoch's steps (the partial last batch timed at
+its own size); the evaluation's is the forward products of the training and test sets
+(timed on chunks of ``EVAL_ROWS`` images). The report: a table (s/epoch, x bound), each
+framework's crossover against NumPy (``mlpstudy.figures.scaling``: with one trial the
+point estimate only) and the issue's targets; ``--figure`` writes the scaling figure
+(time per step against FLOPs per step, the bound drawn) as the workflow's overview draws
+it. Markdown to ``benchmarks/backends_nets.md`` (``--out``).
+
+**References** (``--references``: the study's MLP only, the former default, to
+``benchmarks/backends.md``). Rows, side by side, for each batch size:
 
 - ``numpy``: the NumPy backend (``mlpstudy.backends.numpy_mlp``, via ``run_training``);
 - ``numpy-textbook``: a plain float32 NumPy loop written below, as a textbook would;
@@ -37,6 +61,9 @@ Target: at most the import + 1 s. The targets of the JAX/PyTorch issue are check
 the end of the report (when their rows were run).
 
 Writes the table to stdout and, as Markdown, to ``benchmarks/backends.md``.
+
+A child that fails (a backend that cannot build a net yet) is reported as failed, with
+the last line of its error, and the run goes on.
 """
 
 from __future__ import annotations
@@ -49,6 +76,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,6 +109,33 @@ BACKEND_RUNS = {
 }
 LEARNING_RATE = 0.01
 N_IN, N_HIDDEN, N_OUT = 784, 64, 10
+#: Across nets: the backends' plain rows by default; the references are the MLP's only.
+NET_IMPLS = ("numpy", "tensorflow", "jax", "torch")
+REFERENCE_IMPLS = ("numpy-textbook", "keras-plain", "torch-plain", "torch-dataloader")
+IMAGE_SHAPE = (28, 28, 1)
+#: How to run it: the first lines of every report this writes (no numbers).
+HOW_TO = """\
+How to run (on a quiet machine: nothing else running, not beside the test suite):
+
+    # every backend on every catalog net at batch 32, 128, 512, with each net's
+    # measured compute bound, the crossovers and the scaling figure -> backends_nets.md
+    .venv/bin/python benchmarks/bench_backends.py --data results/data/mnist \\
+        --trials 2 --figure benchmarks/backends_nets.png
+    # the study's MLP against the plain references (numpy-textbook, keras-plain,
+    # torch-plain, torch-dataloader) -> backends.md
+    .venv/bin/python benchmarks/bench_backends.py --references --data results/data/mnist
+    # smoke runs (a few thousand rows; their numbers mean nothing)
+    .venv/bin/python benchmarks/bench_backends.py --quick --nets mlp cnn-small \\
+        --batches 128 --out /tmp/smoke.md
+
+Options: --nets, --impls, --batches, --epochs (default 1 across nets, 4 with
+--references), --trials (fresh runs per cell; 2 or more for the crossover's interval),
+--figure, --out, --unpinned. Each run is a fresh process pinned to one CPU, one thread.
+"""
+#: Images per chunk the evaluation's bound is timed on (then scaled to the sets' sizes).
+EVAL_ROWS = 1000
+#: A product is timed in batches of calls lasting at least this long; median of REPEATS.
+MIN_TIMING_S, REPEATS = 0.02, 5
 
 
 # --------------------------------------------------------------------------- the bound
@@ -112,6 +167,103 @@ def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
             np.matmul(a, b, out=out)
             best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
+
+
+# --------------------------------------------------------------------------- a net's bound
+def step_products(net, input_shape, rows: int, forward_only: bool = False) -> list[tuple]:
+    """The matrix products of one training step of ``net`` on ``rows`` images, as
+    ``(layer, what, (m, k), (k, n), transposed)``: per parameterised layer (a conv as
+    its im2col product: m = rows Ho Wo, k = kh kw C, n = filters; a dense layer: m = rows,
+    k = n_in, n = units) the forward product (m, k) x (k, n), then, unless
+    ``forward_only``, the kernel gradient (k, m) x (m, n) and, except for the first
+    parameterised layer, the input gradient (m, n) x (n, k). ``transposed`` says which
+    operand is a transposed view (as the backward pass uses them)."""
+    from mlpstudy import nets
+
+    shapes = net.shapes(input_shape)
+    out = []
+    for k, i in enumerate(net.param_layers, 1):
+        layer, before, after = net.layers[i], shapes[i], shapes[i + 1]
+        if isinstance(layer, nets.Conv2D):
+            m, inner, n = (
+                rows * after[0] * after[1],
+                layer.kernel[0] * layer.kernel[1] * before[2],
+                after[2],
+            )
+        else:
+            m, inner, n = rows, before[0], after[0]
+        out.append((f"W{k}", "forward", (m, inner), (inner, n), None))
+        if forward_only:
+            continue
+        out.append((f"W{k}", "kernel gradient", (inner, m), (m, n), "a"))
+        if k > 1:
+            out.append((f"W{k}", "input gradient", (m, n), (n, inner), "b"))
+    return out
+
+
+def time_product(a_shape, b_shape, transposed=None) -> float:
+    """Seconds of one float32 product ``a @ b`` alone (random operands, the transposed
+    operand a view of a C-contiguous array): median of ``REPEATS`` timings, each of as
+    many calls as last ``MIN_TIMING_S``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def operand(shape, t):
+        x = rng.random(shape[::-1] if t else shape, dtype=np.float32)
+        return x.T if t else x
+
+    a, b = operand(a_shape, transposed == "a"), operand(b_shape, transposed == "b")
+    out = np.empty((a_shape[0], b_shape[1]), np.float32)
+    np.matmul(a, b, out=out)
+    calls, spent = 1, 0.0
+    while True:
+        start = time.perf_counter()
+        for _ in range(calls):
+            np.matmul(a, b, out=out)
+        spent = time.perf_counter() - start
+        if spent >= MIN_TIMING_S:
+            break
+        calls *= 2
+    times = [spent / calls]
+    for _ in range(REPEATS - 1):
+        start = time.perf_counter()
+        for _ in range(calls):
+            np.matmul(a, b, out=out)
+        times.append((time.perf_counter() - start) / calls)
+    return statistics.median(times)
+
+
+def step_bound_s(net, input_shape, rows: int, forward_only: bool = False) -> float:
+    """The compute bound of one step on ``rows`` images: its products' times, summed."""
+    return sum(
+        time_product(a, b, t)
+        for _, _, a, b, t in step_products(net, input_shape, rows, forward_only)
+    )
+
+
+def bound_child(net_name: str, batch_size: int, n_train: int, n_test: int) -> dict:
+    """The compute bound of one epoch of ``net_name`` at ``batch_size`` (run in a pinned
+    child): the steps' (full batches, then the partial last one) and the evaluation's."""
+    from threadpoolctl import threadpool_limits
+
+    from mlpstudy import nets
+
+    threadpool_limits(limits=1)
+    net = nets.CATALOG[net_name]
+    full, last = divmod(n_train, batch_size)
+    step_s = step_bound_s(net, IMAGE_SHAPE, batch_size)
+    last_s = step_bound_s(net, IMAGE_SHAPE, last) if last else 0.0
+    eval_rows = min(EVAL_ROWS, n_train + n_test)
+    eval_s = step_bound_s(net, IMAGE_SHAPE, eval_rows, forward_only=True)
+    return {
+        "impl": "bound",
+        "net": net_name,
+        "batch_size": batch_size,
+        "step_s": step_s,
+        "steps_bound_s": full * step_s + last_s,
+        "eval_bound_s": eval_s * (n_train + n_test) / eval_rows,
+    }
 
 
 # --------------------------------------------------------------------------- the data
@@ -264,8 +416,19 @@ def plain_torch(batch_size, epochs, x_train, y_train, x_test, y_test, loader=Fal
 
 
 # --------------------------------------------------------------------------- one child
-def child(impl: str, batch_size: int, epochs: int, n_train: int, n_test: int, data) -> dict:
-    """Run one implementation in this (fresh) process; return its per-epoch times."""
+def child(
+    impl: str,
+    batch_size: int,
+    epochs: int,
+    n_train: int,
+    n_test: int,
+    data,
+    net: str | None = None,
+    trial: int = 0,
+) -> dict:
+    """Run one implementation in this (fresh) process; return its per-epoch times.
+    ``net``: a catalog net for the backends (default: the study's MLP); ``impl`` "bound":
+    that net's compute bound (:func:`bound_child`)."""
     from mlpstudy.training import thread_env
 
     # One CPU for the whole process, before any framework starts a thread (threads inherit
@@ -277,14 +440,26 @@ def child(impl: str, batch_size: int, epochs: int, n_train: int, n_test: int, da
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     import numpy as np  # noqa: F401  (after the environment: BLAS reads it at load)
 
+    if impl == "bound":
+        return bound_child(net, batch_size, n_train, n_test)
     arrays = load_data(data, n_train, n_test)
-    out = {"impl": impl, "batch_size": batch_size}
+    out = {"impl": impl, "batch_size": batch_size, "net": net, "trial": trial}
     if impl in BACKEND_RUNS:
+        from mlpstudy import nets
         from mlpstudy.backends.base import TrainSpec
         from mlpstudy.training import run_training
 
         backend, options = BACKEND_RUNS[impl]
-        spec = TrainSpec(LEARNING_RATE, batch_size, epochs, seed=0, trial=0, options=options)
+        spec = TrainSpec(
+            LEARNING_RATE,
+            batch_size,
+            epochs,
+            seed=0,
+            trial=trial,
+            options=options,
+            net=nets.CATALOG[net or nets.DEFAULT],
+            input_shape=IMAGE_SHAPE,
+        )
         cpu_marks = [time.process_time()]
         result = run_training(
             backend, spec, *arrays, on_epoch=lambda row: cpu_marks.append(time.process_time())
@@ -323,7 +498,11 @@ def child(impl: str, batch_size: int, epochs: int, n_train: int, n_test: int, da
     return out
 
 
-def run_child(impl, batch_size, epochs, n_train, n_test, data) -> dict:
+class ChildFailed(RuntimeError):
+    """A child exited with an error; the message ends with its last line of stderr."""
+
+
+def run_child(impl, batch_size, epochs, n_train, n_test, data, net=None, trial=0) -> dict:
     args = [
         sys.executable,
         __file__,
@@ -337,18 +516,28 @@ def run_child(impl, batch_size, epochs, n_train, n_test, data) -> dict:
         str(n_train),
         "--n-test",
         str(n_test),
+        "--trial",
+        str(trial),
     ]
     if data:
         args += ["--data", data]
+    if net:
+        args += ["--child-net", net]
     started = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    job_s = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{impl} at batch {batch_size} failed ({proc.returncode})")
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True)
+        stdout = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        job_s = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            errors.seek(0)
+            last = (errors.read().strip().splitlines() or [""])[-1]
+            where = f"{impl} at batch {batch_size}" + (f" on {net}" if net else "")
+            raise ChildFailed(f"{where} failed ({proc.returncode}): {last[:200]}")
     result = json.loads(stdout.strip().splitlines()[-1])
+    if impl == "bound":
+        return result
     result["peak_mb"] = usage.ru_maxrss / 1024  # Linux: kilobytes
     result["overhead_s"] = job_s - result.get("loop_s", sum(result["epoch_s"]))
     return result
@@ -444,18 +633,37 @@ def framework_versions() -> dict[str, str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6000/1000 rows, 2 epochs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 6000/1000 rows, 2 epochs (--references); 2000/500 rows, 1 epoch",
+    )
+    parser.add_argument(
+        "--references",
+        action="store_true",
+        help="the study's MLP only, with the plain references (the former default)",
+    )
+    parser.add_argument("--nets", nargs="+", help="catalog nets (default: every one)")
+    parser.add_argument("--trials", type=int, default=1, help="fresh runs per cell")
+    parser.add_argument("--figure", help="write the scaling figure (PNG) here")
     parser.add_argument("--data", help="directory with train.parquet and test.parquet")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
-    parser.add_argument("--impls", nargs="+", default=list(IMPLS), choices=IMPLS)
-    parser.add_argument("--out", default=str(HERE / "backends.md"))
+    parser.add_argument(
+        "--impls",
+        nargs="+",
+        choices=IMPLS,
+        help=f"default: {' '.join(NET_IMPLS)} (all with --references)",
+    )
+    parser.add_argument("--out", help="Markdown report (default: backends.md, backends_nets.md)")
     parser.add_argument(
         "--unpinned",
         action="store_true",
         help="leave each run free to use every core (default: pinned to one CPU)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-net", help=argparse.SUPPRESS)
+    parser.add_argument("--trial", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--n-train", type=int, default=60000, help=argparse.SUPPRESS)
     parser.add_argument("--n-test", type=int, default=10000, help=argparse.SUPPRESS)
@@ -465,12 +673,30 @@ def main(argv=None) -> int:
     if args.child:
         print(
             json.dumps(
-                child(args.child, args.batch, args.epochs, args.n_train, args.n_test, args.data)
+                child(
+                    args.child,
+                    args.batch,
+                    args.epochs,
+                    args.n_train,
+                    args.n_test,
+                    args.data,
+                    net=args.child_net,
+                    trial=args.trial,
+                )
             ),
             flush=True,
         )
         os._exit(0)  # as a workflow job ends (workflow/scripts/train.py): no teardown
 
+    if args.references:
+        return references(args)
+    return across_nets(parser, args)
+
+
+def references(args) -> int:
+    """The study's MLP with every implementation, references included (former default)."""
+    args.impls = args.impls or list(IMPLS)
+    args.out = args.out or str(HERE / "backends.md")
     n_train, n_test = (6000, 1000) if args.quick else (args.n_train, args.n_test)
     epochs = args.epochs or (2 if args.quick else 4)
     load_start = os.getloadavg()[0]
@@ -515,7 +741,232 @@ def main(argv=None) -> int:
     ]
     text = "\n".join(head + table(rows, bound) + targets(rows, bound)) + "\n"
     print(text)
-    Path(args.out).write_text(text)
+    Path(args.out).write_text(HOW_TO + "\n" + text)
+    return 0
+
+
+# --------------------------------------------------------------------------- across nets
+def machine_line(what: str) -> str:
+    """The machine, the software and the threads: the report's first line."""
+    import numpy as np
+
+    from mlpstudy.training import blas_name
+
+    return (
+        f"{what}, {datetime.date.today().isoformat()}: {cpu_model()}, "
+        f"{os.cpu_count()} cores, one thread per run; Python {platform.python_version()}, "
+        f"NumPy {np.__version__} ({blas_name()})"
+        + "".join(f", {name} {version}" for name, version in framework_versions().items())
+        + "."
+    )
+
+
+def per_trial_frame(runs: list[dict], n_train: int, dataset: str):
+    """The backends' runs as :func:`mlpstudy.figures.scaling.per_trial` gives the
+    workflow's: time per step (the steps' time per epoch over the epoch's steps) and
+    FLOPs per step per (backend, net, batch size, trial)."""
+    import pandas as pd
+
+    from mlpstudy import nets
+
+    rows = []
+    for r in runs:
+        per_image = sum(nets.CATALOG[r["net"]].flops(IMAGE_SHAPE))
+        rows.append(
+            {
+                "dataset": dataset,
+                "optimizer": "sgd",
+                "start": "shared",
+                "threads": 1,
+                "model": r["impl"],
+                "net": r["net"],
+                "batch_size": r["batch_size"],
+                "trial": r["trial"],
+                "flops_per_step": r["batch_size"] * per_image,
+                "time_per_step_s": r["step_s"] / -(-n_train // r["batch_size"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def crossover_lines(trials, n_trials: int) -> list[str]:
+    """Each framework's crossover against NumPy: the workflow's rule with two trials or
+    more; with one, the first cell by FLOPs where its time per step is below NumPy's
+    (a point estimate, no interval)."""
+    from mlpstudy.figures import scaling
+
+    lines = ["", "Crossover against NumPy (first (net, batch) by FLOPs per step):", ""]
+    if n_trials >= 2:
+        for _, r in scaling.crossover_table(trials).iterrows():
+            text = r["crossover"]
+            if r["crossover"] != scaling.NOT_WITHIN:
+                low, high = r["ratio_ci_low"], r["ratio_ci_high"]
+                text += (
+                    f": {r['ratio']:.2f}x NumPy's time per step, "
+                    f"{r['confidence']:.0%} interval {low:.2f}-{high:.2f}"
+                )
+            lines.append(f"- {r['model']}: {text} ({r['cells_compared']} cells compared)")
+        return lines if len(lines) > 3 else lines + ["- no framework but NumPy ran"]
+    ref = trials[trials["model"] == scaling.REFERENCE].set_index(["net", "batch_size"])
+    for impl in [m for m in dict.fromkeys(trials["model"]) if m != scaling.REFERENCE]:
+        mine = trials[trials["model"] == impl].sort_values("flops_per_step", kind="stable")
+        text = scaling.NOT_WITHIN
+        for _, r in mine.iterrows():
+            key = (r["net"], r["batch_size"])
+            if key in ref.index and r["time_per_step_s"] < ref.loc[key, "time_per_step_s"]:
+                ratio = r["time_per_step_s"] / ref.loc[key, "time_per_step_s"]
+                text = f"net={key[0]}, batch {key[1]}: {ratio:.2f}x NumPy's time per step"
+                break
+        lines.append(f"- {impl}: {text} (one trial: point estimate, no interval)")
+    return lines if len(lines) > 3 else lines + ["- no framework but NumPy ran"]
+
+
+def nets_table(runs: list[dict], bounds: dict, failed: list[str]) -> list[str]:
+    lines = [
+        "| net | batch | implementation | s/epoch | x bound | steps s/epoch | x steps bound "
+        "| eval s/epoch | x eval bound | first epoch s | peak MB |",
+        "|:---|---:|:---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_cell: dict = {}
+    for r in runs:
+        by_cell.setdefault((r["net"], r["batch_size"]), {}).setdefault(r["impl"], []).append(r)
+    for (net, batch), b in bounds.items():
+        epoch_bound = b["steps_bound_s"] + b["eval_bound_s"]
+        lines.append(
+            f"| {net} | {batch} | *bound* | {epoch_bound:.3f} | 1.00 | {b['steps_bound_s']:.3f} "
+            f"| 1.00 | {b['eval_bound_s']:.3f} | 1.00 |  |  |"
+        )
+        for impl, trials in by_cell.get((net, batch), {}).items():
+
+            def mean(f, trials=trials):
+                return statistics.fmean(f(t) for t in trials)
+
+            epoch, steps, evals = (
+                mean(steady),
+                mean(lambda t: t["step_s"]),
+                mean(lambda t: t["eval_s"]),
+            )
+            cells = [
+                net,
+                str(batch),
+                impl,
+                f"{epoch:.3f}",
+                f"{epoch / epoch_bound:.2f}",
+                f"{steps:.3f}",
+                f"{steps / b['steps_bound_s']:.2f}",
+                f"{evals:.3f}",
+                f"{evals / b['eval_bound_s']:.2f}",
+                f"{mean(lambda t: t['epoch_s'][0]):.3f}",
+                f"{max(t['peak_mb'] for t in trials):.0f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    if failed:
+        lines += ["", "Failed:", ""] + [f"- {f}" for f in failed]
+    return lines
+
+
+def nets_targets(runs: list[dict], bounds: dict) -> list[str]:
+    """Issue 18's benchmark targets, for the rows this run has."""
+    lines = []
+    numpy_runs = {(r["net"], r["batch_size"]): r for r in runs if r["impl"] == "numpy"}
+    for net, batch, limit in (("cnn", 128, 2.0), ("cnn-small", 128, 2.0), ("mlp", 512, 1.3)):
+        if (net, batch) in numpy_runs and (net, batch) in bounds:
+            b = bounds[net, batch]
+            ratio = steady(numpy_runs[net, batch]) / (b["steps_bound_s"] + b["eval_bound_s"])
+            lines.append(
+                f"- {'met' if ratio <= limit else 'NOT met'}: numpy {net} at batch {batch}: "
+                f"{ratio:.2f}x its bound (target <= {limit}x)"
+            )
+    for r in runs:
+        if (r["net"], r["batch_size"], r["trial"]) == ("cnn", 128, 0):
+            lines.append(
+                f"- {r['impl']} cnn at batch 128: peak {r['peak_mb']:.0f} MB (target: within "
+                "the memory request the workflow makes for it, workflow/rules/common.smk "
+                "train_mem_mb)"
+            )
+    return ["", "Targets:", ""] + lines if lines else []
+
+
+def across_nets(parser, args) -> int:
+    """Every backend on every net at every batch size (module docstring)."""
+    from mlpstudy import nets
+
+    names = args.nets or list(nets.CATALOG)
+    unknown = [n for n in names if n not in nets.CATALOG]
+    if unknown:
+        parser.error(f"unknown net(s) {unknown}; the catalog has {', '.join(nets.CATALOG)}")
+    impls = args.impls or list(NET_IMPLS)
+    refs = [i for i in impls if i in REFERENCE_IMPLS]
+    if refs:
+        parser.error(f"{', '.join(refs)}: written for the study's MLP only; use --references")
+    n_train, n_test = (2000, 500) if args.quick else (args.n_train, args.n_test)
+    epochs = args.epochs or 1
+    load_start = os.getloadavg()[0]
+    bounds, runs, failed = {}, [], []
+    for net in names:
+        for batch in args.batches:
+            bounds[net, batch] = run_child("bound", batch, 1, n_train, n_test, None, net=net)
+            for trial in range(args.trials):
+                for impl in impls:
+                    try:
+                        r = run_child(
+                            impl, batch, epochs, n_train, n_test, args.data, net=net, trial=trial
+                        )
+                    except ChildFailed as error:
+                        failed.append(str(error))
+                        print(f"  {error}", file=sys.stderr)
+                        continue
+                    runs.append(r)
+                    print(
+                        f"  {net:10s} {impl:18s} batch {batch:4d} trial {trial}: "
+                        f"{steady(r):.3f} s/epoch",
+                        file=sys.stderr,
+                    )
+    dataset = "mnist" if args.data else "random"
+    trials = per_trial_frame(runs, n_train, dataset)
+    head = [
+        machine_line("Backend benchmark across nets"),
+        "",
+        f"Data: {'parquet from ' + args.data if args.data else 'random, MNIST-sized'} "
+        f"({n_train} train / {n_test} test rows), {epochs} epoch(s), {args.trials} trial(s) "
+        f"per cell, lr {LEARNING_RATE}, SGD. Load average at the start: {load_start:.1f}, "
+        f"at the end: {os.getloadavg()[0]:.1f}.",
+        "",
+        "s/epoch: the median over the epochs after the first (the only one with one epoch: "
+        "it then carries tracing and compilation); steps and eval: means over all epochs; "
+        "each a mean over trials. *bound*: the net's matrix products of the epoch timed "
+        "alone in a pinned single-thread child (steps: every step's forward and backward "
+        f"products; eval: the forward products over the training and test sets, timed on "
+        f"{EVAL_ROWS} images); x bound: the time over its bound. Peak MB: the child's "
+        "peak RSS (the largest over trials).",
+        "",
+    ]
+    text = head + nets_table(runs, bounds, failed)
+    if len(trials):
+        text += crossover_lines(trials, args.trials)
+    text += nets_targets(runs, bounds)
+    text = "\n".join(text) + "\n"
+    print(text)
+    Path(args.out or HERE / "backends_nets.md").write_text(HOW_TO + "\n" + text)
+    if args.figure and len(trials):
+        import pandas as pd
+
+        from mlpstudy.figures import scaling
+
+        bound = pd.DataFrame(
+            [
+                {
+                    "flops_per_step": batch * sum(nets.CATALOG[net].flops(IMAGE_SHAPE)),
+                    "time_per_step_s": b["step_s"],
+                }
+                for (net, batch), b in bounds.items()
+            ]
+        )
+        crossovers = scaling.crossover_table(trials) if args.trials >= 2 else None
+        scaling.plot_scaling(
+            scaling.scaling_table(trials), args.figure, bound=bound, crossovers=crossovers
+        )
+        print(f"wrote {args.figure}", file=sys.stderr)
     return 0
 
 

@@ -141,6 +141,7 @@ def test_crossover_is_the_first_cell_by_flops_where_the_interval_is_below_one():
     assert tf["crossover"] == scaling.NOT_WITHIN and pd.isna(tf["net"])
     assert tf["cells_compared"] == len(CELLS)
     assert torch["crossover"] == "net=mlp, batch 128"
+    assert torch["cells_compared"] == len(CELLS)  # all it ran, not only those up to there
     assert (torch["net"], torch["batch_size"]) == ("mlp", 128)
     assert torch["flops_per_step"] == flops("mlp", 128)
     # the ratio and its 90 % interval are the paired log-scale comparison's

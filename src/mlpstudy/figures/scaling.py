@@ -192,8 +192,8 @@ def crossover_table(
 ) -> pd.DataFrame:
     """Per panel and backend other than ``reference``: its crossover (the rule in the
     module docstring), columns :data:`CROSSOVER_COLUMNS`. ``crossover`` is ``net=N, batch
-    B`` or "not within the grid" (then the cell's columns are empty); a panel without
-    ``reference`` runs has no rows."""
+    B`` or "not within the grid" (then the cell's columns are empty); ``cells_compared``
+    counts the cells both backends ran; a panel without ``reference`` runs has no rows."""
     rows = []
     for panel, frame in trials.groupby(PANEL, sort=True):
         panel = dict(zip(PANEL, panel if isinstance(panel, tuple) else (panel,)))
@@ -210,11 +210,9 @@ def crossover_table(
                 .sort_values(["flops_per_step", *CELL], kind="stable")
             )
             row = {**panel, "model": backend, "reference": reference, "crossover": NOT_WITHIN}
-            row.update(confidence=confidence, cells_compared=0)
-            for net, batch, flops_per_step in cells.itertuples(index=False):
-                if (net, batch) not in ref_cells:
-                    continue
-                row["cells_compared"] += 1
+            both = [tuple(c) for c in cells.itertuples(index=False) if tuple(c[:2]) in ref_cells]
+            row.update(confidence=confidence, cells_compared=len(both))
+            for net, batch, flops_per_step in both:
                 times = mine[(mine["net"] == net) & (mine["batch_size"] == batch)]
                 times = times.set_index("trial")["time_per_step_s"]
                 ratio = _ratio(times, ref_cells[net, batch], confidence)
