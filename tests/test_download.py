@@ -31,27 +31,46 @@ def mirror(tmp_path):
 # --- the catalog ---
 
 
-def test_catalog_names_the_three_datasets_in_the_original_format():
-    assert datasets.NAMES == ("mnist", "fashion-mnist", "kmnist")
+def test_catalog_names_the_datasets_each_with_its_format_and_shape():
+    assert datasets.NAMES == ("mnist", "fashion-mnist", "kmnist", "cifar-10")
+    assert {datasets.get(n).format for n in datasets.NAMES} == set(datasets.FORMATS)
     for name in datasets.NAMES:
         entry = datasets.get(name)
         assert entry.name == name
-        assert entry.files == FILES and len(entry.files) == 4
+        if entry.format == "idx":
+            assert entry.files == FILES and len(entry.files) == 4
+            assert entry.image_shape == (28, 28, 1) and not entry.members
+            assert (entry.n_train, entry.n_test) == (60_000, 10_000)
+        else:  # the archive (tests/test_cifar.py checks CIFAR-10's entry in full)
+            assert entry.files == ("cifar-10-python.tar.gz",) and len(entry.members) == 7
+            assert entry.image_shape == (32, 32, 3)
+            assert all(re.fullmatch("[0-9a-f]{32}", m) for m in entry.members.values()), name
         assert all(re.fullmatch("[0-9a-f]{32}", m) for m in entry.md5.values()), name
         assert entry.mirrors and all(m.startswith(("http://", "https://")) for m in entry.mirrors)
         assert all(m.endswith("/") for m in entry.mirrors)
         assert len(entry.classes) == entry.n_classes == 10 == len(set(entry.classes))
-        assert (entry.n_train, entry.n_test) == (60_000, 10_000)
-    # three different datasets: no two share a file
+    # four different datasets: no two share a file
     all_md5 = [m for name in datasets.NAMES for m in datasets.md5s(name).values()]
-    assert len(set(all_md5)) == 12
+    assert len(all_md5) == len(set(all_md5)) == 13
+
+
+def test_split_inputs_by_format():
+    assert datasets.split_inputs("mnist", "train") == {
+        "images": "train-images-idx3-ubyte.gz",
+        "labels": "train-labels-idx1-ubyte.gz",
+    }
+    assert datasets.split_inputs("cifar-10", "train") == {"archive": "cifar-10-python.tar.gz"}
+    with pytest.raises(ValueError, match="cifar-10 is not in IDX format"):
+        datasets.split_files("cifar-10", "train")
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(KeyError, match="unknown dataset 'cifar10'; known: mnist, fashion-mnist"):
-        datasets.get("cifar10")
-    with pytest.raises(KeyError, match="cifar10"):
-        datasets.mirrors("cifar10", {})
+    with pytest.raises(
+        KeyError, match="unknown dataset 'cifar-100'; known: mnist, fashion-mnist, kmnist, cifar-10"
+    ):
+        datasets.get("cifar-100")
+    with pytest.raises(KeyError, match="cifar-100"):
+        datasets.mirrors("cifar-100", {})
 
 
 def test_split_files():

@@ -1,6 +1,8 @@
 """IDX parsing and the IDX -> parquet -> arrays round trip, on tiny synthetic files and on
-the real Fashion-MNIST and MNIST where a copy exists."""
+the real Fashion-MNIST and MNIST where a copy exists; the files' readability by pyarrow,
+pandas, DuckDB and polars for both image shapes (28x28x1 and CIFAR-10's 32x32x3)."""
 
+import dataclasses
 import gzip
 import json
 import struct
@@ -10,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from synthetic import make_split, write_idx_gz
+from synthetic import make_split, write_cifar_mirror, write_idx_gz
 
 from mlpstudy import dataset, datasets, idx
 from mlpstudy.download import md5sum
@@ -59,7 +61,7 @@ def test_schema_and_metadata_as_documented(written, pair):
     assert meta == {
         "dataset": "fashion-mnist",
         "classes": json.dumps(list(datasets.get("fashion-mnist").classes)),
-        "image_shape": "28,28",
+        "image_shape": "28,28,1",
         "source_images": "img.gz",
         "source_images_md5": md5sum(pair[0]),
         "source_labels": "lab.gz",
@@ -70,14 +72,47 @@ def test_schema_and_metadata_as_documented(written, pair):
     assert chunk.path_in_schema == "pixels.list.element"
     assert chunk.compression == "UNCOMPRESSED" and not chunk.has_dictionary_page
     assert "PLAIN" in chunk.encodings and "RLE_DICTIONARY" not in chunk.encodings
+    assert dataset.image_shape(out) == (28, 28, 1)
 
 
-def test_pixels_are_numbers_to_pyarrow_and_pandas(written):
-    out, expected, labels = written
+def test_image_shape_of_older_files_and_a_shape_that_contradicts_the_pixels(tmp_path):
+    table, _, _ = _table(n=3)
+    old = tmp_path / "old.parquet"
+    pq.write_table(table.replace_schema_metadata({"image_shape": "28,28"}), old)
+    assert dataset.image_shape(old) == (28, 28, 1)  # written before the channel was recorded
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(table.replace_schema_metadata({"image_shape": "32,32,3"}), bad)
+    with pytest.raises(dataset.DatasetError, match="bad.parquet: 784 pixel values per image"):
+        dataset.load(bad)
+    none = tmp_path / "none.parquet"
+    pq.write_table(table, none)
+    with pytest.raises(dataset.DatasetError, match="none.parquet: no image shape"):
+        dataset.image_shape(none)
+
+
+@pytest.fixture(params=["28x28x1", "32x32x3"])
+def readable(request, written, tmp_path, monkeypatch):
+    """A written file of each image shape: the IDX one above, and CIFAR-10's (a synthetic
+    archive in its real format): (path, expected features, labels)."""
+    if request.param == "28x28x1":
+        return written
+    archive_md5, member_md5, arrays = write_cifar_mirror(tmp_path / "cifar", n=10)
+    entry = datasets.CATALOG["cifar-10"]
+    entry = dataclasses.replace(entry, md5={entry.files[0]: archive_md5}, members=member_md5)
+    monkeypatch.setitem(datasets.CATALOG, "cifar-10", entry)
+    out = tmp_path / "cifar.parquet"
+    dataset.write("cifar-10", "test", {"archive": tmp_path / "cifar" / entry.files[0]}, out)
+    images = arrays["test_batch"]
+    return out, images.reshape(len(images), -1) / np.float32(255.0), arrays["test_batch/labels"]
+
+
+def test_pixels_are_numbers_to_pyarrow_and_pandas(readable):
+    out, expected, labels = readable
+    n, f = expected.shape
     table = pq.read_table(out)
     values = table.column("pixels").combine_chunks().flatten().to_numpy()
     assert values.dtype == np.float32
-    np.testing.assert_allclose(values.reshape(50, 784), expected, rtol=1e-6)
+    np.testing.assert_allclose(values.reshape(n, f), expected, rtol=1e-6)
     pd = pytest.importorskip("pandas")
     frame = pd.read_parquet(out)
     assert list(frame.columns) == ["pixels", "label"]
@@ -85,18 +120,24 @@ def test_pixels_are_numbers_to_pyarrow_and_pandas(written):
     np.testing.assert_array_equal(frame["label"].to_numpy(), labels)
 
 
-def test_pixels_are_numbers_to_duckdb(written):
-    duckdb = pytest.importorskip("duckdb", reason="DuckDB is not installed (not a dependency)")
-    out, expected, _ = written
-    rows = duckdb.sql(f"SELECT pixels[1:784] FROM '{out}'").fetchall()
+def test_pixels_are_numbers_to_duckdb(readable):
+    import duckdb  # a test dependency (requirements.txt)
+
+    out, expected, labels = readable
+    f = expected.shape[1]
+    rows = duckdb.sql(f"SELECT pixels[1:{f}], label FROM '{out}'").fetchall()
     np.testing.assert_allclose(np.array([r[0] for r in rows]), expected, rtol=1e-6)
+    np.testing.assert_array_equal([r[1] for r in rows], labels)
 
 
-def test_pixels_are_numbers_to_polars(written):
-    pl = pytest.importorskip("polars", reason="polars is not installed (not a dependency)")
-    out, expected, _ = written
+def test_pixels_are_numbers_to_polars(readable):
+    import polars as pl  # a test dependency (requirements.txt)
+
+    out, expected, labels = readable
     frame = pl.read_parquet(out)
-    np.testing.assert_allclose(np.stack(frame["pixels"].to_numpy()), expected, rtol=1e-6)
+    assert frame.schema["pixels"] == pl.Array(pl.Float32, expected.shape[1])
+    np.testing.assert_allclose(frame["pixels"].to_numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(frame["label"].to_numpy(), labels)
 
 
 # --- the loader: fast path (pages read directly) and the generic path agree ---

@@ -1,16 +1,18 @@
-"""IDX -> parquet (study section 2.1) and parquet -> the arrays training uses.
+"""Original files -> parquet (study section 2.1) and parquet -> the arrays training uses.
 
 Parquet schema (one file per dataset and split, rows in the original file order):
 
-- ``pixels``: ``fixed_size_list<element: float not null>[784]``, not null: the 28x28
-  image row-major, scaled by 1/255 to [0, 1];
-- ``label``: ``uint8``, not null: the class, 0-9 (names in the ``classes`` metadata).
+- ``pixels``: ``fixed_size_list<element: float not null>[H*W*C]``, not null: the image
+  row-major in (H, W, C) order (NHWC rows; 784 values for the 28x28x1 MNIST family,
+  3072 for CIFAR-10's 32x32x3), scaled by 1/255 to [0, 1];
+- ``label``: ``uint8``, not null: the class (names in the ``classes`` metadata).
 
 File metadata: ``dataset`` (the catalog name), ``classes`` (JSON list of names),
-``image_shape`` ("28,28"), each source file's name and MD5 (``source_images``,
-``source_images_md5``, ``source_labels``, ``source_labels_md5``). Any Parquet reader
-sees ``pixels`` as a list of 784 floats (pandas: one float32 array per row), with no
-custom decoding.
+``image_shape`` ("H,W,C", e.g. "28,28,1"; :func:`image_shape`), and the sources with
+their MD5s: an IDX pair's ``source_images``, ``source_images_md5``, ``source_labels``,
+``source_labels_md5``; an archive's ``source_archive``, ``source_archive_md5`` and
+``source_members`` (JSON: member -> MD5). Any Parquet reader sees ``pixels`` as a list
+of floats (pandas: one float32 array per row), with no custom decoding.
 
 Encoding, chosen by measurement (docs/data.md): PLAIN values, no dictionary, no
 compression, row groups of ``ROW_GROUP`` rows, version-1 data pages. A Parquet list
@@ -34,21 +36,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlpstudy import datasets, idx, memory
+from mlpstudy import cifar, datasets, idx, memory
 from mlpstudy.atomic import atomic_path
 from mlpstudy.download import md5sum
 
-IMAGE_SHAPE = (28, 28)
-N_FEATURES = 784
 DTYPE = np.dtype("<f4")
 ROW_GROUP = 4096
-PIXELS = pa.list_(pa.field("element", pa.float32(), nullable=False), N_FEATURES)
-SCHEMA = pa.schema(
-    [
-        pa.field("pixels", PIXELS, nullable=False),
-        pa.field("label", pa.uint8(), nullable=False),
-    ]
-)
+
+
+def pixels_type(n_features: int) -> pa.DataType:
+    return pa.list_(pa.field("element", pa.float32(), nullable=False), n_features)
+
+
+def schema(n_features: int) -> pa.Schema:
+    """The files' schema for images of ``n_features`` values (H*W*C)."""
+    return pa.schema(
+        [
+            pa.field("pixels", pixels_type(n_features), nullable=False),
+            pa.field("label", pa.uint8(), nullable=False),
+        ]
+    )
+
+
+#: The MNIST family's (28x28x1).
+N_FEATURES = int(np.prod(datasets.get("mnist").image_shape))
+PIXELS = pixels_type(N_FEATURES)
+SCHEMA = schema(N_FEATURES)
 
 
 class DatasetError(ValueError):
@@ -56,35 +69,57 @@ class DatasetError(ValueError):
 
 
 def to_features(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) uint8 -> (N, 784) float32 in [0, 1]."""
+    """(N, H, W[, C]) uint8 -> (N, H*W*C) float32 in [0, 1], each row row-major."""
     flat = images.reshape(len(images), -1)
     return np.multiply(flat, np.float32(1.0 / 255.0), dtype=np.float32)
 
 
 def to_table(x: np.ndarray, y: np.ndarray) -> pa.Table:
+    """(N, F) features and (N,) labels as a table of :func:`schema` (F)."""
     values = pa.array(np.ascontiguousarray(x, dtype=DTYPE).reshape(-1), pa.float32())
-    pixels = pa.FixedSizeListArray.from_arrays(values, type=PIXELS)
-    return pa.Table.from_arrays([pixels, pa.array(y, pa.uint8())], schema=SCHEMA)
+    pixels = pa.FixedSizeListArray.from_arrays(values, type=pixels_type(x.shape[1]))
+    return pa.Table.from_arrays([pixels, pa.array(y, pa.uint8())], schema=schema(x.shape[1]))
 
 
-def write_split(images_path, labels_path, dest, dataset: str = "mnist", classes=None) -> int:
-    """Parse one split's IDX pair and write it to ``dest`` atomically; return the row
-    count. ``dataset`` is the catalog name recorded in the file; ``classes`` its class
-    names (default: the catalog's). A bad file raises ``idx.IDXError`` naming it, and
-    nothing is left at ``dest``."""
-    classes = list(datasets.get(dataset).classes if classes is None else classes)
-    images, labels = idx.read_pair(images_path, labels_path, IMAGE_SHAPE, len(classes))
+def _read_idx(entry: datasets.Dataset, split, inputs, classes) -> tuple:
+    images_path, labels_path = inputs["images"], inputs["labels"]
+    h, w, c = entry.image_shape
+    images, labels = idx.read_pair(images_path, labels_path, (h, w), len(classes))
+    sources = {
+        "source_images": Path(images_path).name,
+        "source_images_md5": md5sum(images_path),
+        "source_labels": Path(labels_path).name,
+        "source_labels_md5": md5sum(labels_path),
+    }
+    return images.reshape(len(images), h, w, c), labels, sources
+
+
+def _read_cifar(entry: datasets.Dataset, split, inputs, classes) -> tuple:
+    return cifar.read_split(inputs["archive"], entry, split, classes)
+
+
+#: Format -> reader: (N, H, W, C) uint8 images, (N,) uint8 labels, source metadata.
+READERS = {"idx": _read_idx, "cifar-python": _read_cifar}
+
+
+def write(dataset: str, split: str, inputs, dest, classes=None) -> int:
+    """Read one split of ``dataset`` from its published files (``inputs``: role -> path,
+    as ``datasets.split_inputs`` names them) and write it to ``dest`` atomically; return
+    the row count. ``classes``: the class names (default: the catalog's). A bad file
+    raises ``idx.IDXError`` or ``cifar.CifarError`` naming it, and nothing is left at
+    ``dest``."""
+    entry = datasets.get(dataset)
+    classes = list(entry.classes if classes is None else classes)
+    images, labels, sources = READERS[entry.format](entry, split, inputs, classes)
     table = to_table(to_features(images), labels).replace_schema_metadata(
         {
             "dataset": dataset,
             "classes": json.dumps(classes),
-            "image_shape": ",".join(map(str, IMAGE_SHAPE)),
-            "source_images": Path(images_path).name,
-            "source_images_md5": md5sum(images_path),
-            "source_labels": Path(labels_path).name,
-            "source_labels_md5": md5sum(labels_path),
+            "image_shape": ",".join(map(str, images.shape[1:])),
+            **sources,
         }
     )
+    del images
     with atomic_path(dest) as tmp:
         pq.write_table(
             table,
@@ -94,7 +129,31 @@ def write_split(images_path, labels_path, dest, dataset: str = "mnist", classes=
             data_page_version="1.0",
             row_group_size=ROW_GROUP,
         )
-    return len(images)
+    return len(labels)
+
+
+def write_split(images_path, labels_path, dest, dataset: str = "mnist", classes=None) -> int:
+    """One split of an IDX dataset from its images and labels files (see ``write``)."""
+    return write(dataset, "", {"images": images_path, "labels": labels_path}, dest, classes)
+
+
+def image_shape(path: str | os.PathLike) -> tuple[int, int, int]:
+    """One image's (H, W, C), from the file's metadata (files from before the channel
+    was recorded say "28,28": one channel)."""
+    meta = _open(path).schema_arrow.metadata or {}
+    return _shape(path, meta)
+
+
+def _shape(path, meta) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in meta[b"image_shape"].decode().split(","))
+    except (KeyError, ValueError) as exc:
+        raise DatasetError(f"{path}: no image shape (H,W,C) in its metadata ({exc})") from None
+    if len(shape) == 2:
+        shape = (*shape, 1)
+    if len(shape) != 3 or min(shape) < 1:
+        raise DatasetError(f"{path}: image_shape {shape} is not (H, W, C)")
+    return shape
 
 
 def _open(path) -> pq.ParquetFile:
@@ -103,22 +162,29 @@ def _open(path) -> pq.ParquetFile:
         schema = source.schema_arrow
     except (OSError, pa.ArrowInvalid) as exc:
         raise DatasetError(f"{path}: cannot read it as a dataset parquet file ({exc})") from exc
-    for field in SCHEMA:
-        found = schema.field(field.name).type if field.name in schema.names else "missing"
-        if not _same_type(found, field.type):
-            raise DatasetError(f"{path}: column {field.name!r} is {found}, expected {field.type}")
+    pixels = schema.field("pixels").type if "pixels" in schema.names else "missing"
+    expected = "fixed_size_list<float>[H*W*C]"
+    if not isinstance(pixels, pa.FixedSizeListType) or pixels.value_type != pa.float32():
+        raise DatasetError(f"{path}: column 'pixels' is {pixels}, expected {expected}")
+    label = schema.field("label").type if "label" in schema.names else "missing"
+    if label != pa.uint8():
+        raise DatasetError(f"{path}: column 'label' is {label}, expected uint8")
+    if schema.metadata and b"image_shape" in schema.metadata:
+        shape = _shape(path, schema.metadata)
+        if int(np.prod(shape)) != pixels.list_size:
+            raise DatasetError(
+                f"{path}: {pixels.list_size} pixel values per image, but image_shape is {shape}"
+            )
     return source
 
 
-def _same_type(found, expected) -> bool:
-    """Equal types; for the pixels list, whatever its element is named."""
-    if isinstance(found, pa.FixedSizeListType) and isinstance(expected, pa.FixedSizeListType):
-        return found.list_size == expected.list_size and found.value_type == expected.value_type
-    return found == expected
+def _n_features(source: pq.ParquetFile) -> int:
+    return source.schema_arrow.field("pixels").type.list_size
 
 
 def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a split: (N, 784) float32 C-contiguous features and (N,) int64 labels.
+    """Read a split: (N, H*W*C) float32 C-contiguous features (rows in (H, W, C) order;
+    the shape: ``image_shape``) and (N,) int64 labels.
 
     The features are allocated the same way in every run (``memory.empty``): in a
     mapping of their own that starts on a huge-page boundary (so also 64-byte aligned,
@@ -126,7 +192,7 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """
     source = _open(path)
     n = source.metadata.num_rows
-    x, y = memory.empty((n, N_FEATURES), DTYPE), np.empty(n, np.int64)
+    x, y = memory.empty((n, _n_features(source)), DTYPE), np.empty(n, np.int64)
     try:
         fast = _plain_pages(source) and _read_plain_pixels(path, source, x)
     except DatasetError:
@@ -148,16 +214,16 @@ def load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_pixels(path, source: pq.ParquetFile, x: np.ndarray) -> None:
     """The generic path: pyarrow decodes each row group, copied into ``x``."""
-    row = 0
+    row, f = 0, x.shape[1]
     for group in range(source.num_row_groups):
         for pixels in source.read_row_group(group, ["pixels"], use_threads=False)[0].chunks:
             m, values = len(pixels), pixels.values
             if pixels.null_count or values.null_count:
                 raise DatasetError(f"{path}: row group {group} has missing pixels")
-            start = values.offset + pixels.offset * N_FEATURES
+            start = values.offset + pixels.offset * f
             x[row : row + m] = np.frombuffer(
-                values.buffers()[1], DTYPE, m * N_FEATURES, start * DTYPE.itemsize
-            ).reshape(m, N_FEATURES)
+                values.buffers()[1], DTYPE, m * f, start * DTYPE.itemsize
+            ).reshape(m, f)
             row += m
 
 
@@ -209,7 +275,7 @@ def _read_plain_pixels(path, source: pq.ParquetFile, x: np.ndarray) -> bool:
     with open(path, "rb") as fh:
         for group in range(meta.num_row_groups):
             chunk = meta.row_group(group).column(leaf)
-            expected = meta.row_group(group).num_rows * N_FEATURES
+            expected = meta.row_group(group).num_rows * x.shape[1]
             pos = chunk.data_page_offset
             end, count = pos + chunk.total_compressed_size, 0
             while pos < end:

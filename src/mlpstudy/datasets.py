@@ -1,11 +1,15 @@
 """The catalog: every dataset the workflow knows, as data.
 
-Each entry names a dataset distributed in MNIST's original IDX format (four gzip'd
-files, 60,000 training and 10,000 test images of 28x28 pixels, 10 classes): its files
-and their MD5s, its public mirrors and its class names. The workflow's ``{dataset}``
-wildcard, the ``datasets`` config list, the download rule's mirrors and checksums and
-the preprocessing rule's inputs all derive from :data:`CATALOG`, so a new dataset in
-the same format is one entry here (docs/data.md says how).
+Each entry names a dataset, the format its original files come in, their MD5s, its
+public mirrors, its class names and its image shape (H, W, C). Two formats:
+
+- ``idx``: MNIST's original IDX format, four gzip'd files (:data:`SPLITS`), 28x28x1;
+- ``cifar-python``: CIFAR-10's "python version", one tarball whose folder holds pickled
+  batches (:data:`CIFAR_SPLITS`, ``batches.meta``); the entry lists each member's MD5.
+
+The workflow's ``{dataset}`` wildcard, the ``datasets`` config list, the download rules'
+mirrors and checksums and the preprocessing rule's inputs all derive from
+:data:`CATALOG`, so a new dataset in a known format is one entry here (docs/data.md).
 
 Sources of the checksums (each checked against the files where a copy exists here):
 
@@ -13,19 +17,29 @@ Sources of the checksums (each checked against the files where a copy exists her
 - Fashion-MNIST: the table in zalandoresearch/fashion-mnist's README ("Get the Data").
 - KMNIST: rois-codh/kmnist publishes the files (README, ``download_data.py``) but no
   checksums; these are the MD5s torchvision's ``KMNIST`` verifies them against.
+- CIFAR-10: the archive's MD5 is the one its site (https://www.cs.toronto.edu/~kriz/cifar.html)
+  and torchvision's ``CIFAR10`` (``tgz_md5``) give; the batches' and ``batches.meta``'s
+  are torchvision's ``train_list``, ``test_list`` and ``meta`` (pytorch/vision,
+  torchvision/datasets/cifar.py). No copy of the archive is available here: untried.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SPLITS = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-"""Split -> (images file, labels file): the original IDX names every dataset here uses."""
+"""Split -> (images file, labels file): the original IDX names every IDX dataset uses."""
 FILES = tuple(name for pair in SPLITS.values() for name in pair)
+CIFAR_SPLITS = {
+    "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+    "test": ("test_batch",),
+}
+"""Split -> the batches (members of the archive's folder) of the ``cifar-python`` format."""
+FORMATS = ("idx", "cifar-python")
 
 
 @dataclass(frozen=True)
@@ -33,16 +47,21 @@ class Dataset:
     name: str  # the wildcard value and the config's spelling
     title: str
     homepage: str
-    md5: Mapping[str, str]  # file name -> MD5 of the published .gz file
+    md5: Mapping[str, str]  # file name -> MD5 of each published file (IDX .gz, tarball)
     mirrors: tuple[str, ...]  # public URL prefixes, tried in order
     classes: tuple[str, ...]  # label i is classes[i]
     #: One image's shape, (H, W, C): what a network's first layer receives (mlpstudy.nets).
     image_shape: tuple[int, int, int] = (28, 28, 1)
     n_train: int = 60_000
     n_test: int = 10_000
+    format: str = "idx"  # how the files hold the images: one of FORMATS
+    #: An archive's folder and each member's MD5 (member -> MD5; cifar-python only).
+    folder: str = ""
+    members: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def files(self) -> tuple[str, ...]:
+        """The published files, as downloaded."""
         return tuple(self.md5)
 
     @property
@@ -110,6 +129,40 @@ CATALOG: dict[str, Dataset] = {
             # romanised hiragana, one per row of the syllabary (お き す つ な は ま や れ を)
             classes=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
         ),
+        Dataset(
+            name="cifar-10",
+            title="CIFAR-10",
+            homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+            format="cifar-python",
+            md5={"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+            mirrors=("https://www.cs.toronto.edu/~kriz/",),
+            folder="cifar-10-batches-py",
+            members={
+                "data_batch_1": "c99cafc152244af753f735de768cd75f",
+                "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+                "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+                "data_batch_4": "634d18415352ddfa80567beed471001a",
+                "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+                "test_batch": "40351d587109b95175f43aff81a1287e",
+                "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+            },
+            # batches.meta's label_names, in label order
+            classes=(
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
+            image_shape=(32, 32, 3),
+            n_train=50_000,
+            n_test=10_000,
+        ),
     )
 }
 NAMES = tuple(CATALOG)
@@ -125,9 +178,28 @@ def get(name: str) -> Dataset:
 
 
 def split_files(name: str, split: str) -> tuple[str, str]:
-    """(images file, labels file) of one split of dataset ``name``."""
-    get(name)
+    """(images file, labels file) of one split of IDX dataset ``name``."""
+    if get(name).format != "idx":
+        raise ValueError(f"{name} is not in IDX format (its format: {get(name).format})")
     return SPLITS[split]
+
+
+def split_inputs(name: str, split: str) -> dict[str, str]:
+    """The published files one split of ``name`` is read from, by role: IDX's
+    ``images`` and ``labels`` files, an archive format's ``archive``."""
+    entry = get(name)
+    if entry.format == "idx":
+        return dict(zip(("images", "labels"), SPLITS[split]))
+    (archive,) = entry.files
+    return {"archive": archive}
+
+
+def raw_split_files(wildcards) -> dict[str, str]:
+    """Snakemake input function of the preprocessing rule: the downloaded files behind
+    one split (``wildcards.dataset``, ``wildcards.split``), role -> path."""
+    raw = f"results/data/{wildcards.dataset}/raw"
+    inputs = split_inputs(wildcards.dataset, wildcards.split)
+    return {role: f"{raw}/{name}" for role, name in inputs.items()}
 
 
 def mirrors(name: str, config_mirrors: Mapping[str, list[str]] | None = None) -> list[str]:
