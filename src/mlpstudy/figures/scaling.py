@@ -282,7 +282,11 @@ def plot_scaling(
 
     style.apply_theme()
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.6 * len(panels), 4.6), squeeze=False, layout="constrained"
+        1,
+        len(panels),
+        figsize=(max(7.5, 5.6 * len(panels)), 5.2),
+        squeeze=False,
+        layout="constrained",
     )
     for ax, panel in zip(axes[0], panels):
         here = points[points["panel"] == panel]
@@ -412,7 +416,7 @@ def plot_scaling(
                 label="crossover vs NumPy",
             )
         )
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4))
     trials = int(points["trials"].max())
     how = (
         "1 trial: no interval"
