@@ -1,13 +1,16 @@
 """The data rules through the real snakemake: a synthetic dataset served by local mirrors,
-and the real MNIST and Fashion-MNIST where a copy exists."""
+CIFAR-10's rules on a synthetic archive, and the real MNIST and Fashion-MNIST where a copy
+exists."""
 
 import json
+import re
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from e2e_utils import REPO, make_tiny_workdir, snakemake, write_config
+from synthetic import write_cifar_mirror
 
 from mlpstudy import dataset
 from mlpstudy.datasets import FILES
@@ -96,6 +99,29 @@ def test_changing_the_mirrors_does_not_redo_the_data(tmp_path):
     set_config(work, data_mirrors={"tiny": [str(copy)]})
     proc = snakemake(work, "-n", *PARQUETS)
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_cifar10_rules_take_the_archive_and_its_real_md5_rejects_another(tmp_path):
+    """CIFAR-10 through the rules: one archive download, both splits read from it; a
+    synthetic archive in a local mirror is fetched and rejected by the catalog's MD5."""
+    work = tmp_path / "work"
+    write_cifar_mirror(work / "mirror", n=4)
+    write_config(
+        work, {"datasets": ["cifar-10"], "data_mirrors": {"cifar-10": [str(work / "mirror")]}}
+    )
+    targets = ["results/data/cifar-10/train.parquet", "results/data/cifar-10/test.parquet"]
+    plan = snakemake(work, "-n", *targets).stdout
+    archive = "results/data/cifar-10/raw/cifar-10-python.tar.gz"
+    assert plan.count(f"input: {archive}\n") == 2 and f"output: {archive}" in plan
+    assert re.search(r"download_archive +1\n", plan) and re.search(r"preprocess +2\n", plan)
+    proc = snakemake(work, *targets, check=False)
+    assert proc.returncode != 0
+    log = (work / "logs/data/cifar-10/download_cifar-10-python.tar.gz.log").read_text()
+    assert f"mirror {work / 'mirror'} failed for cifar-10-python.tar.gz" in log
+    assert "checksum mismatch" in log and "expected c58f30108f718f92721af3b95e74349a" in log
+    raw = work / "results/data/cifar-10/raw"
+    assert not raw.exists() or not any(raw.iterdir())
+    assert not any((work / t).exists() for t in targets)
 
 
 def test_invalid_config_fails_before_any_job_naming_the_field(tmp_path):
