@@ -116,6 +116,16 @@ class TrainSpec:
         return self.start == "shared"
 
 
+def model_input(net: nets.Net, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of one example as every framework's model takes it: the flat row for a
+    net that begins with a flatten (so the study's MLP takes its 784 numbers, as in the
+    study, and a framework builds no flatten layer for it), else the (H, W, C) image.
+    The flat rows are the images in (h, w, c) order, which is what that flatten makes."""
+    if isinstance(net.layers[0], nets.Flatten):
+        return (math.prod(input_shape),)
+    return tuple(input_shape)
+
+
 def framework_seed(spec: TrainSpec) -> int:
     """One integer seed from ``(seed, trial)`` for a framework's own initializer and
     shuffling (the independent start); the same number for every framework."""

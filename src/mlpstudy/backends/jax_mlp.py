@@ -1,12 +1,19 @@
-"""The MLP in JAX, written as a JAX user writes it: pure functions of a parameter pytree.
+"""Any network of ``mlpstudy.nets`` in JAX, as a JAX user writes it: pure functions of a
+parameter pytree.
 
-The parameters are a dict ``{"W1", "b1", "W2", "b2"}`` of device arrays in the layout
-the forward pass multiplies with (``x @ W1``: W1 is 784x64, as in Keras and Flax, so
-the shared start needs no transpose). The loss is ``optax``'s softmax cross-entropy
-on the logits: the study's softmax output layer sits inside the loss, where it is
-computed as log-softmax. ``jax.value_and_grad`` differentiates it, an ``optax``
-optimizer updates the parameters, and the whole step is one ``jax.jit``-compiled
-function whose parameter and optimizer-state buffers are donated (updated in place).
+The parameters are a dict ``{"W1", "b1", "W2", "b2", ...}`` of device arrays in the
+layout the forward pass computes with, the canonical one (Keras' and Flax's: dense
+``x @ W``, W (in, out); conv kernels HWIO on NHWC images), so the shared start needs no
+conversion. ``forward`` walks the net's layers: ``jax.lax.conv_general_dilated`` with the
+net's explicit padding (TensorFlow's 'same' convention), ``jax.lax.reduce_window`` for
+max-pooling, a reshape for flatten (NHWC order), a matrix product for dense. No flax:
+one forward function over the layer list is a dozen lines, while flax would add a
+dependency and a parameter tree of its own to convert to and from. The loss is
+``optax``'s softmax cross-entropy on the logits: the net's softmax output layer sits
+inside the loss, where it is computed as log-softmax. ``jax.value_and_grad``
+differentiates it, an ``optax`` optimizer updates the parameters, and the whole step is
+one ``jax.jit``-compiled function whose parameter and optimizer-state buffers are donated
+(updated in place).
 The training and test sets become device arrays once per run; each step gathers its
 mini-batch inside the compiled step from the epoch's permutation.
 
@@ -35,6 +42,7 @@ Implements ``base.Backend``, like every other backend module.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -43,15 +51,16 @@ import numpy as np
 import optax
 from threadpoolctl import threadpool_limits
 
+from mlpstudy import nets
+
 from . import info
 from .base import (
-    LAYER_SIZES,
-    PARAM_NAMES,
     Params,
     RunResult,
     SharedStart,
     TrainSpec,
     framework_seed,
+    model_input,
 )
 from .loop import EpochCallback, run_epochs
 
@@ -85,33 +94,53 @@ def set_threads(n: int) -> dict[str, int]:
 def start(spec: TrainSpec) -> SharedStart | None:
     """The shared start, or None: JAX then draws its own weights and batch order with
     ``jax.random`` from a key seeded by ``(seed, trial)`` (see ``own_start``)."""
-    return SharedStart(spec.seed, spec.trial) if spec.start == "shared" else None
+    return SharedStart.of(spec) if spec.start == "shared" else None
 
 
 def own_start(spec: TrainSpec) -> tuple[dict[str, jax.Array], jax.Array]:
-    """JAX's own start: He-uniform weights from ``jax.nn.initializers``, zero biases,
-    and the key from which epoch ``e``'s permutation is drawn (``fold_in(key, e)``)."""
-    key_w1, key_w2, key_shuffle = jax.random.split(jax.random.key(framework_seed(spec)), 3)
+    """JAX's own start: He-uniform kernels from ``jax.nn.initializers`` (one key each, in
+    layer order), zero biases, and the key from which epoch ``e``'s permutation is drawn
+    (``fold_in(key, e)``)."""
+    shapes = spec.net.param_shapes(model_input(spec.net, spec.input_shape))
+    n_kernels = len(spec.net.param_layers)
+    *keys, key_shuffle = jax.random.split(jax.random.key(framework_seed(spec)), n_kernels + 1)
     he_uniform = jax.nn.initializers.he_uniform()
-    n_in, n_hidden, n_out = LAYER_SIZES
-    params = {
-        "W1": he_uniform(key_w1, (n_in, n_hidden), jnp.float32),
-        "b1": jnp.zeros(n_hidden, jnp.float32),
-        "W2": he_uniform(key_w2, (n_hidden, n_out), jnp.float32),
-        "b2": jnp.zeros(n_out, jnp.float32),
-    }
+    params = {}
+    for k, key in enumerate(keys, start=1):
+        params[f"W{k}"] = he_uniform(key, shapes[f"W{k}"], jnp.float32)
+        params[f"b{k}"] = jnp.zeros(shapes[f"b{k}"], jnp.float32)
     return params, key_shuffle
 
 
-def forward(params, x):
-    """The logits: ReLU(x W1 + b1) W2 + b2 (the softmax is in ``loss``)."""
-    hidden = jax.nn.relu(x @ params["W1"] + params["b1"])
-    return hidden @ params["W2"] + params["b2"]
+def forward(net: nets.Net, params, x):
+    """The logits of ``x`` (NHWC images, or flat rows for a net that begins with a
+    flatten) through the net's layers; the softmax is in ``loss``."""
+    k = 0
+    for layer in net.layers:
+        if isinstance(layer, nets.Flatten):
+            x = x.reshape(len(x), -1)
+            continue
+        if isinstance(layer, nets.MaxPool2D):
+            window, stride = (1, *layer.pool, 1), (1, *layer.stride, 1)
+            x = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, stride, "VALID")
+            continue
+        k += 1
+        w, b = params[f"W{k}"], params[f"b{k}"]
+        if isinstance(layer, nets.Conv2D):
+            pads = layer.pads(x.shape[1:])
+            dims = ("NHWC", "HWIO", "NHWC")
+            x = jax.lax.conv_general_dilated(x, w, layer.stride, pads, dimension_numbers=dims)
+            x = x + b
+        else:
+            x = x @ w + b
+        if layer.activation == "relu":
+            x = jax.nn.relu(x)
+    return x
 
 
-def loss(params, x, y):
+def loss(net: nets.Net, params, x, y):
     """Mean cross-entropy of softmax(logits) against the integer labels ``y``."""
-    return optax.softmax_cross_entropy_with_integer_labels(forward(params, x), y).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(forward(net, params, x), y).mean()
 
 
 def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
@@ -134,21 +163,20 @@ def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
     raise ValueError(f"unknown optimizer {spec.optimizer!r}")
 
 
-def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
-    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by ``jax.value_and_grad``.
-
-    Works in the dtype of ``params``: float64 inside ``jax.enable_x64``.
-    """
+def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
+    ``jax.value_and_grad``. Works in the dtype of ``params``: float64 inside
+    ``jax.enable_x64``."""
     with jax.enable_x64(_is_float64(params)):
-        value, grads = _value_and_grad(*_device_args(params, x, y))
-        return float(value), {name: np.asarray(grads[name]) for name in PARAM_NAMES}
+        value, grads = _value_and_grad(net, *_device_args(net, params, x, y))
+        return float(value), {name: np.asarray(grads[name]) for name in net.param_names}
 
 
-def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in one compiled call
-    (in the dtype of ``params``, as ``gradients``)."""
+def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)``, in one
+    compiled call (in the dtype of ``params``, as ``gradients``)."""
     with jax.enable_x64(_is_float64(params)):
-        value, correct = _scores(*_device_args(params, x, y))
+        value, correct = _scores(net, *_device_args(net, params, x, y))
         return float(value), int(correct) / len(x)
 
 
@@ -171,7 +199,8 @@ def train(
 
 
 def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResult:
-    dtype = np.dtype(options["dtype"])
+    dtype, net = np.dtype(options["dtype"]), spec.net
+    shape = model_input(net, spec.input_shape)
     n, batch = len(x_train), spec.batch_size
     run_start = start(spec)
     if run_start is None:
@@ -180,14 +209,13 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
         params = run_start.params
     params = {name: jnp.asarray(value, dtype) for name, value in params.items()}
     # Device arrays once per run: every compiled call then takes them without a copy.
-    x_train, y_train = (
-        jax.device_put(np.asarray(x_train, dtype)),
-        jnp.asarray(y_train, jnp.int32),
+    x_train, x_test = (
+        jax.device_put(np.asarray(x, dtype).reshape(len(x), *shape)) for x in (x_train, x_test)
     )
-    x_test, y_test = jax.device_put(np.asarray(x_test, dtype)), jnp.asarray(y_test, jnp.int32)
+    y_train, y_test = jnp.asarray(y_train, jnp.int32), jnp.asarray(y_test, jnp.int32)
     tx = optimizer(spec)
     state = {"params": params, "opt": tx.init(params)}
-    step = _make_step(tx)
+    step = _make_step(tx, net)
     run_epoch = _make_epoch(step, batch) if options["scan_epoch"] else None
     step = jax.jit(step, donate_argnums=(0, 1))
 
@@ -206,8 +234,8 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
         state["params"], state["opt"] = jax.block_until_ready((params, opt_state))
 
     def evaluate_epoch():
-        loss_value, correct = _scores(state["params"], x_train, y_train)
-        _, test_correct = _scores(state["params"], x_test, y_test)
+        loss_value, correct = _scores(net, state["params"], x_train, y_train)
+        _, test_correct = _scores(net, state["params"], x_test, y_test)
         return float(loss_value), int(correct) / n, int(test_correct) / len(x_test)
 
     compile_s = []
@@ -222,15 +250,15 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
     finally:
         jax.monitoring.unregister_event_duration_listener(on_compile)
     result.metrics["compile_s"] = sum(compile_s)
-    result.params = {name: np.asarray(state["params"][name]) for name in PARAM_NAMES}
+    result.params = {name: np.asarray(state["params"][name]) for name in net.param_names}
     return result
 
 
-def _make_step(tx: optax.GradientTransformation):
-    """One optimisation step on the rows ``idx`` of ``(x, y)``, a pure function."""
+def _make_step(tx: optax.GradientTransformation, net: nets.Net):
+    """One optimisation step of ``net`` on the rows ``idx`` of ``(x, y)``, a pure function."""
 
     def step(params, opt_state, x, y, idx):
-        grads = jax.grad(loss)(params, x[idx], y[idx])
+        grads = jax.grad(loss, argnums=1)(net, params, x[idx], y[idx])
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -256,23 +284,23 @@ def _make_epoch(step, batch: int):
     return jax.jit(epoch, donate_argnums=(0, 1))
 
 
-_value_and_grad = jax.jit(jax.value_and_grad(loss))
+_value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=1), static_argnums=0)
 
 
 def _is_float64(params: Params) -> bool:
     return np.asarray(params["W1"]).dtype == np.float64
 
 
-def _device_args(params: Params, x, y):
+def _device_args(net: nets.Net, params: Params, x, y):
     """``params``, ``x`` (in the dtype of ``params``) and integer ``y`` as device arrays."""
-    params = {name: jnp.asarray(params[name]) for name in PARAM_NAMES}
+    params = {name: jnp.asarray(params[name]) for name in net.param_names}
     return params, jnp.asarray(x, params["W1"].dtype), jnp.asarray(y, jnp.int32)
 
 
-@jax.jit
-def _scores(params, x, y):
+@functools.partial(jax.jit, static_argnums=0)
+def _scores(net: nets.Net, params, x, y):
     """Mean loss and the number of correct predictions on the whole of ``(x, y)``, one
     compiled call (the count, so the accuracy is an exact fraction, as elsewhere)."""
-    logits = forward(params, x)
+    logits = forward(net, params, x)
     value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return value, (jnp.argmax(logits, axis=1) == y).sum()

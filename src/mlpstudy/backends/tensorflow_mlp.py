@@ -1,6 +1,8 @@
-"""The MLP in Keras on TensorFlow, written as a Keras user would write it.
+"""Any network of ``mlpstudy.nets`` in Keras on TensorFlow, as a Keras user writes it.
 
-``Sequential([Input(784), Dense(64, relu), Dense(10, softmax)])``, Keras' own optimizer
+A ``Sequential`` of Keras' own layers, one per layer of the net (``Conv2D``,
+``MaxPooling2D``, ``Flatten``, ``Dense``; the study's MLP is
+``Sequential([Input(784), Dense(64, relu), Dense(10, softmax)])``), Keras' own optimizer
 (``SGD``, ``SGD(momentum=..., nesterov=...)`` or ``Adam(...)`` with the spec's numbers,
 epsilon set explicitly), sparse categorical cross-entropy and one ``fit`` call per
 epoch; the per-epoch quantities come from ``test_on_batch`` on the whole sets between
@@ -35,15 +37,16 @@ import numpy as np
 import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
+from mlpstudy import nets
+
 from . import info
 from .base import (
-    LAYER_SIZES,
-    PARAM_NAMES,
     Params,
     RunResult,
     SharedStart,
     TrainSpec,
     framework_seed,
+    model_input,
 )
 from .loop import EpochCallback, run_epochs
 
@@ -83,7 +86,7 @@ def set_threads(n: int) -> dict[str, int]:
 
 def start(spec: TrainSpec) -> SharedStart | None:
     """The shared start, or None: Keras then draws its own weights and shuffles itself."""
-    return SharedStart(spec.seed, spec.trial) if spec.shared else None
+    return SharedStart.of(spec) if spec.shared else None
 
 
 def optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
@@ -105,50 +108,72 @@ def optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
     raise ValueError(f"no Keras optimizer for {spec.optimizer!r}")
 
 
-def build_model(params: Params | None = None, seed: int | None = None, dtype="float32"):
-    """The study's network as a Keras model; ``params`` overrides its initial weights."""
-    n_in, n_hidden, n_out = LAYER_SIZES
-    w2_seed = None if seed is None else seed + 1
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(n_in,), dtype=dtype),
-            keras.layers.Dense(
-                n_hidden,
-                activation="relu",
-                kernel_initializer=keras.initializers.HeUniform(seed=seed),
-                dtype=dtype,
-            ),
-            keras.layers.Dense(
-                n_out,
-                activation="softmax",
-                kernel_initializer=keras.initializers.HeUniform(seed=w2_seed),
-                dtype=dtype,
-            ),
-        ]
-    )
+def build_model(
+    net: nets.Net,
+    input_shape: tuple[int, ...],
+    params: Params | None = None,
+    seed: int | None = None,
+    dtype="float32",
+):
+    """``net`` as a Keras ``Sequential`` on inputs of ``input_shape``; ``params`` (the
+    canonical layout, Keras' own) override its initial weights. Without them, kernel k
+    (counting from 0) gets Keras' ``HeUniform(seed + k)``. A flatten of an input that is
+    already flat builds no layer."""
+    shapes = net.shapes(input_shape)
+    layers, k = [keras.Input(shape=tuple(input_shape), dtype=dtype)], 0
+    for layer, shape in zip(net.layers, shapes, strict=False):
+        if isinstance(layer, nets.Flatten):
+            if len(shape) > 1:
+                layers.append(keras.layers.Flatten(dtype=dtype))
+            continue
+        if isinstance(layer, nets.MaxPool2D):
+            layers.append(keras.layers.MaxPooling2D(layer.pool, layer.stride, dtype=dtype))
+            continue
+        init = keras.initializers.HeUniform(seed=None if seed is None else seed + k)
+        k += 1
+        if isinstance(layer, nets.Conv2D):
+            layers.append(
+                keras.layers.Conv2D(
+                    layer.filters,
+                    layer.kernel,
+                    strides=layer.stride,
+                    padding=layer.padding,  # 'same': TensorFlow's convention, nets' own
+                    activation=layer.activation,
+                    kernel_initializer=init,
+                    dtype=dtype,
+                )
+            )
+        else:
+            layers.append(
+                keras.layers.Dense(
+                    layer.units, activation=layer.activation, kernel_initializer=init, dtype=dtype
+                )
+            )
+    model = keras.Sequential(layers)
     if params is not None:
-        model.set_weights([np.asarray(params[name], dtype) for name in PARAM_NAMES])
+        model.set_weights([np.asarray(params[name], dtype) for name in net.param_names])
     return model
 
 
-def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
-    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by ``tf.GradientTape``
-    (in the dtype of ``params``: float64 works too)."""
+def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
+    ``tf.GradientTape`` (in the dtype of ``params``: float64 works too)."""
     dtype = params["W1"].dtype.name
-    model = build_model(params, dtype=dtype)
+    model = build_model(net, x.shape[1:], params, dtype=dtype)
     x = tf.constant(x, dtype=dtype)
     with tf.GradientTape() as tape:
         loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
         loss = tf.reduce_mean(loss)
     grads = tape.gradient(loss, model.trainable_weights)
-    return float(loss), {name: g.numpy() for name, g in zip(PARAM_NAMES, grads, strict=True)}
+    return float(loss), {name: g.numpy() for name, g in zip(net.param_names, grads, strict=True)}
 
 
-def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``: the loss Keras
-    trains on, computed by a model holding ``params``."""
+def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)``: the loss
+    Keras trains on, computed by a model holding ``params``."""
     dtype = params["W1"].dtype.name
-    probs = build_model(params, dtype=dtype)(tf.constant(x, dtype=dtype), training=False)
+    model = build_model(net, x.shape[1:], params, dtype=dtype)
+    probs = model(tf.constant(x, dtype=dtype), training=False)
     loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, probs))
     accuracy = np.mean(np.argmax(probs.numpy(), axis=1) == np.asarray(y))
     return float(loss), float(accuracy)
@@ -185,8 +210,11 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
     if run_start is None:
         seed = framework_seed(spec)
         keras.utils.set_random_seed(seed)
-    dtype = options["dtype"]
-    model = build_model(run_start.params if run_start is not None else None, seed, dtype)
+    dtype, net = options["dtype"], spec.net
+    shape = model_input(net, spec.input_shape)
+    model = build_model(
+        net, shape, run_start.params if run_start is not None else None, seed, dtype
+    )
     model.compile(
         optimizer=optimizer(spec),
         loss="sparse_categorical_crossentropy",
@@ -197,8 +225,9 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
     options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
     n = len(x_train)
     # Tensors once: fit and test_on_batch then skip converting 60000x784 floats each call.
-    x_train, y_train = _tensor(np.asarray(x_train, dtype)), tf.constant(y_train)
-    x_test, y_test = _tensor(np.asarray(x_test, dtype)), tf.constant(y_test)
+    x_train, x_test = (np.asarray(x, dtype).reshape(len(x), *shape) for x in (x_train, x_test))
+    x_train, y_train = _tensor(x_train), tf.constant(y_train)
+    x_test, y_test = _tensor(x_test), tf.constant(y_test)
 
     def shuffle(epoch):
         if run_start is None:
@@ -216,7 +245,7 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
         return loss, accuracy, _evaluate(model, x_test, y_test)[1]
 
     result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
-    result.params = dict(zip(PARAM_NAMES, model.get_weights(), strict=True))
+    result.params = dict(zip(net.param_names, model.get_weights(), strict=True))
     return result
 
 

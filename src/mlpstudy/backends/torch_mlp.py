@@ -1,16 +1,20 @@
-"""The MLP in PyTorch, written as a PyTorch user writes it.
+"""Any network of ``mlpstudy.nets`` in PyTorch, written as a PyTorch user writes it.
 
-``nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))`` outputs logits and
-``nn.CrossEntropyLoss`` takes them: the study's softmax output layer sits inside the
-loss (log-softmax + negative log-likelihood, the numerically stable form). The loop is
-PyTorch's usual one: index the epoch's permutation for the mini-batch, ``zero_grad``,
-forward, ``loss.backward()``, ``optimizer.step()``. No ``DataLoader``: the data are two
+An ``nn.Sequential`` of ``nn.Conv2d``, ``nn.MaxPool2d``, ``nn.Flatten``, ``nn.Linear``
+and ``nn.ReLU`` (the study's MLP: ``nn.Sequential(nn.Linear(784, 64), nn.ReLU(),
+nn.Linear(64, 10))``) outputs logits and ``nn.CrossEntropyLoss`` takes them: the net's
+softmax output layer sits inside the loss (log-softmax + negative log-likelihood, the
+numerically stable form). The loop is PyTorch's usual one: index the epoch's
+permutation for the mini-batch, ``zero_grad``, forward, ``loss.backward()``,
+``optimizer.step()``. No ``DataLoader``: the data are two
 tensors in memory, and its per-sample fetch and collate (or a batch sampler's extra
 indexing layer) only add Python work per step; measured on 60000 rows at batch 32,
 see ``benchmarks/bench_backends.py``.
 
-``nn.Linear`` stores its weight as (out, in): the shared start's W1 (784x64) goes in
-transposed, and ``RunResult.params`` comes back in the shared (in, out) layout.
+PyTorch stores its weights in its own layout (``nn.Linear``: (out, in); ``nn.Conv2d``:
+OIHW) and takes images as NCHW: the shared start goes in through ``nets.to_torch`` (the
+rows of a dense layer after a flatten reordered to NCHW's flatten order), the data are
+transposed once per run, and ``RunResult.params`` comes back in the canonical layout.
 
 Option ``compile`` (default false): ``torch.compile`` of the loss of a batch (model +
 criterion; AOTAutograd compiles its backward too, Inductor generates C++ kernels with
@@ -41,15 +45,16 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from mlpstudy import nets
+
 from . import info
 from .base import (
-    LAYER_SIZES,
-    PARAM_NAMES,
     Params,
     RunResult,
     SharedStart,
     TrainSpec,
     framework_seed,
+    model_input,
 )
 from .loop import EpochCallback, run_epochs
 
@@ -78,34 +83,64 @@ def set_threads(n: int) -> dict[str, int]:
 def start(spec: TrainSpec) -> SharedStart | None:
     """The shared start, or None: PyTorch then draws its own weights and batch order
     from a ``torch.Generator`` seeded by ``(seed, trial)`` (see ``build_model``)."""
-    return SharedStart(spec.seed, spec.trial) if spec.start == "shared" else None
+    return SharedStart.of(spec) if spec.start == "shared" else None
 
 
 def build_model(
+    net: nets.Net,
+    input_shape: tuple[int, ...],
     params: Params | None = None,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> nn.Sequential:
-    """The study's network in ``dtype``; ``params`` (shared layout, (in, out)) are its
-    weights if given.
+    """``net`` as an ``nn.Sequential`` in ``dtype`` for inputs of ``input_shape`` (an
+    (H, W, C) image arrives as NCHW, ``to_nchw``); ``params`` (canonical layout,
+    converted by ``nets.to_torch``) are its weights if given. The output layer emits
+    logits: its softmax is in ``nn.CrossEntropyLoss``. A ``same`` conv gets TensorFlow's
+    padding explicitly (``nn.ZeroPad2d``, the odd pixel bottom/right); a flatten of a
+    flat input builds no module.
 
-    Without ``params``: He-uniform weights by ``nn.init.kaiming_uniform_`` (bound
-    sqrt(6 / fan_in), the study's equation (11); PyTorch's own default for
-    ``nn.Linear`` is a narrower uniform with nonzero biases) and zero biases.
+    Without ``params``: He-uniform kernels by ``nn.init.kaiming_uniform_`` (bound
+    sqrt(6 / fan_in), the study's equation (11); PyTorch's own default for ``nn.Linear``
+    is a narrower uniform with nonzero biases) and zero biases.
     """
-    n_in, n_hidden, n_out = LAYER_SIZES
-    model = nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
-    model = model.to(dtype)
-    layers = (model[0], model[2])
+    shapes = net.shapes(input_shape)
+    modules, weighted = [], []
+    for layer, shape in zip(net.layers, shapes, strict=False):
+        if isinstance(layer, nets.Flatten):
+            if len(shape) > 1:
+                modules.append(nn.Flatten())
+            continue
+        if isinstance(layer, nets.MaxPool2D):
+            modules.append(nn.MaxPool2d(layer.pool, layer.stride))
+            continue
+        if isinstance(layer, nets.Conv2D):
+            (top, bottom), (left, right) = layer.pads(shape)
+            if top or bottom or left or right:
+                modules.append(nn.ZeroPad2d((left, right, top, bottom)))
+            weighted.append(nn.Conv2d(shape[2], layer.filters, layer.kernel, layer.stride))
+        else:
+            weighted.append(nn.Linear(shape[0], layer.units))
+        modules.append(weighted[-1])
+        if layer.activation == "relu":
+            modules.append(nn.ReLU())
+    model = nn.Sequential(*modules).to(dtype)
+    model.weighted = weighted  # the parameterised modules, in the net's order
+    converted = None if params is None else nets.to_torch(net, input_shape, params)
     with torch.no_grad():
-        for i, layer in enumerate(layers, start=1):
-            if params is None:
-                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu", generator=generator)
-                nn.init.zeros_(layer.bias)
+        for k, module in enumerate(weighted, start=1):
+            if converted is None:
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu", generator=generator)
+                nn.init.zeros_(module.bias)
             else:
-                layer.weight.copy_(torch.from_numpy(np.asarray(params[f"W{i}"]).T))
-                layer.bias.copy_(torch.from_numpy(np.asarray(params[f"b{i}"])))
+                module.weight.copy_(torch.from_numpy(converted[f"W{k}"]))
+                module.bias.copy_(torch.from_numpy(converted[f"b{k}"]))
     return model
+
+
+def to_nchw(x: np.ndarray) -> np.ndarray:
+    """NHWC images as PyTorch's NCHW (contiguous); flat rows as they are."""
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x
 
 
 def optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
@@ -128,22 +163,23 @@ def optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {spec.optimizer!r}")
 
 
-def gradients(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
-    """Mean cross-entropy of the batch ``(x, y)`` and its gradients, by autograd.
-
-    Works in the dtype of ``params`` (float64 for finite-difference checks).
-    """
-    dtype = _dtype(params)
-    model = build_model(params, dtype=dtype)
-    loss = nn.CrossEntropyLoss()(model(torch.as_tensor(x, dtype=dtype)), _labels(y))
+def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
+    autograd. Works in the dtype of ``params`` (float64 for finite-difference checks)."""
+    dtype, shape = _dtype(params), x.shape[1:]
+    model = build_model(net, shape, params, dtype=dtype)
+    logits = model(torch.as_tensor(to_nchw(np.asarray(x)), dtype=dtype))
+    loss = nn.CrossEntropyLoss()(logits, _labels(y))
     loss.backward()
-    return loss.item(), _params(model, grad=True)
+    return loss.item(), _params(net, shape, model, grad=True)
 
 
-def evaluate(params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)`` (in their dtype)."""
+def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+    """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)`` (in their
+    dtype)."""
     dtype = _dtype(params)
-    return _scores(build_model(params, dtype=dtype), torch.as_tensor(x, dtype=dtype), _labels(y))
+    model = build_model(net, x.shape[1:], params, dtype=dtype)
+    return _scores(model, torch.as_tensor(to_nchw(np.asarray(x)), dtype=dtype), _labels(y))
 
 
 def train(
@@ -160,16 +196,20 @@ def train(
     generator = None
     if run_start is None:
         generator = torch.Generator().manual_seed(framework_seed(spec))
-    dtype = np.dtype(options["dtype"])
+    dtype, net = np.dtype(options["dtype"]), spec.net
+    shape = model_input(net, spec.input_shape)
     model = build_model(
-        run_start.params if run_start is not None else None, generator, _dtype(dtype)
+        net, shape, run_start.params if run_start is not None else None, generator, _dtype(dtype)
     )
     opt = optimizer(spec, model)
     criterion = nn.CrossEntropyLoss()
     n, batch = len(x_train), spec.batch_size
-    # Tensors once per run (from_numpy shares NumPy's memory when it is in ``dtype``).
-    x_train = torch.from_numpy(np.ascontiguousarray(x_train, dtype=dtype))
-    x_test = torch.from_numpy(np.ascontiguousarray(x_test, dtype=dtype))
+    # Tensors once per run (from_numpy shares NumPy's memory when it is in ``dtype`` and
+    # needs no transpose to NCHW).
+    x_train, x_test = (
+        torch.from_numpy(to_nchw(np.asarray(x, dtype).reshape(len(x), *shape)))
+        for x in (x_train, x_test)
+    )
     y_train, y_test = _labels(y_train), _labels(y_test)
 
     def batch_loss(xb, yb):
@@ -201,7 +241,7 @@ def train(
     compiled_before = _compile_s()
     result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
     result.metrics["compile_s"] = _compile_s() - compiled_before
-    result.params = _params(model)
+    result.params = _params(net, shape, model)
     return result
 
 
@@ -243,13 +283,14 @@ def _scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, 
     return loss_sum / len(x), correct / len(x)
 
 
-def _params(model: nn.Sequential, grad: bool = False) -> dict[str, np.ndarray]:
-    """The model's parameters (or their gradients) as NumPy arrays in the shared layout."""
+def _params(net: nets.Net, input_shape, model: nn.Sequential, grad: bool = False) -> Params:
+    """The model's parameters (or their gradients) as NumPy arrays in the canonical
+    layout (``nets.from_torch``)."""
     out = {}
-    for i, layer in enumerate((model[0], model[2]), start=1):
-        w, b = (layer.weight.grad, layer.bias.grad) if grad else (layer.weight, layer.bias)
-        out[f"W{i}"], out[f"b{i}"] = w.detach().numpy().T.copy(), b.detach().numpy().copy()
-    return {name: out[name] for name in PARAM_NAMES}
+    for k, module in enumerate(model.weighted, start=1):
+        w, b = (module.weight.grad, module.bias.grad) if grad else (module.weight, module.bias)
+        out[f"W{k}"], out[f"b{k}"] = w.detach().numpy(), b.detach().numpy()
+    return nets.from_torch(net, input_shape, out)
 
 
 def _dtype(of: Params | np.dtype) -> torch.dtype:
