@@ -134,7 +134,9 @@ def read_split(path, entry: datasets.Dataset, split: str, classes) -> tuple:
     wanted = (*batches, "batches.meta")
     raw = read_members(path, entry, wanted)
     meta = _content(path, "batches.meta", raw["batches.meta"], (b"label_names",))
-    names = [n.decode() if isinstance(n, bytes) else n for n in meta[b"label_names"]]
+    names = meta[b"label_names"]
+    if isinstance(names, list):
+        names = [n.decode() if isinstance(n, bytes) else n for n in names]
     if names != list(classes):
         raise CifarError(f"{path}: batches.meta names the classes {names}, expected {classes}")
     parts = [_batch(path, b, raw[b], entry.image_shape, len(classes)) for b in batches]

@@ -1,4 +1,5 @@
-"""Fetch a dataset's original files from the first mirror that serves them intact.
+"""Fetch a dataset's original files (an IDX dataset's four .gz files, CIFAR-10's
+tarball) from the first mirror that serves them intact.
 
 A mirror is an http(s) URL prefix or a local directory. Each file is written to a
 temporary file beside its destination, checked against its known MD5 and only then
