@@ -24,7 +24,13 @@ OVERVIEW = [
     "results/scaling_points.csv",
     "results/figures/scaling.png",
 ]
-TINY_STUDY_AXES = {"dataset": "tiny", "optimizer": "sgd", "start": "shared", "threads": 1}
+TINY_STUDY_AXES = {
+    "dataset": "tiny",
+    "net": "mlp",
+    "optimizer": "sgd",
+    "start": "shared",
+    "threads": 1,
+}
 # Minimum (width, height) at 150 dpi for the tiny 2 x 2 grid.
 MIN_SIZE = {"speed_accuracy": (900, 600), "heatmap": (650, 500), "loss_curves": (700, 600)}
 
