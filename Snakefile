@@ -23,6 +23,7 @@ include: "workflow/rules/stats.smk"
 localrules:
     all,
     download,
+    download_archive,
     preprocess,
     aggregate_backend,
     aggregate_study,

@@ -68,18 +68,18 @@ def trace(data) -> None:
 
     from mlpstudy.backends import numpy_mlp as N
     from mlpstudy.backends import tensorflow_mlp as T
-    from mlpstudy.backends.base import PARAM_NAMES, SharedStart
+    from mlpstudy.backends.base import MLP, SharedStart
 
     T.set_threads(1)
     x, y = data[0], data[1]
     start = SharedStart(0, 0)
     order = start.permutation(len(x))
-    model = T.build_model(start.params)
+    model = T.build_model(MLP, (784,), start.params)
     model.compile(
         optimizer=keras.optimizers.Adam(0.01, 0.9, 0.999, 1e-7),
         loss="sparse_categorical_crossentropy",
     )
-    probe = T.build_model(start.params)
+    probe = T.build_model(MLP, (784,), start.params)
 
     @tf.function
     def keras_grads(xb, yb):
@@ -98,7 +98,7 @@ def trace(data) -> None:
     def rel(a, b):
         return max(
             float(np.abs(np.asarray(a[k], np.float64) - b[k]).max() / np.abs(b[k]).max())
-            for k in PARAM_NAMES
+            for k in MLP.param_names
         )
 
     print("step  keras-vs-ref  keras-grads+exact-adam-vs-ref  rounding-twin-vs-ref  "
@@ -107,16 +107,19 @@ def trace(data) -> None:
         rows = order[(t - 1) * 128 : t * 128]
         xb, yb = x[rows], y[rows]
         model.train_on_batch(xb, yb)
-        probe.set_weights([fed.p[k].astype(np.float32) for k in PARAM_NAMES])
+        probe.set_weights([fed.p[k].astype(np.float32) for k in MLP.param_names])
         fed.step(
             dict(
-                zip(PARAM_NAMES, [g.numpy() for g in keras_grads(tf.constant(xb), tf.constant(yb))])
+                zip(
+                    MLP.param_names,
+                    [g.numpy() for g in keras_grads(tf.constant(xb), tf.constant(yb))],
+                )
             )
         )
         for adam in (reference, twin):
-            adam.step(N.gradients(adam.p, xb.astype(np.float64), yb)[1])
+            adam.step(N.gradients(MLP, adam.p, xb.astype(np.float64), yb)[1])
         if t in STEPS:
-            keras_p = dict(zip(PARAM_NAMES, model.get_weights()))
+            keras_p = dict(zip(MLP.param_names, model.get_weights()))
             cells = (rel(keras_p, reference.p), rel(fed.p, reference.p), rel(twin.p, reference.p),
                      rel(keras_p, twin.p))  # fmt: skip
             print(f"{t:4d}  {cells[0]:12.1e}  {cells[1]:29.1e}  {cells[2]:20.1e}  {cells[3]:22.1e}")

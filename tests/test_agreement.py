@@ -1,31 +1,39 @@
-"""Every pair of registered backends agrees from the shared start, for every optimizer.
+"""Every pair of registered backends agrees from the shared start, for every network and
+optimizer.
 
 Parametrized over ``mlpstudy.backends.BACKENDS``, so a newly registered backend is
 compared with every other one without editing this file (a backend whose framework is
-not installed is skipped). From the shared start:
+not installed is skipped), and over networks: the study's MLP, a deeper MLP, a small
+CNN and a user-defined net (``same`` padding, stride 2, an odd 9x11x3 image), so the
+layouts (NHWC/HWIO vs NCHW/OIHW, each framework's flatten order) and TensorFlow's
+padding convention are checked in every framework. From the shared start:
 
 - gradients of one batch agree (float32; and float64 to 1e-6 where the framework can
   compute in float64), and each backend's gradients match central finite differences
   of its own loss in float64;
-- one optimizer step agrees to 1e-6 (absolute, on every parameter);
+- one optimizer step agrees to 1e-6 (absolute, on every parameter), and is Keras'
+  formula applied to NumPy's float64 gradient;
 - two epochs' training losses agree to 1e-4 relative, with equal accuracies.
 
-The data are small and synthetic (512 training rows): noisy copies of ten fixed
-prototypes, clipped to [0, 1] like pixels, hard enough that two epochs end well below
-100 % accuracy, so equal accuracies mean equal predictions.
+The data are small and synthetic: noisy copies of ten fixed prototypes, clipped to
+[0, 1] like pixels, hard enough that two epochs end well below 100 % accuracy, so equal
+accuracies mean equal predictions. Every optimizer runs on the MLP; the other nets run
+SGD and Adam (the optimizers do not know the net).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import numpy as np
 import pytest
 from test_optimizers import keras_reference
 
+from mlpstudy import nets
 from mlpstudy.backends import BACKENDS, get_backend, info
-from mlpstudy.backends.base import PARAM_NAMES, SharedStart, TrainSpec
+from mlpstudy.backends.base import SharedStart, TrainSpec, model_input
 
 #: (id, optimizer, settings, learning rate): every optimizer of the axes, Nesterov too.
 OPTIMIZERS = [
@@ -35,21 +43,47 @@ OPTIMIZERS = [
     ("adam", "adam", {}, 0.001),
 ]
 PAIRS = list(itertools.combinations(BACKENDS, 2))
-TRAIN_ROWS, TEST_ROWS = 512, 128
+#: A user's net: 'same' padding with an odd pixel to place, stride 2, on a 9x11x3 image.
+ODD = nets.Net.from_config(
+    "odd",
+    [
+        {"type": "conv2d", "filters": 4, "kernel": [3, 2], "stride": 2, "padding": "same"},
+        {"type": "conv2d", "filters": 5, "kernel": 2},
+        {"type": "maxpool2d", "pool": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 12},
+        {"type": "dense", "units": 10, "activation": "softmax"},
+    ],
+)
+#: id -> (net, image shape, training rows, test rows)
+NETS = {
+    "mlp": (nets.CATALOG["mlp"], (28, 28, 1), 512, 128),
+    "mlp-deep": (nets.CATALOG["mlp-deep"], (28, 28, 1), 256, 64),
+    "cnn-small": (nets.CATALOG["cnn-small"], (28, 28, 1), 128, 64),
+    "odd": (ODD, (9, 11, 3), 128, 64),
+}
+#: (net, optimizer case) pairs the training tests run.
+CASES = [("mlp", c[0]) for c in OPTIMIZERS] + [
+    (net, case) for net in NETS if net != "mlp" for case in ("sgd", "adam")
+]
 
 
-def learnable_data(n: int, seed: int, noise: float = 1.0):
-    """``n`` rows in [0, 1]: a noisy copy of one of 10 fixed prototypes per class."""
-    prototypes = np.random.default_rng(99).random((10, 784))
+def learnable_data(n: int, seed: int, noise: float = 1.0, shape=(784,)):
+    """``n`` rows in [0, 1] (flat, ``prod(shape)`` each): a noisy copy of one of 10 fixed
+    prototypes per class."""
+    size = math.prod(shape)
+    prototypes = np.random.default_rng(99).random((10, size))
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % 10).astype(np.int64)
-    x = np.clip(prototypes[y] + rng.normal(0, noise, (n, 784)), 0, 1).astype(np.float32)
+    x = np.clip(prototypes[y] + rng.normal(0, noise, (n, size)), 0, 1).astype(np.float32)
     return x, y
 
 
 @functools.cache
-def data():
-    return (*learnable_data(TRAIN_ROWS, 1), *learnable_data(TEST_ROWS, 2))
+def data(net_id: str):
+    _, shape, train_rows, test_rows = NETS[net_id]
+    return (*learnable_data(train_rows, 1, shape=shape),
+            *learnable_data(test_rows, 2, shape=shape))  # fmt: skip
 
 
 @functools.cache
@@ -67,44 +101,51 @@ def backend(name: str):
     return get_backend(name)
 
 
-def batch(rows: int, dtype, seed: int = 0):
+def start(net_id: str, seed: int, trial: int) -> SharedStart:
+    net, shape, _, _ = NETS[net_id]
+    return SharedStart(seed, trial, net=net, input_shape=shape)
+
+
+def batch(net_id: str, rows: int, dtype, seed: int = 0):
     """Shared-start parameters with nonzero biases (so their gradients are tested) and a
-    batch of the synthetic data."""
+    batch of the synthetic data, shaped as the net's models take it."""
+    net, shape, _, _ = NETS[net_id]
     rng = np.random.default_rng(seed)
-    params = {k: v.astype(dtype) for k, v in SharedStart(seed, 0).params.items()}
-    params["b1"] += rng.normal(0, 0.1, 64).astype(dtype)
-    params["b2"] += rng.normal(0, 0.1, 10).astype(dtype)
-    x, y = learnable_data(rows, seed + 10)
-    return params, x.astype(dtype), y
+    params = {k: v.astype(dtype) for k, v in start(net_id, seed, 0).params.items()}
+    for name in net.param_names[1::2]:
+        params[name] += rng.normal(0, 0.1, params[name].shape).astype(dtype)
+    x, y = learnable_data(rows, seed + 10, shape=shape)
+    return params, x.reshape(rows, *model_input(net, shape)).astype(dtype), y
 
 
 @functools.cache
-def trained(name: str, case: str, kind: str):
+def trained(name: str, net_id: str, case: str, kind: str):
     """One training run of backend ``name`` (cached: every pair reuses it).
 
     kind "step": one step of the whole training set; "epochs": two epochs at batch 32.
     """
+    net, shape, train_rows, _ = NETS[net_id]
     _, optimizer, settings, lr = next(c for c in OPTIMIZERS if c[0] == case)
+    common = dict(optimizer=optimizer, optimizer_settings=settings, net=net, input_shape=shape)
     if kind == "step":
-        spec = TrainSpec(lr, TRAIN_ROWS, 1, seed=4, trial=2, optimizer=optimizer,
-                         optimizer_settings=settings)  # fmt: skip
+        spec = TrainSpec(lr, train_rows, 1, seed=4, trial=2, **common)
     else:
-        spec = TrainSpec(lr, 32, 2, seed=0, trial=1, optimizer=optimizer,
-                         optimizer_settings=settings)  # fmt: skip
-    return backend(name).train(spec, *data())
+        spec = TrainSpec(lr, 32, 2, seed=0, trial=1, **common)
+    return backend(name).train(spec, *data(net_id))
 
 
-def gradients(name: str, dtype):
-    params, x, y = batch(64, dtype, seed=2)
-    loss, grads = backend(name).gradients(params, x, y)
-    return loss, grads
+def gradients(name: str, net_id: str, dtype):
+    params, x, y = batch(net_id, 64 if net_id == "mlp" else 16, dtype, seed=2)
+    return backend(name).gradients(NETS[net_id][0], params, x, y)
 
 
+@pytest.mark.parametrize("net_id", NETS)
 @pytest.mark.parametrize(("a", "b"), PAIRS)
-def test_gradients_of_one_batch_agree_float32(a, b):
-    (loss_a, grads_a), (loss_b, grads_b) = gradients(a, np.float32), gradients(b, np.float32)
+def test_gradients_of_one_batch_agree_float32(a, b, net_id):
+    (loss_a, grads_a) = gradients(a, net_id, np.float32)
+    (loss_b, grads_b) = gradients(b, net_id, np.float32)
     assert loss_a == pytest.approx(loss_b, rel=1e-6)
-    for name in PARAM_NAMES:
+    for name in NETS[net_id][0].param_names:
         assert grads_a[name].dtype == grads_b[name].dtype == np.float32, name
         assert grads_a[name].shape == grads_b[name].shape, name
         scale = np.abs(grads_a[name]).max()
@@ -113,85 +154,93 @@ def test_gradients_of_one_batch_agree_float32(a, b):
         )
 
 
+@pytest.mark.parametrize("net_id", NETS)
 @pytest.mark.parametrize(("a", "b"), PAIRS)
-def test_gradients_of_one_batch_agree_float64(a, b):
-    (loss_a, grads_a), (loss_b, grads_b) = gradients(a, np.float64), gradients(b, np.float64)
+def test_gradients_of_one_batch_agree_float64(a, b, net_id):
+    (loss_a, grads_a) = gradients(a, net_id, np.float64)
+    (loss_b, grads_b) = gradients(b, net_id, np.float64)
     for name, grads in ((a, grads_a), (b, grads_b)):
         if grads["W1"].dtype != np.float64:
             pytest.skip(f"{name} computes its gradients in {grads['W1'].dtype}")
     assert loss_a == pytest.approx(loss_b, rel=1e-12)
-    for name in PARAM_NAMES:
+    for name in NETS[net_id][0].param_names:
         scale = np.abs(grads_a[name]).max()
         np.testing.assert_allclose(
             grads_a[name], grads_b[name], rtol=1e-6, atol=1e-9 * scale, err_msg=name
         )
 
 
+@pytest.mark.parametrize("net_id", NETS)
 @pytest.mark.parametrize("name", BACKENDS)
-def test_gradients_match_central_finite_differences(name):
+def test_gradients_match_central_finite_differences(name, net_id):
     """Directional derivatives of the backend's own float64 loss (its ``evaluate``) along
     random directions, one per parameter array and one along all of them."""
-    module = backend(name)
-    params, x, y = batch(16, np.float64, seed=3)
-    loss, grads = module.gradients(params, x, y)
+    module, net = backend(name), NETS[net_id][0]
+    params, x, y = batch(net_id, 16, np.float64, seed=3)
+    loss, grads = module.gradients(net, params, x, y)
     if grads["W1"].dtype != np.float64:
         pytest.skip(f"{name} computes its gradients in {grads['W1'].dtype}")
-    assert loss == pytest.approx(module.evaluate(params, x, y)[0], rel=1e-12)
+    assert loss == pytest.approx(module.evaluate(net, params, x, y)[0], rel=1e-12)
     rng, eps = np.random.default_rng(5), 1e-5
-    for along in [*PARAM_NAMES, "all"]:
-        names = PARAM_NAMES if along == "all" else (along,)
+    for along in [*net.param_names, "all"]:
+        names = net.param_names if along == "all" else (along,)
         direction = {k: rng.standard_normal(params[k].shape) for k in names}
+        norm = math.sqrt(sum(float(np.sum(d**2)) for d in direction.values()))
+        direction = {k: d / norm for k, d in direction.items()}  # a unit step: few ReLU kinks
 
         def loss_at(t, names=names, direction=direction):
             moved = {k: params[k] + t * direction[k] if k in names else params[k]
-                     for k in PARAM_NAMES}  # fmt: skip
-            return module.evaluate(moved, x, y)[0]
+                     for k in net.param_names}  # fmt: skip
+            return module.evaluate(net, moved, x, y)[0]
 
         numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
         analytic = sum(float(np.sum(grads[k] * direction[k])) for k in names)
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-9), along
 
 
-@pytest.mark.parametrize("case", [c[0] for c in OPTIMIZERS])
+@pytest.mark.parametrize(("net_id", "case"), CASES)
 @pytest.mark.parametrize("name", BACKENDS)
-def test_one_step_is_the_textbook_update(name, case):
+def test_one_step_is_the_textbook_update(name, net_id, case):
     """The anchor of the pairs below: one step of the whole (shuffled) training set is
     Keras' formula applied to NumPy's float64 gradient of it."""
-    start = SharedStart(4, 2)
-    x, y = data()[0], data()[1]
-    order = start.permutation(TRAIN_ROWS)  # the same mean, summed in the epoch's order
-    params64 = {k: v.astype(np.float64) for k, v in start.params.items()}
-    _, grads = get_backend("numpy").gradients(params64, x[order].astype(np.float64), y[order])
+    net, shape, train_rows, _ = NETS[net_id]
+    shared = start(net_id, 4, 2)
+    x, y = data(net_id)[0], data(net_id)[1]
+    order = shared.permutation(train_rows)  # the same mean, summed in the epoch's order
+    params64 = {k: v.astype(np.float64) for k, v in shared.params.items()}
+    x = x[order].reshape(train_rows, *shape).astype(np.float64)
+    _, grads = get_backend("numpy").gradients(net, params64, x, y[order])
     lr = next(c[3] for c in OPTIMIZERS if c[0] == case)
-    after = trained(name, case, "step").params
-    for k in PARAM_NAMES:
+    after = trained(name, net_id, case, "step").params
+    for k in net.param_names:
         expected = keras_reference(case, params64[k].ravel(), grads[k].ravel()[None], lr=lr)
         np.testing.assert_allclose(
             after[k].ravel(), expected, rtol=0, atol=1e-6, err_msg=f"{name} {k}"
         )
 
 
-@pytest.mark.parametrize("case", [c[0] for c in OPTIMIZERS])
+@pytest.mark.parametrize(("net_id", "case"), CASES)
 @pytest.mark.parametrize(("a", "b"), PAIRS)
-def test_one_step_agrees(a, b, case):
-    start = SharedStart(4, 2).params
-    after_a = trained(a, case, "step").params
-    after_b = trained(b, case, "step").params
-    for k in PARAM_NAMES:
-        assert not np.allclose(after_a[k], start[k], atol=1e-5), k  # it moved
+def test_one_step_agrees(a, b, net_id, case):
+    before = start(net_id, 4, 2).params
+    after_a = trained(a, net_id, case, "step").params
+    after_b = trained(b, net_id, case, "step").params
+    for k in NETS[net_id][0].param_names:
+        assert not np.allclose(after_a[k], before[k], atol=1e-5), k  # it moved
         np.testing.assert_allclose(after_a[k], after_b[k], rtol=0, atol=1e-6, err_msg=k)
 
 
-@pytest.mark.parametrize("case", [c[0] for c in OPTIMIZERS])
+@pytest.mark.parametrize(("net_id", "case"), CASES)
 @pytest.mark.parametrize(("a", "b"), PAIRS)
-def test_two_epochs_agree(a, b, case):
-    history_a = trained(a, case, "epochs").history
-    history_b = trained(b, case, "epochs").history
+def test_two_epochs_agree(a, b, net_id, case):
+    _, _, train_rows, test_rows = NETS[net_id]
+    history_a = trained(a, net_id, case, "epochs").history
+    history_b = trained(b, net_id, case, "epochs").history
     assert [row["epoch"] for row in history_a] == [row["epoch"] for row in history_b] == [1, 2]
     for row_a, row_b in zip(history_a, history_b, strict=True):
         assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-4)
         # the same predictions (accuracies may be float32 means: compare counts)
-        for column, rows in (("train_accuracy", TRAIN_ROWS), ("test_accuracy", TEST_ROWS)):
+        for column, rows in (("train_accuracy", train_rows), ("test_accuracy", test_rows)):
             assert round(row_a[column] * rows) == round(row_b[column] * rows), column
     first, last = history_a[0], history_a[-1]
     assert last["train_loss"] < first["train_loss"]  # it learns ...

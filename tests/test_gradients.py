@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlpstudy.backends import numpy_mlp
-from mlpstudy.backends.base import PARAM_NAMES, SharedStart
+from mlpstudy.backends.base import MLP, SharedStart
 
 
 def _batch(rows: int, dtype, seed: int = 0):
@@ -27,10 +27,10 @@ def _batch(rows: int, dtype, seed: int = 0):
 
 def test_gradients_match_central_finite_differences_float64():
     params, x, y = _batch(8, np.float64)
-    loss, grads = numpy_mlp.gradients(params, x, y)
-    assert loss == pytest.approx(numpy_mlp.evaluate(params, x, y)[0], rel=1e-12)
+    loss, grads = numpy_mlp.gradients(MLP, params, x, y)
+    assert loss == pytest.approx(numpy_mlp.evaluate(MLP, params, x, y)[0], rel=1e-12)
     rng, eps = np.random.default_rng(1), 1e-6
-    for name in PARAM_NAMES:
+    for name in MLP.param_names:
         flat, grad = params[name].reshape(-1), grads[name].reshape(-1)
         # 40 entries per array, half of them among the largest gradients
         picks = np.unique(
@@ -45,9 +45,9 @@ def test_gradients_match_central_finite_differences_float64():
         for i in picks:
             saved = flat[i]
             flat[i] = saved + eps
-            up = numpy_mlp.evaluate(params, x, y)[0]
+            up = numpy_mlp.evaluate(MLP, params, x, y)[0]
             flat[i] = saved - eps
-            down = numpy_mlp.evaluate(params, x, y)[0]
+            down = numpy_mlp.evaluate(MLP, params, x, y)[0]
             flat[i] = saved
             numeric.append((up - down) / (2 * eps))
         numeric = np.array(numeric)
@@ -62,8 +62,8 @@ def test_loss_is_stable_for_huge_logits():
     params["b2"][:] = 0
     params["b2"][0] = 1e4  # logits (1e4, 0, ..., 0): p(class 0) = 1, p(other) = exp(-1e4)
     with np.errstate(over="raise", divide="raise", invalid="raise"):  # exp(-1e4) = 0 is fine
-        assert numpy_mlp.evaluate(params, x, np.zeros(4, int)) == (0.0, 1.0)
-        loss, acc = numpy_mlp.evaluate(params, x, np.ones(4, int))
+        assert numpy_mlp.evaluate(MLP, params, x, np.zeros(4, int)) == (0.0, 1.0)
+        loss, acc = numpy_mlp.evaluate(MLP, params, x, np.ones(4, int))
         assert loss == pytest.approx(1e4) and acc == 0.0
-        _, grads = numpy_mlp.gradients(params, x, np.ones(4, int))
+        _, grads = numpy_mlp.gradients(MLP, params, x, np.ones(4, int))
     np.testing.assert_allclose(grads["b2"][:2], [1.0, -1.0], atol=1e-6)  # y_hat - onehot

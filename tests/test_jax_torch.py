@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from mlpstudy.backends import get_backend
-from mlpstudy.backends.base import HISTORY_COLUMNS, PARAM_NAMES, SharedStart, TrainSpec
+from mlpstudy.backends.base import HISTORY_COLUMNS, MLP, SharedStart, TrainSpec
 
 BACKENDS = ("jax", "torch")
 FRAMEWORKS = {"jax": ("jax", "optax"), "torch": ("torch",)}
@@ -68,10 +68,10 @@ def test_scan_epoch_gives_the_plain_loops_result(optimizer, batch, data):
         )
         for scan in (False, True)
     }
-    assert runs[True].metrics["options"] == {"scan_epoch": True}
-    assert runs[False].metrics["options"] == {"scan_epoch": False}
+    assert runs[True].metrics["options"] == {"dtype": "float32", "scan_epoch": True}
+    assert runs[False].metrics["options"] == {"dtype": "float32", "scan_epoch": False}
     np.testing.assert_allclose(_losses(runs[True]), _losses(runs[False]), rtol=1e-6)
-    for name in PARAM_NAMES:
+    for name in MLP.param_names:
         np.testing.assert_allclose(
             runs[True].params[name], runs[False].params[name], rtol=1e-5, atol=1e-7, err_msg=name
         )
@@ -101,10 +101,10 @@ def test_compile_option_compiles_the_batch_loss_and_matches_eager(data, monkeypa
             )
             runs[compiled] = torch_mlp.train(spec, *data)
     assert calls == [{"dynamic": False}]
-    assert runs[True].metrics["options"] == {"compile": True}
+    assert runs[True].metrics["options"] == {"dtype": "float32", "compile": True}
     assert runs[True].metrics["compile_s"] > 0 == runs[False].metrics["compile_s"]
     np.testing.assert_allclose(_losses(runs[True]), _losses(runs[False]), rtol=1e-6)
-    for name in PARAM_NAMES:
+    for name in MLP.param_names:
         np.testing.assert_allclose(
             runs[True].params[name], runs[False].params[name], rtol=1e-5, atol=1e-7, err_msg=name
         )
@@ -122,12 +122,12 @@ def test_independent_start_is_reproducible_and_the_frameworks_own(name, data):
     a, b, other = run(0), run(0), run(1)
     assert backend.start(TrainSpec(0.05, 32, 2, seed=5, trial=0, start="independent")) is None
     assert _losses(a) == _losses(b)
-    for key in PARAM_NAMES:
+    for key in MLP.param_names:
         np.testing.assert_array_equal(a.params[key], b.params[key])
     assert not np.allclose(a.params["W1"], other.params["W1"])
     assert a.metrics["start"] == "independent"
     # the reported loss is the loss of the returned parameters (layouts round-trip)
-    loss, accuracy = backend.evaluate(a.params, data[0], data[1])
+    loss, accuracy = backend.evaluate(MLP, a.params, data[0], data[1])
     assert loss == pytest.approx(a.history[-1]["train_loss"], rel=1e-5)
     assert accuracy == pytest.approx(a.history[-1]["train_accuracy"])
 
@@ -136,8 +136,8 @@ def test_own_initialisers_are_he_uniform_with_zero_biases():
     jax_mlp, torch_mlp = _backend("jax"), _backend("torch")
     spec = TrainSpec(0.05, 32, 1, seed=0, trial=0, start="independent")
     jax_params = {k: np.asarray(v) for k, v in jax_mlp.own_start(spec)[0].items()}
-    model = torch_mlp.build_model(generator=torch_mlp.torch.Generator().manual_seed(0))
-    torch_params = torch_mlp._params(model)
+    model = torch_mlp.build_model(MLP, (784,), generator=torch_mlp.torch.Generator().manual_seed(0))
+    torch_params = torch_mlp._params(MLP, (784,), model)
     for params in (jax_params, torch_params):
         for name, n_in in (("W1", 784), ("W2", 64)):
             w, limit = params[name], math.sqrt(6 / n_in)
@@ -159,8 +159,8 @@ def test_adam_epsilon_is_keras_epsilon(name, data):
     spec = TrainSpec(0.01, 32, 1, seed=2, trial=0, optimizer="adam", optimizer_settings=settings)
     start = SharedStart(2, 0)
     after = backend.train(spec, x, y, x, y).params
-    _, grads = backend.gradients(start.params, x, y)
-    for key in PARAM_NAMES:
+    _, grads = backend.gradients(MLP, start.params, x, y)
+    for key in MLP.param_names:
         g, moved = grads[key], start.params[key] - after[key]
         keras = 0.01 * g / (np.abs(g) + 1e-3 / math.sqrt(1 - 0.999))
         plain = 0.01 * g / (np.abs(g) + 1e-3)
@@ -174,12 +174,12 @@ def test_gradients_keep_float64(name, data):
     backend = _backend(name)
     params = {k: v.astype(np.float64) for k, v in SharedStart(0, 0).params.items()}
     x = data[0][:8].astype(np.float64)
-    loss, grads = backend.gradients(params, x, data[1][:8])
+    loss, grads = backend.gradients(MLP, params, x, data[1][:8])
     assert isinstance(loss, float)
     assert all(
-        grads[k].dtype == np.float64 and grads[k].shape == params[k].shape for k in PARAM_NAMES
+        grads[k].dtype == np.float64 and grads[k].shape == params[k].shape for k in MLP.param_names
     )
-    assert loss == pytest.approx(backend.evaluate(params, x, data[1][:8])[0], rel=1e-6)
+    assert loss == pytest.approx(backend.evaluate(MLP, params, x, data[1][:8])[0], rel=1e-6)
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -94,7 +94,7 @@ def all_study_tables(wildcards):
 
 
 def dataset_md5(wildcards):
-    """The published MD5 of each of the dataset's four files."""
+    """The published MD5 of each of the dataset's files."""
     return datasets.md5s(wildcards.dataset)
 
 
@@ -105,13 +105,6 @@ def public_mirrors(wildcards):
 
 def dataset_classes(wildcards):
     return list(datasets.get(wildcards.dataset).classes)
-
-
-def split_files(wildcards):
-    """The raw IDX pair behind one split's parquet file."""
-    images, labels = datasets.SPLITS[wildcards.split]
-    raw = f"results/data/{wildcards.dataset}/raw"
-    return {"images": f"{raw}/{images}", "labels": f"{raw}/{labels}"}
 
 
 def train_data(wildcards):

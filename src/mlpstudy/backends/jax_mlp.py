@@ -163,7 +163,7 @@ def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
     raise ValueError(f"unknown optimizer {spec.optimizer!r}")
 
 
-def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
     """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
     ``jax.value_and_grad``. Works in the dtype of ``params``: float64 inside
     ``jax.enable_x64``."""
@@ -172,7 +172,7 @@ def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
         return float(value), {name: np.asarray(grads[name]) for name in net.param_names}
 
 
-def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)``, in one
     compiled call (in the dtype of ``params``, as ``gradients``)."""
     with jax.enable_x64(_is_float64(params)):

@@ -155,7 +155,7 @@ def build_model(
     return model
 
 
-def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
     """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
     ``tf.GradientTape`` (in the dtype of ``params``: float64 works too)."""
     dtype = params["W1"].dtype.name
@@ -168,7 +168,7 @@ def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
     return float(loss), {name: g.numpy() for name, g in zip(net.param_names, grads, strict=True)}
 
 
-def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)``: the loss
     Keras trains on, computed by a model holding ``params``."""
     dtype = params["W1"].dtype.name

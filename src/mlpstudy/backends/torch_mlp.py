@@ -163,7 +163,7 @@ def optimizer(spec: TrainSpec, model: nn.Module) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {spec.optimizer!r}")
 
 
-def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
     """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
     autograd. Works in the dtype of ``params`` (float64 for finite-difference checks)."""
     dtype, shape = _dtype(params), x.shape[1:]
@@ -174,7 +174,7 @@ def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
     return loss.item(), _params(net, shape, model, grad=True)
 
 
-def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray):
+def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)`` (in their
     dtype)."""
     dtype = _dtype(params)
