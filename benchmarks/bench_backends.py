@@ -120,7 +120,7 @@ How to run (on a quiet machine: nothing else running, not beside the test suite)
     # every backend on every catalog net at batch 32, 128, 512, with each net's
     # measured compute bound, the crossovers and the scaling figure -> backends_nets.md
     .venv/bin/python benchmarks/bench_backends.py --data results/data/mnist \\
-        --trials 2 --figure benchmarks/backends_nets.png
+        --trials 3 --figure benchmarks/backends_nets.png
     # the study's MLP against the plain references (numpy-textbook, keras-plain,
     # torch-plain, torch-dataloader) -> backends.md
     .venv/bin/python benchmarks/bench_backends.py --references --data results/data/mnist
@@ -129,7 +129,8 @@ How to run (on a quiet machine: nothing else running, not beside the test suite)
         --batches 128 --out /tmp/smoke.md
 
 Options: --nets, --impls, --batches, --epochs (default 1 across nets, 4 with
---references), --trials (fresh runs per cell; 2 or more for the crossover's interval),
+--references), --trials (fresh runs per cell: the crossover's interval needs 2 or more,
+and with 2 its t quantile is 6.3; 3 give a usable one),
 --figure, --out, --unpinned. Each run is a fresh process pinned to one CPU, one thread.
 """
 #: Images per chunk the evaluation's bound is timed on (then scaled to the sets' sizes).
