@@ -219,8 +219,11 @@ def _checked(config: dict) -> dict:
 
 def test_nets_default_to_the_studys_mlp_and_take_the_catalog_and_definitions():
     assert _checked(default_config())["nets"] == ["mlp"]
-    mine = [{"type": "conv2d", "filters": 4, "kernel": 5, "stride": 2, "padding": "same"},
-            {"type": "flatten"}, {"type": "dense", "units": 10, "activation": "softmax"}]  # fmt: skip
+    mine = [
+        {"type": "conv2d", "filters": 4, "kernel": 5, "stride": 2, "padding": "same"},
+        {"type": "flatten"},
+        {"type": "dense", "units": 10, "activation": "softmax"},
+    ]
     config = _checked(
         {**default_config(), "nets": ["mlp", "cnn", "mine"], "net_definitions": {"mine": mine}}
     )
@@ -246,7 +249,8 @@ def test_nets_default_to_the_studys_mlp_and_take_the_catalog_and_definitions():
         ),
         (
             ["seven"],
-            {"seven": [{"type": "flatten"}, {"type": "dense", "units": 7, "activation": "softmax"}]},
+            {"seven": [{"type": "flatten"},
+                       {"type": "dense", "units": 7, "activation": "softmax"}]},
             ["config field 'net_definitions.seven'", "layer 1", "7 outputs for 10 classes"],
         ),
         (

@@ -43,7 +43,8 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
         assert len(pd.read_csv(study / "runs.csv")) == 2
         loss = group.set_index("model")["final_train_loss"]
         assert loss["numpy"] == pytest.approx(loss["tensorflow"], rel=1e-4), net
-        metrics = json.loads(next((work / "results/runs").glob(f"*/net={net}/**/metrics.json")).read_text())
+        found = next((work / "results/runs").glob(f"*/net={net}/**/metrics.json"))
+        metrics = json.loads(found.read_text())
         assert metrics["net"] == net and metrics["input_shape"] == [28, 28, 1]
     # the nets are different computations
     assert table.groupby("net")["final_train_loss"].first().nunique() == 3

@@ -1,6 +1,6 @@
 """What every backend shares: the contract, the run's spec, the shared start, the result.
 
-Every backend module imports these names, so ``TrainSpec``, ``initial_params`` or
+Every backend module imports these names, so ``TrainSpec``, ``SharedStart`` or
 ``RunResult`` mean the same thing in each of them, and each module implements the
 ``Backend`` protocol below with exactly its signatures (a test checks them).
 
