@@ -15,6 +15,9 @@ padding convention are checked in every framework. From the shared start:
   formula applied to NumPy's float64 gradient;
 - two epochs' training losses agree to 1e-4 relative, with equal accuracies.
 
+And each framework's evaluation in chunks (a CNN's layer outputs bounded) gives the
+numbers of one call on the whole set.
+
 The data are small and synthetic: noisy copies of ten fixed prototypes, clipped to
 [0, 1] like pixels, hard enough that two epochs end well below 100 % accuracy, so equal
 accuracies mean equal predictions. Every optimizer runs on the MLP; the other nets run
@@ -245,3 +248,27 @@ def test_two_epochs_agree(a, b, net_id, case):
     first, last = history_a[0], history_a[-1]
     assert last["train_loss"] < first["train_loss"]  # it learns ...
     assert last["train_accuracy"] < 0.95  # ... but not everything: predictions can differ
+
+
+@pytest.mark.parametrize("name", ["tensorflow", "jax", "torch"])
+def test_evaluation_in_chunks_gives_the_whole_sets_numbers(name, monkeypatch):
+    """A CNN evaluates in chunks of ``eval_rows`` rows (bounded layer outputs): with
+    chunks of 41 rows (128 and 64 rows: short last chunks) the history is the one-call
+    history's. The study's MLP evaluates MNIST's training set in one call (torch: its
+    ``EVAL_CHUNK``), as before the network became a value."""
+    module = backend(name)
+    whole = module.EVAL_CHUNK if name == "torch" else 60000
+    for itemsize in (4, 8):
+        assert module.eval_rows(nets.CATALOG["mlp"], (784,), itemsize) >= whole
+    assert module.eval_rows(nets.CATALOG["cnn"], (28, 28, 1), 4) < 2000
+    expected = trained(name, "cnn-small", "sgd", "epochs").history
+    monkeypatch.setattr(module, "EVAL_BYTES", 1_500_000)
+    assert module.eval_rows(nets.CATALOG["cnn-small"], (28, 28, 1), 4) == 41
+    _, optimizer, settings, lr = OPTIMIZERS[0]
+    spec = TrainSpec(lr, 32, 2, seed=0, trial=1, optimizer=optimizer,
+                     optimizer_settings=settings, net=nets.CATALOG["cnn-small"])  # fmt: skip
+    chunked = module.train(spec, *data("cnn-small")).history
+    for row_a, row_b in zip(chunked, expected, strict=True):
+        assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-6)
+        assert row_a["train_accuracy"] == pytest.approx(row_b["train_accuracy"], abs=1e-6)
+        assert row_a["test_accuracy"] == pytest.approx(row_b["test_accuracy"], abs=1e-6)

@@ -16,6 +16,9 @@ one ``jax.jit``-compiled function whose parameter and optimizer-state buffers ar
 (updated in place).
 The training and test sets become device arrays once per run; each step gathers its
 mini-batch inside the compiled step from the epoch's permutation.
+The per-epoch loss and accuracies come from one compiled call on each whole set, or
+one per chunk of ``eval_rows`` rows where one call would hold more than ``EVAL_BYTES``
+of layer outputs (CNNs).
 
 Option ``scan_epoch`` (default false): one compiled function runs the whole epoch with
 ``jax.lax.scan`` over the full batches plus one step for a short last batch, so
@@ -43,6 +46,7 @@ Implements ``base.Backend``, like every other backend module.
 from __future__ import annotations
 
 import functools
+import math
 import os
 
 import jax
@@ -63,6 +67,10 @@ from .base import (
     model_input,
 )
 from .loop import EpochCallback, run_epochs
+
+#: Bytes of layer outputs one evaluation call may hold: the study's MLP evaluates MNIST's
+#: 60000 rows in one call; a CNN in chunks (as ``tensorflow_mlp.EVAL_BYTES``).
+EVAL_BYTES = 256 * 2**20
 
 #: XLA_FLAGS that keep XLA's CPU backend to one thread (``training.thread_env`` sets them).
 _SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -174,10 +182,11 @@ def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tu
 
 def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)``, in one
-    compiled call (in the dtype of ``params``, as ``gradients``)."""
+    compiled call per chunk (``scores``; in the dtype of ``params``, as ``gradients``)."""
     with jax.enable_x64(_is_float64(params)):
-        value, correct = _scores(net, *_device_args(net, params, x, y))
-        return float(value), int(correct) / len(x)
+        params, x, y = _device_args(net, params, x, y)
+        value, correct = scores(net, params, x, y, eval_rows(net, x.shape[1:], x.itemsize))
+        return value, correct / len(x)
 
 
 def train(
@@ -213,6 +222,7 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
         jax.device_put(np.asarray(x, dtype).reshape(len(x), *shape)) for x in (x_train, x_test)
     )
     y_train, y_test = jnp.asarray(y_train, jnp.int32), jnp.asarray(y_test, jnp.int32)
+    rows = eval_rows(net, shape, dtype.itemsize)
     tx = optimizer(spec)
     state = {"params": params, "opt": tx.init(params)}
     step = _make_step(tx, net)
@@ -234,9 +244,9 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
         state["params"], state["opt"] = jax.block_until_ready((params, opt_state))
 
     def evaluate_epoch():
-        loss_value, correct = _scores(net, state["params"], x_train, y_train)
-        _, test_correct = _scores(net, state["params"], x_test, y_test)
-        return float(loss_value), int(correct) / n, int(test_correct) / len(x_test)
+        loss_value, correct = scores(net, state["params"], x_train, y_train, rows)
+        _, test_correct = scores(net, state["params"], x_test, y_test, rows)
+        return loss_value, correct / n, test_correct / len(x_test)
 
     compile_s = []
 
@@ -295,6 +305,29 @@ def _device_args(net: nets.Net, params: Params, x, y):
     """``params``, ``x`` (in the dtype of ``params``) and integer ``y`` as device arrays."""
     params = {name: jnp.asarray(params[name]) for name in net.param_names}
     return params, jnp.asarray(x, params["W1"].dtype), jnp.asarray(y, jnp.int32)
+
+
+def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
+    """Rows per evaluation call for inputs of ``shape``: as many as keep the outputs of
+    the layers (a flatten's is a reshape: not counted) within ``EVAL_BYTES``."""
+    sizes = [math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
+             if not isinstance(layer, nets.Flatten)]  # fmt: skip
+    return max(1, EVAL_BYTES // (itemsize * sum(sizes)))
+
+
+def scores(net: nets.Net, params, x, y, rows: int) -> tuple[float, int]:
+    """Mean loss and number of correct predictions on ``(x, y)``: one compiled call on
+    the whole set where ``rows`` covers it (the study's MLP), else one per ``rows`` rows
+    (chunks' means weighted by their rows)."""
+    n = len(x)
+    if rows >= n:
+        value, correct = _scores(net, params, x, y)
+        return float(value), int(correct)
+    loss, correct = 0.0, 0
+    for s in range(0, n, rows):
+        value, chunk_correct = _scores(net, params, x[s : s + rows], y[s : s + rows])
+        loss, correct = loss + float(value) * min(rows, n - s), correct + int(chunk_correct)
+    return loss / n, correct
 
 
 @functools.partial(jax.jit, static_argnums=0)

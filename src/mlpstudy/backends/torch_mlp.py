@@ -60,6 +60,9 @@ from .loop import EpochCallback, run_epochs
 
 #: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
 EVAL_CHUNK = 10000
+#: Bytes of layer outputs one evaluation chunk may hold: a CNN's chunks are smaller than
+#: ``EVAL_CHUNK`` rows (as ``tensorflow_mlp.EVAL_BYTES``).
+EVAL_BYTES = 256 * 2**20
 
 
 def set_threads(n: int) -> dict[str, int]:
@@ -177,9 +180,10 @@ def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tu
 def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)`` (in their
     dtype)."""
-    dtype = _dtype(params)
-    model = build_model(net, x.shape[1:], params, dtype=dtype)
-    return _scores(model, torch.as_tensor(to_nchw(np.asarray(x)), dtype=dtype), _labels(y))
+    dtype, shape = _dtype(params), x.shape[1:]
+    model = build_model(net, shape, params, dtype=dtype)
+    rows = eval_rows(net, shape, dtype.itemsize)
+    return _scores(model, torch.as_tensor(to_nchw(np.asarray(x)), dtype=dtype), _labels(y), rows)
 
 
 def train(
@@ -211,6 +215,7 @@ def train(
         for x in (x_train, x_test)
     )
     y_train, y_test = _labels(y_train), _labels(y_test)
+    rows = eval_rows(net, shape, dtype.itemsize)
 
     def batch_loss(xb, yb):
         return criterion(model(xb), yb)
@@ -235,8 +240,8 @@ def train(
             opt.step()
 
     def evaluate_epoch():
-        loss, accuracy = _scores(model, x_train, y_train)
-        return loss, accuracy, _scores(model, x_test, y_test)[1]
+        loss, accuracy = _scores(model, x_train, y_train, rows)
+        return loss, accuracy, _scores(model, x_test, y_test, rows)[1]
 
     compiled_before = _compile_s()
     result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
@@ -270,14 +275,23 @@ def _compile_s() -> float:
     return dynamo_utils.calculate_time_spent().get("total_wall_time", 0.0)
 
 
+def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
+    """Rows per evaluation chunk for inputs of ``shape``: ``EVAL_CHUNK``, or fewer where
+    the outputs of the layers (a flatten's is a view: not counted) would exceed
+    ``EVAL_BYTES``."""
+    sizes = [math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
+             if not isinstance(layer, nets.Flatten)]  # fmt: skip
+    return max(1, min(EVAL_CHUNK, EVAL_BYTES // (itemsize * sum(sizes))))
+
+
 @torch.inference_mode()
-def _scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on the whole of ``(x, y)``, in chunks."""
+def _scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rows: int) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on the whole of ``(x, y)``, ``rows`` at a time."""
     model.eval()
     loss_sum, correct = 0.0, 0
-    for s in range(0, len(x), EVAL_CHUNK):
-        logits = model(x[s : s + EVAL_CHUNK])
-        yb = y[s : s + EVAL_CHUNK]
+    for s in range(0, len(x), rows):
+        logits = model(x[s : s + rows])
+        yb = y[s : s + rows]
         loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(dim=1) == yb).sum())
     return loss_sum / len(x), correct / len(x)
