@@ -256,14 +256,15 @@ def test_evaluation_in_chunks_gives_the_whole_sets_numbers(name, monkeypatch):
     chunks of 41 rows (128 and 64 rows: short last chunks) the history is the one-call
     history's. The study's MLP evaluates MNIST's training set in one call (torch: its
     ``EVAL_CHUNK``), as before the network became a value."""
+    from mlpstudy.backends import base
+
     module = backend(name)
-    whole = module.EVAL_CHUNK if name == "torch" else 60000
     for itemsize in (4, 8):
-        assert module.eval_rows(nets.CATALOG["mlp"], (784,), itemsize) >= whole
-    assert module.eval_rows(nets.CATALOG["cnn"], (28, 28, 1), 4) < 2000
+        assert base.eval_rows(nets.CATALOG["mlp"], (784,), itemsize) >= 60000
+    assert base.eval_rows(nets.CATALOG["cnn"], (28, 28, 1), 4) < 2000
     expected = trained(name, "cnn-small", "sgd", "epochs").history
-    monkeypatch.setattr(module, "EVAL_BYTES", 1_500_000)
-    assert module.eval_rows(nets.CATALOG["cnn-small"], (28, 28, 1), 4) == 41
+    monkeypatch.setattr(base, "EVAL_BYTES", 1_500_000)
+    assert base.eval_rows(nets.CATALOG["cnn-small"], (28, 28, 1), 4) == 41
     _, optimizer, settings, lr = OPTIMIZERS[0]
     spec = TrainSpec(lr, 32, 2, seed=0, trial=1, optimizer=optimizer,
                      optimizer_settings=settings, net=nets.CATALOG["cnn-small"])  # fmt: skip

@@ -189,7 +189,7 @@ def test_figures_per_study_and_the_overview_across_studies(tmp_path):
     labels = {runs.study_label(s) for s in runs.studies(config)}
     assert set(categories) == labels | {report.ACROSS_STUDIES}
     for label in labels:
-        optimizer = label.split(" · ")[1]
+        optimizer = label.split(" · ")[2]  # dataset · net · optimizer · ...
         files = {f for fs in categories[label].values() for f in fs}
         assert files == {t for t in targets if f"optimizer={optimizer}/" in t}
 

@@ -187,7 +187,8 @@ RUNS = 2
 TABLE = "results/tf_vs_np.csv"
 # Columns that depend on where and when a run happened, not on what it computed.
 NOT_DETERMINISTIC = re.compile(
-    r"(_s|_mb|_ratio)$|^(hostname|slurm_job_id|slurm_node|pinned_cpus|overlapping_runs)$"
+    r"(_s|_mb|_ratio|_share|_mhz)$|^(hostname|slurm_job_id|slurm_node|pinned_cpus|"
+    r"overlapping_runs|contended|timing_attempts|major_faults)$"
 )
 
 

@@ -24,12 +24,14 @@ import os
 import sys
 from pathlib import Path
 
-from mlpstudy import atomic, datasets, nets
+from mlpstudy import atomic, nets
 from mlpstudy.backends import info
 from mlpstudy.backends.optimizers import resolve
 
 #: The net every run of the previous layout trained: the study's MLP.
 NET = nets.DEFAULT
+#: The image shape of every dataset of the previous version (IDX, 28x28, one channel).
+IMAGE_SHAPE = [28, 28, 1]
 
 
 def old_run_dirs(results: Path) -> list[Path]:
@@ -58,7 +60,7 @@ def upgraded(metrics: dict) -> dict | None:
         **metrics,
         "net": NET,
         "net_definition": net.to_config(),
-        "input_shape": list(datasets.get(metrics["dataset"]).image_shape),
+        "input_shape": IMAGE_SHAPE,
         "requested_options": {**defaults, **metrics.get("requested_options", {})},
         "options": {**defaults, **metrics.get("options", {})},
     }

@@ -17,7 +17,7 @@ one ``jax.jit``-compiled function whose parameter and optimizer-state buffers ar
 The training and test sets become device arrays once per run; each step gathers its
 mini-batch inside the compiled step from the epoch's permutation.
 The per-epoch loss and accuracies come from one compiled call on each whole set, or
-one per chunk of ``eval_rows`` rows where one call would hold more than ``EVAL_BYTES``
+one per chunk of ``eval_rows`` rows where one call would hold more than ``base.EVAL_BYTES``
 of layer outputs (CNNs).
 
 Option ``scan_epoch`` (default false): one compiled function runs the whole epoch with
@@ -46,7 +46,6 @@ Implements ``base.Backend``, like every other backend module.
 from __future__ import annotations
 
 import functools
-import math
 import os
 
 import jax
@@ -63,14 +62,11 @@ from .base import (
     RunResult,
     SharedStart,
     TrainSpec,
+    eval_rows,
     framework_seed,
     model_input,
 )
 from .loop import EpochCallback, run_epochs
-
-#: Bytes of layer outputs one evaluation call may hold: the study's MLP evaluates MNIST's
-#: 60000 rows in one call; a CNN in chunks (as ``tensorflow_mlp.EVAL_BYTES``).
-EVAL_BYTES = 256 * 2**20
 
 #: XLA_FLAGS that keep XLA's CPU backend to one thread (``training.thread_env`` sets them).
 _SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -305,14 +301,6 @@ def _device_args(net: nets.Net, params: Params, x, y):
     """``params``, ``x`` (in the dtype of ``params``) and integer ``y`` as device arrays."""
     params = {name: jnp.asarray(params[name]) for name in net.param_names}
     return params, jnp.asarray(x, params["W1"].dtype), jnp.asarray(y, jnp.int32)
-
-
-def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
-    """Rows per evaluation call for inputs of ``shape``: as many as keep the outputs of
-    the layers (a flatten's is a reshape: not counted) within ``EVAL_BYTES``."""
-    sizes = [math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
-             if not isinstance(layer, nets.Flatten)]  # fmt: skip
-    return max(1, EVAL_BYTES // (itemsize * sum(sizes)))
 
 
 def scores(net: nets.Net, params, x, y, rows: int) -> tuple[float, int]:

@@ -6,7 +6,7 @@ A ``Sequential`` of Keras' own layers, one per layer of the net (``Conv2D``,
 (``SGD``, ``SGD(momentum=..., nesterov=...)`` or ``Adam(...)`` with the spec's numbers,
 epsilon set explicitly), sparse categorical cross-entropy and one ``fit`` call per
 epoch; the per-epoch quantities come from ``test_on_batch`` on the whole sets (in chunks
-where one call would hold more than ``EVAL_BYTES`` of layer outputs: CNNs) between
+where one call would hold more than ``base.EVAL_BYTES`` of layer outputs: CNNs) between
 the ``fit`` calls (Keras' running loss average during ``fit`` is not the loss over the
 training set after the epoch, so it is not recorded).
 
@@ -28,7 +28,6 @@ Implements ``base.Backend``, like every other backend module.
 
 from __future__ import annotations
 
-import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,15 +46,11 @@ from .base import (
     RunResult,
     SharedStart,
     TrainSpec,
+    eval_rows,
     framework_seed,
     model_input,
 )
 from .loop import EpochCallback, run_epochs
-
-#: Bytes of layer outputs one evaluation call may hold: the study's MLP evaluates MNIST's
-#: 60000 rows in one call (74 numbers per row); a CNN in chunks (cnn: conv1's output alone
-#: is 60000 x 26 x 26 x 32 float32 = 5.2 GB for the whole training set).
-EVAL_BYTES = 256 * 2**20
 
 # The options and their defaults are the registry's (``BackendInfo.options``): Keras'
 # own defaults for the compile knobs, op determinism on unless asked otherwise.
@@ -272,14 +267,6 @@ def batches(x, y, batch_size: int, threads: int) -> tf.data.Dataset:
     options.threading.max_intra_op_parallelism = 1
     options.experimental_optimization.inject_prefetch = False
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).with_options(options)
-
-
-def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
-    """Rows per evaluation call for inputs of ``shape``: as many as keep the outputs of
-    the layers (a flatten's is a view: not counted) within ``EVAL_BYTES``."""
-    sizes = [math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
-             if not isinstance(layer, nets.Flatten)]  # fmt: skip
-    return max(1, EVAL_BYTES // (itemsize * sum(sizes)))
 
 
 def _evaluate(model: keras.Model, x, y, rows: int) -> tuple[float, float]:

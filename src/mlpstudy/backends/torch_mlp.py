@@ -53,6 +53,7 @@ from .base import (
     RunResult,
     SharedStart,
     TrainSpec,
+    eval_rows,
     framework_seed,
     model_input,
 )
@@ -60,9 +61,6 @@ from .loop import EpochCallback, run_epochs
 
 #: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
 EVAL_CHUNK = 10000
-#: Bytes of layer outputs one evaluation chunk may hold: a CNN's chunks are smaller than
-#: ``EVAL_CHUNK`` rows (as ``tensorflow_mlp.EVAL_BYTES``).
-EVAL_BYTES = 256 * 2**20
 
 
 def set_threads(n: int) -> dict[str, int]:
@@ -182,7 +180,7 @@ def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tup
     dtype)."""
     dtype, shape = _dtype(params), x.shape[1:]
     model = build_model(net, shape, params, dtype=dtype)
-    rows = eval_rows(net, shape, dtype.itemsize)
+    rows = min(EVAL_CHUNK, eval_rows(net, shape, dtype.itemsize))
     return _scores(model, torch.as_tensor(to_nchw(np.asarray(x)), dtype=dtype), _labels(y), rows)
 
 
@@ -215,7 +213,7 @@ def train(
         for x in (x_train, x_test)
     )
     y_train, y_test = _labels(y_train), _labels(y_test)
-    rows = eval_rows(net, shape, dtype.itemsize)
+    rows = min(EVAL_CHUNK, eval_rows(net, shape, dtype.itemsize))
 
     def batch_loss(xb, yb):
         return criterion(model(xb), yb)
@@ -273,15 +271,6 @@ def _compile_s() -> float:
     if dynamo_utils is None:
         return 0.0
     return dynamo_utils.calculate_time_spent().get("total_wall_time", 0.0)
-
-
-def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
-    """Rows per evaluation chunk for inputs of ``shape``: ``EVAL_CHUNK``, or fewer where
-    the outputs of the layers (a flatten's is a view: not counted) would exceed
-    ``EVAL_BYTES``."""
-    sizes = [math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
-             if not isinstance(layer, nets.Flatten)]  # fmt: skip
-    return max(1, min(EVAL_CHUNK, EVAL_BYTES // (itemsize * sum(sizes))))
 
 
 @torch.inference_mode()
