@@ -117,22 +117,10 @@ class KerasRoundingAdam(numpy_mlp.Adam):
     corrections from ``float32(beta)`` raised to the power t, the moments with
     ``1 - beta`` in float64 (``keras/src/optimizers/adam.py``, ``update_step``)."""
 
-    def step(self) -> None:
-        self.t += 1
-        b1, b2, t = self.b1, self.b2, self.t
+    def step_size(self, t: int) -> float:
+        b1, b2 = self.b1, self.b2
         b1t, b2t = float(np.float32(b1)) ** t, float(np.float32(b2)) ** t
-        a = self.lr * (1 - b1) * math.sqrt(1 - b2t) / ((1 - b1t) * math.sqrt(1 - b2))
-        w, g, m, v, tmp = self.w, self.g, self.m, self.v, self.tmp
-        m *= b1
-        m += g
-        v *= b2
-        np.multiply(g, g, out=tmp)
-        v += tmp
-        np.sqrt(v, out=tmp)
-        tmp += self.eps
-        np.divide(m, tmp, out=tmp)
-        tmp *= a
-        w -= tmp
+        return self.lr * (1 - b1) * math.sqrt(1 - b2t) / ((1 - b1t) * math.sqrt(1 - b2))
 
 
 def test_keras_adam_with_the_unrounded_beta_leaves_the_reference_by_its_rounding(monkeypatch):

@@ -148,11 +148,16 @@ class Adam:
         self.m, self.v, self.tmp = np.zeros_like(w), np.zeros_like(w), np.empty_like(w)
         self.t = 0
 
+    def step_size(self, t: int) -> float:
+        """a_t of step ``t`` (the bias corrections; a scalar, once per step)."""
+        b1, b2 = self.b1, self.b2
+        return self.lr * (1 - b1) * math.sqrt(1 - b2**t) / ((1 - b1**t) * math.sqrt(1 - b2))
+
     def step(self) -> None:
         w, g, m, v, tmp = self.w, self.g, self.m, self.v, self.tmp
         self.t += 1
-        b1, b2, t = self.b1, self.b2, self.t
-        a = self.lr * (1 - b1) * math.sqrt(1 - b2**t) / ((1 - b1**t) * math.sqrt(1 - b2))
+        b1, b2 = self.b1, self.b2
+        a = self.step_size(self.t)
         m *= b1
         m += g
         v *= b2

@@ -124,7 +124,13 @@ def overview_table(runs) -> pd.DataFrame:
 def study_labels(table: pd.DataFrame) -> list[str]:
     """One label per row's study, naming only the axes that vary between studies (all
     of them when there is one study), e.g. ``fashion-mnist · adam``."""
-    varying = [c for c in STUDY_COLUMNS if table[c].nunique() > 1] or STUDY_COLUMNS
+    return axis_labels(table, STUDY_COLUMNS)
+
+
+def axis_labels(table: pd.DataFrame, columns) -> list[str]:
+    """One label per row from ``columns``, naming only those that vary between rows (all
+    of them when none does), e.g. ``mnist · sgd · shared start · 1 thread``."""
+    varying = [c for c in columns if table[c].nunique() > 1] or list(columns)
 
     def name(column, value):
         if column == "start":

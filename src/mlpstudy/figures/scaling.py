@@ -45,6 +45,7 @@ from mlpstudy.atomic import atomic_path
 from mlpstudy.runs import STUDY_COLUMNS
 
 from . import style
+from .overview import axis_labels
 from .plots import _save
 from .transforms import t_interval
 
@@ -234,16 +235,7 @@ def crossover_table(
 def panel_labels(table: pd.DataFrame) -> list[str]:
     """One title per row's panel, naming only the axes that vary between panels (all of
     them with one panel), e.g. ``mnist · sgd · shared start · 1 thread``."""
-    varying = [c for c in PANEL if table[c].nunique() > 1] or PANEL
-
-    def name(column, value):
-        if column == "start":
-            return f"{value} start"
-        if column == "threads":
-            return f"{value} thread" + ("" if int(value) == 1 else "s")
-        return str(value)
-
-    return [" · ".join(name(c, row[c]) for c in varying) for _, row in table.iterrows()]
+    return axis_labels(table, PANEL)
 
 
 def flops_label(value: float) -> str:
