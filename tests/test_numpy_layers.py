@@ -301,3 +301,54 @@ def test_buffer_bytes_are_the_hand_count():
     model = numpy_layers.Model(CATALOG["mlp"], MNIST, 32, np.float32)
     assert model.row_bytes == 4 * (64 + 10 + 64 + 1 + 1 + 10) + 64
     assert model.nbytes == 32 * model.row_bytes + 4 * 50_890
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_both_im2col_copies_give_the_same_windows(channels, monkeypatch):
+    """Per kernel offset (few channels) or every window at once: the same X_col, the same
+    outputs and input gradients, 'same' padding and stride 2 included."""
+    layer = Conv2D(3, (3, 2), stride=2, padding="same")
+    in_shape = (7, 6, channels)
+    rng = np.random.default_rng(channels)
+    params = dict(zip(("W", "b"), (rng.normal(0, 1, s) for s in layer.param_shapes(in_shape))))
+    x = rng.normal(0, 1, (2, *in_shape))
+    dy = rng.normal(0, 1, (2, *layer.out_shape(in_shape)))
+    seen = []
+    for threshold in (0, 100):  # never per offset, always per offset
+        monkeypatch.setattr(numpy_layers, "PER_OFFSET_CHANNELS", threshold)
+        op = numpy_layers.Conv2DOp(
+            layer, ("W", "b"), in_shape, layer.out_shape(in_shape), 2, np.float64, True
+        )
+        assert op.per_offset == (channels < threshold)
+        y = op.forward(x, params).copy()
+        cols = op.cols.copy()
+        grads = {k: np.zeros_like(p) for k, p in params.items()}
+        seen.append((y, cols, op.backward(dy.copy(), params, grads).copy(), grads))
+    (y0, c0, dx0, g0), (y1, c1, dx1, g1) = seen
+    np.testing.assert_array_equal(c0, c1)
+    np.testing.assert_array_equal(y0, y1)
+    np.testing.assert_array_equal(dx0, dx1)
+    for name in g0:
+        np.testing.assert_array_equal(g0[name], g1[name])
+
+
+def test_relu_mask_applied_by_the_pool_is_the_convs_own():
+    """The pool after a ReLU conv applies 1(y > 0) at its maxima and the conv skips it:
+    the gradients equal those with the conv masking its own output, also with most
+    outputs negative (all-zero windows, ties at 0) and exact ties among positives."""
+    net = Net("c", (Conv2D(3, 3), MaxPool2D(2), Flatten(), Dense(4, "softmax")))
+    shape = (8, 8, 2)
+    params = _params(net, shape)
+    params["b1"][:] = -0.8  # most conv outputs negative: many all-zero windows
+    rng = np.random.default_rng(3)
+    x = np.round(rng.random((5, *shape)), 1)  # coarse values: exact ties after the conv
+    y = rng.integers(0, 4, 5)
+    onehot = numpy_layers.one_hot(y, 4, np.float64)
+    fused = numpy_layers.Model(net, shape, 5, np.float64)
+    assert fused.ops[0].masked_downstream and fused.ops[1].relu_input
+    plain = numpy_layers.Model(net, shape, 5, np.float64)
+    plain.ops[0].masked_downstream = plain.ops[1].relu_input = False
+    for model in (fused, plain):
+        model.backward(params, x, onehot, 1 / 5)
+    assert (fused.ops[0].y <= 0).mean() > 0.3
+    np.testing.assert_array_equal(fused.grad, plain.grad)

@@ -12,18 +12,24 @@ upstream gradient dy = dL/dy (L the batch's loss):
 - ReLU (fused into dense and conv2d): y = max(z, 0), dz = dy * 1(y > 0).
 - conv2d by im2col: the padded input's windows, one row per output pixel and one column
   per (u, v, c) kernel entry, are copied once into the matrix X_col (N Ho Wo, kh kw C),
-  built with ``sliding_window_view``; then z = X_col W_col + b is one matrix product with
-  W_col the HWIO kernel as (kh kw C, O). Backward: dW_col = X_col^T dz, db = sum dz, and
-  dX_col = dz W_col^T (written over X_col, no longer needed) scattered back by col2im:
-  dxp[:, u + i s_h, v + j s_w, :] += dX_col[n, i, j, u, v, :] as kh kw strided slice
-  additions, one per kernel offset (u, v), no loop over pixels and no ``np.add.at``.
+  built with ``sliding_window_view`` (or, for fewer than ``PER_OFFSET_CHANNELS`` input
+  channels, one strided slice copy per kernel offset); then z = X_col W_col + b is one
+  matrix product with W_col the HWIO kernel as (kh kw C, O). Backward: dW_col =
+  X_col^T dz, db = 1^T dz (a product with a vector of ones: a column sum over many short
+  rows is slow as a reduction), and dX_col = dz W_col^T as one (N Ho Wo, C) block per
+  kernel offset, D_uv = dz W[u, v]^T (one batched product, written over X_col, no longer
+  needed), scattered back by col2im: dxp[:, u + i s_h, v + j s_w, :] += D_uv[n, i, j, :]
+  as kh kw strided slice additions, no loop over pixels and no ``np.add.at``.
+- ReLU before a max-pool: the pool's backward applies the ReLU's 1(z > 0) on its own
+  output (at a window's maximum it is 1(y > 0)), a quarter of the values for a 2x2 pool,
+  and the conv skips it: exact, because only a window's maximum receives a gradient.
   ``same`` padding: TensorFlow's (``nets.same_padding``), the input copied into a buffer
   whose zero border is written once.
 - max-pool: y[n,i,j,c] = max_{u,v} x[n, i s_h + u, j s_w + v, c], one strided slice per
-  window offset; the argmax offset is kept and routes the gradient: dx at the maximum of
-  each window += dy, 0 elsewhere. Ties go to the first maximum in the window's row-major
-  order (a later offset wins only when strictly greater), as TensorFlow's and PyTorch's
-  CPU kernels do.
+  window offset; backward, the argmax offset (found from the kept x and y) routes the
+  gradient: dx at the maximum of each window += dy, 0 elsewhere. Ties go to the first
+  maximum in the window's row-major order (a later offset wins only when strictly
+  greater), as TensorFlow's and PyTorch's CPU kernels do.
 - flatten: a reshape to (N, H W C) in (h, w, c) order; backward, the reshape back.
 - softmax + mean cross-entropy, fused, on the output layer's logits z:
   L = (1/N) sum_n (logsumexp(z_n) - z_n[y_n]) with logsumexp(z) = m + log sum exp(z - m),
@@ -43,6 +49,9 @@ from mlpstudy.nets import Conv2D, Dense, Flatten, MaxPool2D, Net
 
 #: Bytes of layer buffers ``evaluate`` allows itself per chunk of rows.
 EVAL_BYTES = 64 * 2**20
+#: Below this many input channels, im2col copies one window offset at a time (a long
+#: inner loop over the pixels) instead of every window at once (an inner loop over C).
+PER_OFFSET_CHANNELS = 4
 
 
 def flat(arrays: dict[str, np.ndarray], dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -110,15 +119,21 @@ class Conv2DOp:
         (kh, kw), self.stride = layer.kernel, layer.stride
         (top, bottom), (left, right) = layer.pads(in_shape)
         self.kernel, self.in_shape, self.out_shape = (kh, kw), in_shape, out_shape
+        self.offsets = [(u, v) for u in range(kh) for v in range(kw)]
         self.inner = (slice(top, top + h), slice(left, left + w))
         padded = (rows, h + top + bottom, w + left + right, c)
         self.xp = np.zeros(padded, dtype) if top + bottom + left + right else None
-        self.cols = np.empty((rows * ho * wo, kh * kw * c), dtype)  # X_col, then dX_col
+        # X_col; in backward, its memory holds dX_col as (kh kw, N Ho Wo, C)
+        self.cols = np.empty((rows * ho * wo, kh * kw * c), dtype)
+        self.ones = np.ones(rows * ho * wo, dtype)  # db = 1^T dz, a matrix product
+        # one window copy per kernel offset when C is small (measured: C = 1, 3x faster)
+        self.per_offset = c < PER_OFFSET_CHANNELS
         self.y = np.empty((rows, ho, wo, o), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
         self.dxp = np.empty(padded, dtype) if need_dx else None
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
         self.need_dx = need_dx
+        self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
 
     def _cols6(self, rows):
         """X_col as (N, Ho, Wo, kh, kw, C): the same memory."""
@@ -133,11 +148,15 @@ class Conv2DOp:
             xp = self.xp[:rows]
             xp[:, self.inner[0], self.inner[1], :] = x
         (ho, wo, o), (sh, sw) = self.out_shape, self.stride
-        # (N, H', W', C, kh, kw) windows, every stride-th one -> (N, Ho, Wo, kh, kw, C)
-        windows = sliding_window_view(xp, self.kernel, axis=(1, 2))
-        windows = windows[:, _window(0, ho, sh), _window(0, wo, sw)]
         cols6 = self._cols6(rows)
-        np.copyto(cols6, windows.transpose(0, 1, 2, 4, 5, 3))
+        if self.per_offset:
+            for u, v in self.offsets:
+                np.copyto(cols6[:, :, :, u, v, :], xp[:, _window(u, ho, sh), _window(v, wo, sw)])
+        else:
+            # (N, H', W', C, kh, kw) windows, every stride-th -> (N, Ho, Wo, kh, kw, C)
+            windows = sliding_window_view(xp, self.kernel, axis=(1, 2))
+            windows = windows[:, _window(0, ho, sh), _window(0, wo, sw)]
+            np.copyto(cols6, windows.transpose(0, 1, 2, 4, 5, 3))
         y = self.y[:rows]
         np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
         y += params[self.b]
@@ -146,25 +165,30 @@ class Conv2DOp:
         return y
 
     def backward(self, dy, params, grads):
-        """dz = dy * 1(y > 0); dW_col = X_col^T dz; db = sum dz; dX_col = dz W_col^T, col2im."""
+        """dz = dy * 1(y > 0); dW_col = X_col^T dz; db = 1^T dz; dX_col = dz W_col^T, one
+        (N Ho Wo, C) block per kernel offset (one batched product), added back by col2im."""
         rows = len(dy)
         (ho, wo, o), (sh, sw) = self.out_shape, self.stride
-        if self.relu:
+        if self.relu and not self.masked_downstream:
             mask = self.mask[:rows]
             np.greater(self.y[:rows], 0, out=mask)
             dy *= mask
         dz = dy.reshape(-1, o)
         cols = self.cols[: rows * ho * wo]
         np.matmul(cols.T, dz, out=grads[self.w].reshape(-1, o))
-        np.sum(dz, axis=0, out=grads[self.b])
+        np.matmul(self.ones[: len(dz)], dz, out=grads[self.b])
         if not self.need_dx:
             return None
-        np.matmul(dz, params[self.w].reshape(-1, o).T, out=cols)  # dX_col over X_col
-        dcols6, dxp = self._cols6(rows), self.dxp[:rows]
+        # dX_col[(u, v)] = dz W[u, v]^T for every offset at once, over X_col's memory:
+        # contiguous (N, Ho, Wo, C) blocks, so each col2im addition runs over whole rows
+        c = self.in_shape[2]
+        w_t = params[self.w].reshape(len(self.offsets), c, o).transpose(0, 2, 1)
+        blocks = cols.reshape(len(self.offsets), len(dz), c)
+        np.matmul(dz, w_t, out=blocks)
+        dxp = self.dxp[:rows]
         dxp.fill(0)
-        for u in range(self.kernel[0]):
-            for v in range(self.kernel[1]):
-                dxp[:, _window(u, ho, sh), _window(v, wo, sw), :] += dcols6[:, :, :, u, v, :]
+        for (u, v), block in zip(self.offsets, blocks):
+            dxp[:, _window(u, ho, sh), _window(v, wo, sw), :] += block.reshape(rows, ho, wo, c)
         if self.dx is None:
             return dxp
         dx = self.dx[:rows]
@@ -173,7 +197,13 @@ class Conv2DOp:
 
 
 class MaxPool2DOp:
-    """Max-pool with argmax routing, first maximum on ties (module docstring)."""
+    """Max-pool with argmax routing, first maximum on ties (module docstring).
+
+    Forward takes the maximum alone (one ``np.maximum`` per window offset, nothing kept
+    but the output: evaluation pays for no routing). Backward finds each window's argmax
+    from the kept input and output: offset k routes the gradient where x equals the
+    maximum and no earlier offset did (``taken``), so ties go to the first maximum.
+    """
 
     def __init__(self, layer: MaxPool2D, names, in_shape, out_shape, rows, dtype, need_dx):
         (ph, pw), (sh, sw) = layer.pool, layer.stride
@@ -182,35 +212,48 @@ class MaxPool2DOp:
             (_window(u, ho, sh), _window(v, wo, sw)) for u in range(ph) for v in range(pw)
         ]
         self.y = np.empty((rows, *out_shape), dtype)
-        self.argmax = np.empty(self.y.shape, np.min_scalar_type(ph * pw - 1))
-        self.hit = np.empty(self.y.shape, bool)
+        self.hit = np.empty(self.y.shape, bool) if need_dx else None
+        self.taken = np.empty(self.y.shape, bool) if need_dx else None
         # each input pixel in at most one window: the gradient is written, not added
         self.disjoint = sh >= ph and sw >= pw
         self.covers = self.disjoint and (sh, sw) == (ph, pw) and (h, w) == (ho * sh, wo * sw)
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
         self.tmp = None if self.disjoint or not need_dx else np.empty(self.y.shape, dtype)
+        self.relu_input = False  # set by Model: the input is a ReLU's output
 
     def forward(self, x, params):
-        rows = len(x)
-        y, argmax, hit = self.y[:rows], self.argmax[:rows], self.hit[:rows]
+        self.x = x
+        y = self.y[: len(x)]
         (i0, j0), *rest = self.offsets
-        np.copyto(y, x[:, i0, j0, :])
-        argmax.fill(0)
-        for k, (i, j) in enumerate(rest, 1):
-            xs = x[:, i, j, :]
-            np.greater(xs, y, out=hit)  # strictly: the first maximum keeps a tie
-            np.copyto(y, xs, where=hit)
-            np.copyto(argmax, k, where=hit)
+        if not rest:
+            np.copyto(y, x[:, i0, j0, :])
+            return y
+        (i1, j1), *rest = rest
+        np.maximum(x[:, i0, j0, :], x[:, i1, j1, :], out=y)
+        for i, j in rest:
+            np.maximum(y, x[:, i, j, :], out=y)
         return y
 
     def backward(self, dy, params, grads):
         """dx[n, i s_h + u, j s_w + v, c] += dy[n, i, j, c] where (u, v) is the argmax."""
         rows = len(dy)
-        dx, argmax, hit = self.dx[:rows], self.argmax[:rows], self.hit[:rows]
+        x, y, dx = self.x, self.y[:rows], self.dx[:rows]
+        hit, taken = self.hit[:rows], self.taken[:rows]
+        if self.relu_input:
+            # the ReLU before the pool: its 1(z > 0) at a window's maximum is 1(y > 0)
+            np.greater(y, 0, out=hit)
+            dy *= hit
         if not self.covers:
             dx.fill(0)
+        last = len(self.offsets) - 1
         for k, (i, j) in enumerate(self.offsets):
-            np.equal(argmax, k, out=hit)
+            np.equal(x[:, i, j, :], y, out=hit)
+            if k == 0:
+                np.copyto(taken, hit)
+            else:
+                np.greater(hit, taken, out=hit)  # hit and not taken: a later tie loses
+                if k < last:
+                    np.logical_or(taken, hit, out=taken)
             if self.disjoint:
                 np.multiply(dy, hit, out=dx[:, i, j, :])
             else:
@@ -262,6 +305,9 @@ class Model:
             for i, layer in enumerate(net.layers)
         ]
         self.first = first  # backward runs from the last layer down to this one
+        for op, after in zip(self.ops, self.ops[1:]):
+            if isinstance(op, Conv2DOp) and op.relu and isinstance(after, MaxPool2DOp):
+                op.masked_downstream = after.relu_input = after.hit is not None
         zeros = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
         self.grad, self.grads = flat(zeros, self.dtype)
         k = net.n_classes
