@@ -29,8 +29,7 @@ from threadpoolctl import threadpool_info
 
 from . import cores
 from .backends import framework_modules, get_backend
-from .backends.base import RunResult, TrainSpec
-from .backends.loop import EpochCallback
+from .backends.base import EpochCallback, RunResult, TrainSpec
 
 
 def thread_env(threads: int, environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from mlpstudy import nets
 
 from .optimizers import resolve
-
-if TYPE_CHECKING:
-    from .loop import EpochCallback
 
 #: The study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax, the default net.
 MLP = nets.CATALOG[nets.DEFAULT]
@@ -49,6 +47,8 @@ STARTS = ("shared", "independent")
 #: (the study's MLP: W1 784x64, b1 64, W2 64x10, b2 10; a conv kernel HWIO); a backend
 #: storing them otherwise converts (``nets.to_torch``).
 Params = dict[str, np.ndarray]
+#: What ``Backend.train`` calls after each epoch with a copy of that epoch's history row.
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ from mlpstudy import nets
 
 from . import info
 from .base import (
+    EpochCallback,
     Params,
     RunResult,
     SharedStart,
@@ -66,7 +67,7 @@ from .base import (
     framework_seed,
     model_input,
 )
-from .loop import EpochCallback, run_epochs
+from .loop import run_epochs
 
 #: XLA_FLAGS that keep XLA's CPU backend to one thread (``training.thread_env`` sets them).
 _SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"

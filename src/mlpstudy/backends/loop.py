@@ -28,9 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import cores, timing
-from .base import RunResult, TrainSpec, is_diverged, spec_fields
-
-EpochCallback = Callable[[dict[str, Any]], None]
+from .base import EpochCallback, RunResult, TrainSpec, is_diverged, spec_fields
 
 
 def steady_epoch_s(epoch_times: list[float]) -> float | None:

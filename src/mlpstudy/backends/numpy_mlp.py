@@ -28,8 +28,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from mlpstudy.nets import Net
 
 from . import info, numpy_layers
-from .base import Params, RunResult, SharedStart, TrainSpec
-from .loop import EpochCallback, run_epochs
+from .base import EpochCallback, Params, RunResult, SharedStart, TrainSpec
+from .loop import run_epochs
 
 
 def set_threads(n: int) -> dict[str, int]:

@@ -42,6 +42,7 @@ from mlpstudy import nets
 
 from . import info
 from .base import (
+    EpochCallback,
     Params,
     RunResult,
     SharedStart,
@@ -50,7 +51,7 @@ from .base import (
     framework_seed,
     model_input,
 )
-from .loop import EpochCallback, run_epochs
+from .loop import run_epochs
 
 # The options and their defaults are the registry's (``BackendInfo.options``): Keras'
 # own defaults for the compile knobs, op determinism on unless asked otherwise.

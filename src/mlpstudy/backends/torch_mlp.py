@@ -49,6 +49,7 @@ from mlpstudy import nets
 
 from . import info
 from .base import (
+    EpochCallback,
     Params,
     RunResult,
     SharedStart,
@@ -57,7 +58,7 @@ from .base import (
     framework_seed,
     model_input,
 )
-from .loop import EpochCallback, run_epochs
+from .loop import run_epochs
 
 #: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
 EVAL_CHUNK = 10000
