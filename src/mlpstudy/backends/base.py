@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mlpstudy import nets
+from mlpstudy.cores import LoopCores
 
 from .optimizers import resolve
 
@@ -284,7 +285,9 @@ class Backend(Protocol):
         x_test: np.ndarray,
         y_test: np.ndarray,
         on_epoch: EpochCallback | None = None,
+        cores: LoopCores | None = None,
     ) -> RunResult:
         """Train as ``spec`` says (its optimizer, start, options) with the timed loop of
-        ``loop.run_epochs``; the result's ``params`` are the final ones as ``Params``."""
+        ``loop.run_epochs``, which gets ``cores`` (taken for the loop alone; None: no
+        allocation); the result's ``params`` are the final ones as ``Params``."""
         ...
