@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,11 +62,37 @@ def test_each_backend_module_implements_the_protocol_exactly(name):
     implementation differs between backends."""
     pytest.importorskip(info(name).framework_modules[0])
     module = get_backend(name)
-    namespace = {**vars(base), "EpochCallback": loop.EpochCallback}
     for function in PROTOCOL:
         assert callable(getattr(module, function, None)), (name, function)
-        expected = _signature(getattr(Backend, function), namespace)
+        expected = _signature(getattr(Backend, function))
         assert _signature(getattr(module, function)) == expected, (name, function)
+
+
+def imported_modules(module) -> set[str]:
+    """Every module ``module``'s source imports, TYPE_CHECKING blocks and function bodies
+    included, relative imports resolved (``from . import x`` names both ``pkg`` and
+    ``pkg.x``)."""
+    package = module.__name__.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base_name = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""
+            name = ".".join(filter(None, [base_name, node.module]))
+            found.add(name)
+            found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_contract_does_not_know_the_loop():
+    """base defines what the loop and the backends use; it imports neither (the
+    dependency goes one way: loop -> base), and the loop imports no backend."""
+    assert "mlpstudy.backends.base" in imported_modules(loop)
+    ours = {m for m in imported_modules(base) if m.startswith("mlpstudy.backends")}
+    assert ours <= {"mlpstudy.backends.optimizers", "mlpstudy.backends.optimizers.resolve"}
+    assert not {entry.module for entry in REGISTRY.values()} & imported_modules(loop)
 
 
 def test_registry_entries_are_complete_and_distinct():

@@ -118,6 +118,8 @@ def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="timing mode"):
         with cores.exclusive(1, "fast"):
             pass
+    with pytest.raises(ValueError, match="timing mode"):
+        cores.CoreRequest(1, "fast")  # before the job imports its framework
 
 
 # --------------------------------------------------------------------------- exclusivity
@@ -187,7 +189,8 @@ def test_exclusive_does_not_nest(tmp_path):
         with pytest.raises(RuntimeError, match="does not nest"):
             with cores.exclusive(1, "throughput", directory=tmp_path):
                 pass
-    assert cores.current() is None
+    with cores.exclusive(1, "throughput", directory=tmp_path) as again:  # held no more
+        assert again.mode == "throughput"
 
 
 def test_a_killed_jobs_core_comes_back_and_its_queue_ticket_does_not_block(tmp_path):

@@ -30,8 +30,10 @@ def busy(cpu_s: float) -> None:
         pass
 
 
-def train(spec=SPEC, train_epoch=lambda data: busy(0.05)):
-    return run_epochs(spec, lambda epoch: None, train_epoch, lambda: (0.5, 0.8, 0.8)).metrics
+def train(spec=SPEC, train_epoch=lambda data: busy(0.05), cores=None):
+    return run_epochs(
+        spec, lambda epoch: None, train_epoch, lambda: (0.5, 0.8, 0.8), cores=cores
+    ).metrics
 
 
 def test_the_table_columns_are_in_every_runs_metrics():
@@ -103,7 +105,8 @@ def test_a_busy_neighbour_on_the_same_cpu_shows_in_the_conditions(tmp_path, neig
     with cores.exclusive(1, "strict", cpus={cpu}, local=False, directory=tmp_path) as alloc:
         assert os.sched_getaffinity(0) == {cpu}
         other = neighbour(cpu)
-        metrics = train(train_epoch=lambda data: busy(0.3))
+        metrics = train(train_epoch=lambda data: busy(0.3), cores=alloc)
+        assert os.sched_getaffinity(0) == {cpu}  # the loop used its caller's cores, kept
     assert alloc.cpus == (cpu,) and metrics["pinned_cpus"] == str(cpu)
     assert metrics["timing_mode"] == "strict" and metrics["steal_scope"] == "pinned"
     # fair share of one CPU between two spinning processes: wall/CPU near 2
@@ -129,8 +132,8 @@ def test_overlapping_loops_are_counted_once_each_and_dead_ones_not_at_all(tmp_pa
             later.append(cores.LoopRegistry(locks))
             later[-1].register()
 
-    with cores.exclusive(1, "throughput", directory=locks):
-        metrics = train(spec=TrainSpec(0.1, 1, 4, 0, 0), train_epoch=train_epoch)
+    with cores.exclusive(1, "throughput", directory=locks) as alloc:
+        metrics = train(spec=TrainSpec(0.1, 1, 4, 0, 0), train_epoch=train_epoch, cores=alloc)
         # the first ends; it was still counted
         already.unregister()
     assert metrics["overlapping_runs"] == 3
@@ -141,10 +144,14 @@ def test_overlapping_loops_are_counted_once_each_and_dead_ones_not_at_all(tmp_pa
     assert not list(locks.glob("loop-*.run"))  # ours is gone too
 
 
-def test_a_loop_alone_counts_no_overlap(tmp_path):
-    with cores.exclusive(1, "throughput", directory=tmp_path):
-        assert train()["overlapping_runs"] == 0
+def test_a_loop_alone_counts_no_overlap(tmp_path, monkeypatch):
+    """A loop given a request takes its allocation for the loop and lets it go after."""
+    monkeypatch.setenv(cores.LOCK_DIR_ENV, str(tmp_path))
+    metrics = train(cores=cores.CoreRequest(1, "throughput"))
+    assert metrics["overlapping_runs"] == 0 and metrics["timing_mode"] == "throughput"
     assert not list(Path(tmp_path).glob("loop-*.run"))
+    with cores.exclusive(1, "throughput") as alloc:  # not held any more
+        assert train(cores=alloc)["overlapping_runs"] == 0
 
 
 def test_run_training_in_strict_mode_times_the_loop_on_a_dedicated_core(tmp_path, monkeypatch):
@@ -169,7 +176,7 @@ def test_run_training_in_strict_mode_times_the_loop_on_a_dedicated_core(tmp_path
     assert metrics["pinned_cpus"] == str(want) and metrics["timing_mode"] == "strict"
     assert metrics["reserve_used"] == (len(usable) == 1)
     assert metrics["overlapping_runs"] == 0 and metrics["steal_scope"] == "pinned"
-    assert os.sched_getaffinity(0) == before and cores.current() is None
+    assert os.sched_getaffinity(0) == before
 
 
 def test_only_the_timed_loop_holds_the_dedicated_core(tmp_path, monkeypatch):
@@ -199,11 +206,11 @@ def test_only_the_timed_loop_holds_the_dedicated_core(tmp_path, monkeypatch):
     real_start = numpy_mlp.start
 
     def start(spec):
-        seen["setup"] = (os.sched_getaffinity(0), cores.current(), held_locks())
+        seen["setup"] = (os.sched_getaffinity(0), held_locks())
         return real_start(spec)
 
     def on_epoch(row):
-        seen["loop"] = (os.sched_getaffinity(0), cores.current(), held_locks())
+        seen["loop"] = (os.sched_getaffinity(0), held_locks())
 
     monkeypatch.setattr(numpy_mlp, "start", start)
     rng = np.random.default_rng(0)
@@ -211,10 +218,10 @@ def test_only_the_timed_loop_holds_the_dedicated_core(tmp_path, monkeypatch):
     metrics = run_training(
         "numpy", TrainSpec(0.1, 16, 2, 0, 0), x, y, x, y, on_epoch=on_epoch, timing_mode="strict"
     ).metrics
-    assert seen["setup"] == (before, None, [])
+    assert seen["setup"] == (before, [])
     pinned = cores.parse_cpus(metrics["pinned_cpus"])
-    affinity, allocation, held = seen["loop"]
-    assert affinity == pinned and allocation is not None and len(held) == 1
+    affinity, held = seen["loop"]
+    assert affinity == pinned and len(held) == 1
     assert held_locks() == [] and os.sched_getaffinity(0) == before
 
 

@@ -20,9 +20,12 @@ figures, statistics). How this module makes that true:
   :func:`confine_main_process` (called by the workflow in Snakemake's main process)
   pins Snakemake to the reserve, so every job it starts begins there too: the light jobs,
   and each training job's import, data loading and model set-up, overlap timed loops
-  without touching their cores. A job takes its dedicated cores for its timed loop only
-  (:func:`for_timed_loop`, :func:`timed_loop`). The set the main process could use is
-  published in ``MLPSTUDY_CPUS`` so a training job knows which cores it may take.
+  without touching their cores. A job takes its dedicated cores for its timed loop only:
+  ``training.run_training`` builds a :class:`CoreRequest` and hands it down as an
+  argument (``Backend.train(..., cores=)``, ``loop.run_epochs(..., cores=)``) to
+  :func:`timed_loop`, which takes the cores when the loop starts and frees them when it
+  ends. The set the main process could use is published in ``MLPSTUDY_CPUS`` so a
+  training job knows which cores it may take.
 - **Every thread is pinned.** ``os.sched_setaffinity(0, ...)`` pins only the calling
   thread; :func:`pin_process` pins every thread of ``/proc/self/task`` (threads created
   later inherit), and the previous affinity comes back when the allocation ends.
@@ -58,8 +61,12 @@ CPUS_ENV = "MLPSTUDY_CPUS"
 SYSFS_CPU = "/sys/devices/system/cpu"
 POLL_S = 0.05  # how often a waiting run looks for free cores
 
-_current: Allocation | None = None
-_wanted: tuple[int, str | None] | None = None  # set by for_timed_loop
+# Whether this process holds an allocation now. Not how a loop finds its cores (they
+# are passed to it: timed_loop's argument) but a guard for exclusive(): pinning is
+# per-process state (every thread's affinity), and a second exclusive() inside a first
+# would pin over it and, strict with no other core free, wait forever for a core this
+# very process holds (flock locks belong to open files, not processes).
+_holding = False
 
 
 # --------------------------------------------------------------------------- CPU lists
@@ -366,38 +373,34 @@ class Allocation:
         }
 
 
-def current() -> Allocation | None:
-    """The allocation of the run in progress in this process (None outside ``exclusive``)."""
-    return _current
+@dataclass(frozen=True)
+class CoreRequest:
+    """The cores a timed loop is to take when it starts: ``threads`` of them, ``mode``
+    as in :func:`exclusive` (None: no allocation). Built by ``training.run_training``;
+    the set-up before the loop and the wrap-up after it stay where the job started."""
+
+    threads: int
+    mode: str | None
+
+    def __post_init__(self):
+        check_mode(self.mode)
+
+
+#: What a timed loop is handed (``cores=`` of ``Backend.train`` and ``loop.run_epochs``):
+#: cores to take when it starts, or an allocation its caller holds already (tests).
+LoopCores = CoreRequest | Allocation
 
 
 @contextlib.contextmanager
-def for_timed_loop(threads: int, mode: str | None) -> Iterator[None]:
-    """Ask for ``threads`` cores (``mode`` as in :func:`exclusive`) for the timed loop run
-    inside this block, not for the whole block.
-
-    :func:`timed_loop` takes them when the loop starts and frees them when it ends: a
-    job's set-up (model build and compile, tensors) and its wrap-up run on the cores the
-    job started on (the reserve, locally), beside the timed loop of the job before.
-    """
-    global _wanted
-    check_mode(mode)
-    previous, _wanted = _wanted, (threads, mode)
-    try:
-        yield
-    finally:
-        _wanted = previous
-
-
-@contextlib.contextmanager
-def timed_loop() -> Iterator[Allocation | None]:
-    """The timed loop's cores: those :func:`for_timed_loop` asked for, taken now and
-    freed on exit; inside an :func:`exclusive` block, that block's allocation; else None."""
-    if _wanted is None or _current is not None:
-        yield _current
-        return
-    with exclusive(*_wanted) as allocation:
-        yield allocation
+def timed_loop(cores: LoopCores | None) -> Iterator[Allocation | None]:
+    """The timed loop's allocation: a :class:`CoreRequest`'s cores, taken now (waiting,
+    untimed, in strict mode) and freed on exit; an :class:`Allocation` as it is (its
+    holder frees it); None for None."""
+    if isinstance(cores, CoreRequest):
+        with exclusive(cores.threads, cores.mode) as allocation:
+            yield allocation
+    else:
+        yield cores
 
 
 class _Queue:
@@ -455,12 +458,12 @@ def exclusive(
 
     ``cpus``, ``local``, ``directory`` and ``pin=False`` are for tests (a fake CPU set).
     """
-    global _current
+    global _holding
     check_mode(mode)
     if mode is None:
         yield None
         return
-    if _current is not None:
+    if _holding:
         raise RuntimeError("exclusive() does not nest: this process already holds cores")
     usable = sorted(usable_cpus() if cpus is None else set(cpus))
     directory = lock_dir(directory)
@@ -497,10 +500,10 @@ def exclusive(
             alloc.cpus = tuple(cpu for core in per_core for cpu in core)
             if pin:
                 pin_process(alloc.cpus)
-        _current = alloc
+        _holding = True
         yield alloc
     finally:
-        _current = None
+        _holding = False
         if pin and alloc.cpus:
             fallback = previous.get(caller, set(usable))
             for tid in thread_ids():

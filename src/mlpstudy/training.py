@@ -7,7 +7,9 @@
 2. imports the backend's framework, timing it (``import_time_s``, see below);
 3. sets the thread counts through each library's own API (``set_threads``), before
    the framework runs any op, and records what is in effect (``thread_settings``);
-4. trains and returns the backend's ``RunResult``, its metrics completed with
+4. trains, handing the backend the cores its timed loop is to take
+   (``cores.CoreRequest(threads, timing_mode)``, passed down to ``loop.run_epochs``),
+   and returns the backend's ``RunResult``, its metrics completed with
    ``import_time_s``, ``import_time_method``, ``threads``, ``thread_settings``, ``blas``.
 
 ``import_time_s``: when the framework is not loaded yet (TensorFlow in a fresh job),
@@ -29,8 +31,7 @@ from threadpoolctl import threadpool_info
 
 from . import cores
 from .backends import framework_modules, get_backend
-from .backends.base import RunResult, TrainSpec
-from .backends.loop import EpochCallback
+from .backends.base import EpochCallback, RunResult, TrainSpec
 
 
 def thread_env(threads: int, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -112,15 +113,18 @@ def run_training(
 ) -> RunResult:
     """Train backend ``backend_name`` as ``spec`` says, in this process; return the result."""
     framework_modules(backend_name)  # unknown name: ValueError before touching anything
+    # strict: the timed loop waits (untimed) for spec.threads dedicated cores and pins
+    # every thread to them while it runs; the set-up before it stays where the job
+    # started. throughput: record the mode only; None: nothing (mlpstudy.cores).
+    # Built first so that an unknown mode fails before the import.
+    loop_cores = cores.CoreRequest(spec.threads, timing_mode)
     os.environ.update(thread_env(spec.threads))
     import_time, import_method = import_framework(backend_name)
     backend = get_backend(backend_name)
     thread_settings = backend.set_threads(spec.threads)
-    # strict: the timed loop waits (untimed) for spec.threads dedicated cores and pins
-    # every thread to them while it runs; the set-up before it stays where the job
-    # started. throughput: record the mode only; None: nothing (mlpstudy.cores)
-    with cores.for_timed_loop(spec.threads, timing_mode):
-        result = backend.train(spec, x_train, y_train, x_test, y_test, on_epoch=on_epoch)
+    result = backend.train(
+        spec, x_train, y_train, x_test, y_test, on_epoch=on_epoch, cores=loop_cores
+    )
     result.metrics.update(
         backend=backend_name,
         import_time_s=import_time,

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from mlpstudy import nets
+from mlpstudy.cores import LoopCores
 
 from .optimizers import resolve
-
-if TYPE_CHECKING:
-    from .loop import EpochCallback
 
 #: The study's network (section 3.1): 784 -> 64 ReLU -> 10 softmax, the default net.
 MLP = nets.CATALOG[nets.DEFAULT]
@@ -49,6 +48,8 @@ STARTS = ("shared", "independent")
 #: (the study's MLP: W1 784x64, b1 64, W2 64x10, b2 10; a conv kernel HWIO); a backend
 #: storing them otherwise converts (``nets.to_torch``).
 Params = dict[str, np.ndarray]
+#: What ``Backend.train`` calls after each epoch with a copy of that epoch's history row.
+EpochCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,9 @@ class Backend(Protocol):
         x_test: np.ndarray,
         y_test: np.ndarray,
         on_epoch: EpochCallback | None = None,
+        cores: LoopCores | None = None,
     ) -> RunResult:
         """Train as ``spec`` says (its optimizer, start, options) with the timed loop of
-        ``loop.run_epochs``; the result's ``params`` are the final ones as ``Params``."""
+        ``loop.run_epochs``, which gets ``cores`` (taken for the loop alone; None: no
+        allocation); the result's ``params`` are the final ones as ``Params``."""
         ...

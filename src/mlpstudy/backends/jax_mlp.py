@@ -55,9 +55,11 @@ import optax
 from threadpoolctl import threadpool_limits
 
 from mlpstudy import nets
+from mlpstudy.cores import LoopCores
 
 from . import info
 from .base import (
+    EpochCallback,
     Params,
     RunResult,
     SharedStart,
@@ -66,7 +68,7 @@ from .base import (
     framework_seed,
     model_input,
 )
-from .loop import EpochCallback, run_epochs
+from .loop import run_epochs
 
 #: XLA_FLAGS that keep XLA's CPU backend to one thread (``training.thread_env`` sets them).
 _SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -192,6 +194,7 @@ def train(
     x_test: np.ndarray,
     y_test: np.ndarray,
     on_epoch: EpochCallback | None = None,
+    cores: LoopCores | None = None,
 ) -> RunResult:
     """Train the network with ``spec``'s optimizer; return a ``RunResult``.
 
@@ -200,10 +203,10 @@ def train(
     """
     options = info("jax").resolve_options(spec.options)
     with jax.enable_x64(options["dtype"] == "float64"):
-        return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch)
+        return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores)
 
 
-def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResult:
+def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> RunResult:
     dtype, net = np.dtype(options["dtype"]), spec.net
     shape = model_input(net, spec.input_shape)
     n, batch = len(x_train), spec.batch_size
@@ -252,7 +255,7 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
 
     jax.monitoring.register_event_duration_secs_listener(on_compile)
     try:
-        result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+        result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
     finally:
         jax.monitoring.unregister_event_duration_listener(on_compile)
     result.metrics["compile_s"] = sum(compile_s)

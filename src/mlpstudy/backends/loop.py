@@ -17,8 +17,10 @@ is the process's CPU time over the loop, all threads together: above
 ``training_time_s`` means several cores were busy. The conditions of the timing
 (``wall_cpu_ratio``, ``steal_s``, ``pinned_cpus``, ``overlapping_runs``, ``timing_mode``,
 ...) come from ``mlpstudy.timing.LoopConditions``, given the run's core allocation, if
-any: the loop takes its dedicated cores when it starts and frees them when it ends
-(``mlpstudy.cores.timed_loop``), waiting for them untimed.
+any. The cores come as an argument (``cores``, passed down from ``Backend.train``): a
+``mlpstudy.cores.CoreRequest`` is taken when the loop starts and freed when it ends
+(``mlpstudy.cores.timed_loop``), waiting for them untimed; an ``Allocation`` already
+held is used as it is; None: no allocation (unit tests, direct calls).
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import cores, timing
-from .base import RunResult, TrainSpec, is_diverged, spec_fields
-
-EpochCallback = Callable[[dict[str, Any]], None]
+from .. import timing
+from ..cores import LoopCores, timed_loop
+from .base import EpochCallback, RunResult, TrainSpec, is_diverged, spec_fields
 
 
 def steady_epoch_s(epoch_times: list[float]) -> float | None:
@@ -52,12 +53,14 @@ def run_epochs(
     evaluate: Callable[[], tuple[float, float, float]],
     on_epoch: EpochCallback | None = None,
     options: dict[str, Any] | None = None,
+    cores: LoopCores | None = None,
 ) -> RunResult:
-    """Run ``spec.epochs`` epochs (fewer if the loss stops being finite); return the result."""
+    """Run ``spec.epochs`` epochs (fewer if the loss stops being finite) on ``cores``
+    (:func:`mlpstudy.cores.timed_loop`); return the result."""
     history: list[dict[str, Any]] = []
     spent = {"shuffle": 0.0, "step": 0.0, "eval": 0.0}
     diverged_epoch = None
-    with cores.timed_loop() as allocation, timing.LoopConditions(allocation) as conditions:
+    with timed_loop(cores) as allocation, timing.LoopConditions(allocation) as conditions:
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         for epoch in range(1, spec.epochs + 1):
             t0 = time.perf_counter()

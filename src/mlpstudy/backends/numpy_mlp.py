@@ -25,11 +25,12 @@ import math
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from mlpstudy.cores import LoopCores
 from mlpstudy.nets import Net
 
 from . import info, numpy_layers
-from .base import Params, RunResult, SharedStart, TrainSpec
-from .loop import EpochCallback, run_epochs
+from .base import EpochCallback, Params, RunResult, SharedStart, TrainSpec
+from .loop import run_epochs
 
 
 def set_threads(n: int) -> dict[str, int]:
@@ -181,6 +182,7 @@ def train(
     x_test: np.ndarray,
     y_test: np.ndarray,
     on_epoch: EpochCallback | None = None,
+    cores: LoopCores | None = None,
 ) -> RunResult:
     """Train the network with mini-batch ``spec.optimizer`` as ``spec`` says."""
     options = info("numpy").resolve_options(spec.options)
@@ -218,6 +220,6 @@ def train(
         return loss, accuracy, evaluate(net, params, x_test, y_test)[1]
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+        result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
     result.params = {name: params[name].copy() for name in net.param_names}
     return result

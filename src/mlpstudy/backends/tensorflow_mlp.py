@@ -39,9 +39,11 @@ import tensorflow as tf
 from threadpoolctl import threadpool_limits
 
 from mlpstudy import nets
+from mlpstudy.cores import LoopCores
 
 from . import info
 from .base import (
+    EpochCallback,
     Params,
     RunResult,
     SharedStart,
@@ -50,7 +52,7 @@ from .base import (
     framework_seed,
     model_input,
 )
-from .loop import EpochCallback, run_epochs
+from .loop import run_epochs
 
 # The options and their defaults are the registry's (``BackendInfo.options``): Keras'
 # own defaults for the compile knobs, op determinism on unless asked otherwise.
@@ -188,6 +190,7 @@ def train(
     x_test: np.ndarray,
     y_test: np.ndarray,
     on_epoch: EpochCallback | None = None,
+    cores: LoopCores | None = None,
 ) -> RunResult:
     """Train the network with Keras' ``spec.optimizer`` as ``spec`` says.
 
@@ -199,12 +202,12 @@ def train(
     floatx = keras.config.floatx()
     keras.config.set_floatx(options["dtype"])
     try:
-        return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch)
+        return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores)
     finally:
         keras.config.set_floatx(floatx)
 
 
-def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResult:
+def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> RunResult:
     if options["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     run_start = start(spec)
@@ -247,7 +250,7 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch) -> RunResu
         loss, accuracy = _evaluate(model, x_train, y_train, rows)
         return loss, accuracy, _evaluate(model, x_test, y_test, rows)[1]
 
-    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
     result.params = dict(zip(net.param_names, model.get_weights(), strict=True))
     return result
 

@@ -46,9 +46,11 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from mlpstudy import nets
+from mlpstudy.cores import LoopCores
 
 from . import info
 from .base import (
+    EpochCallback,
     Params,
     RunResult,
     SharedStart,
@@ -57,7 +59,7 @@ from .base import (
     framework_seed,
     model_input,
 )
-from .loop import EpochCallback, run_epochs
+from .loop import run_epochs
 
 #: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
 EVAL_CHUNK = 10000
@@ -191,6 +193,7 @@ def train(
     x_test: np.ndarray,
     y_test: np.ndarray,
     on_epoch: EpochCallback | None = None,
+    cores: LoopCores | None = None,
 ) -> RunResult:
     """Train the network with ``spec``'s optimizer; return a ``RunResult``."""
     options = info("torch").resolve_options(spec.options)
@@ -242,7 +245,7 @@ def train(
         return loss, accuracy, _scores(model, x_test, y_test, rows)[1]
 
     compiled_before = _compile_s()
-    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options)
+    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
     result.metrics["compile_s"] = _compile_s() - compiled_before
     result.params = _params(net, shape, model)
     return result
