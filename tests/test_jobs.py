@@ -47,7 +47,8 @@ def test_numpy_job_writes_its_files_and_imports_no_heavier_library(tmp_path):
     ]
     assert list(history["epoch"]) == [1, 2]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["model"] == "numpy" and metrics["epochs"] == 2 and not metrics["diverged"]
+    assert metrics["backend"] == "numpy" and metrics["epochs"] == 2 and not metrics["diverged"]
+    assert "model" not in metrics  # the backend under one name (before: "model" too)
     assert (metrics["dataset"], metrics["optimizer"], metrics["start"]) == (
         "mnist",
         "sgd",

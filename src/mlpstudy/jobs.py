@@ -184,7 +184,6 @@ def _attempt(job: dict, attempts: list[dict], reattempt: Callable[[str], Any]) -
         timing_mode=job["timing_mode"],
     )
     metrics = {
-        "model": job["backend"],
         "dataset": job["dataset_name"],
         **result.metrics,
         # the options as the config asked for them ("options" holds what the backend
