@@ -779,7 +779,7 @@ def per_trial_frame(runs: list[dict], n_train: int, dataset: str):
                 "optimizer": "sgd",
                 "start": "shared",
                 "threads": 1,
-                "model": r["impl"],
+                "backend": r["impl"],
                 "net": r["net"],
                 "batch_size": r["batch_size"],
                 "trial": r["trial"],
@@ -806,11 +806,11 @@ def crossover_lines(trials, n_trials: int) -> list[str]:
                     f": {r['ratio']:.2f}x NumPy's time per step, "
                     f"{r['confidence']:.0%} interval {low:.2f}-{high:.2f}"
                 )
-            lines.append(f"- {r['model']}: {text} ({r['cells_compared']} cells compared)")
+            lines.append(f"- {r['backend']}: {text} ({r['cells_compared']} cells compared)")
         return lines if len(lines) > 3 else lines + ["- no framework but NumPy ran"]
-    ref = trials[trials["model"] == scaling.REFERENCE].set_index(["net", "batch_size"])
-    for impl in [m for m in dict.fromkeys(trials["model"]) if m != scaling.REFERENCE]:
-        mine = trials[trials["model"] == impl].sort_values("flops_per_step", kind="stable")
+    ref = trials[trials["backend"] == scaling.REFERENCE].set_index(["net", "batch_size"])
+    for impl in [m for m in dict.fromkeys(trials["backend"]) if m != scaling.REFERENCE]:
+        mine = trials[trials["backend"] == impl].sort_values("flops_per_step", kind="stable")
         text = scaling.NOT_WITHIN
         for _, r in mine.iterrows():
             key = (r["net"], r["batch_size"])

@@ -119,8 +119,8 @@ def report(sweep: list[dict], alone: list[dict], sweep_wall_s: float) -> None:
         "| others' CPU on its cores, median s | overlapping runs, max |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for backend in sorted({r["model"] for r in sweep}):
-        cells = [c for c in sweep_by_cell if c[CELL.index("model")] == backend]
+    for backend in sorted({r["backend"] for r in sweep}):
+        cells = [c for c in sweep_by_cell if c[CELL.index("backend")] == backend]
         ratios, cvs, cvs_alone = [], [], []
         for c in cells:
             times = [r["training_time_s"] for r in sweep_by_cell[c]]
@@ -131,8 +131,8 @@ def report(sweep: list[dict], alone: list[dict], sweep_wall_s: float) -> None:
                     cvs_alone.append(statistics.stdev(a) / statistics.mean(a))
             if len(times) > 1:
                 cvs.append(statistics.stdev(times) / statistics.mean(times))
-        mine = [r for r in sweep if r["model"] == backend]
-        mine_alone = [r for r in alone if r["model"] == backend]
+        mine = [r for r in sweep if r["backend"] == backend]
+        mine_alone = [r for r in alone if r["backend"] == backend]
         ratio_s = [r.get("wall_cpu_ratio") for r in mine]
         ratio_a = [r.get("wall_cpu_ratio") for r in mine_alone]
         contended = sum(bool(r.get("contended", timing.contended(r))) for r in mine)
@@ -176,9 +176,9 @@ def overhead(sweep: list[dict], alone: list[dict]) -> None:
         spent = [r["job_wall_s"] - r["training_time_s"] - (r.get("core_wait_s") or 0) for r in rows]
         return median(spent), median(r.get("import_time_s") for r in rows)
 
-    for backend in sorted({r["model"] for r in sweep}):
-        over_a, import_a = medians([r for r in alone if r["model"] == backend])
-        over_s, import_s = medians([r for r in sweep if r["model"] == backend])
+    for backend in sorted({r["backend"] for r in sweep}):
+        over_a, import_a = medians([r for r in alone if r["backend"] == backend])
+        over_s, import_s = medians([r for r in sweep if r["backend"] == backend])
         met = "yes" if over_a <= import_a + 1 else "NO"
         print(
             f"| {backend} | {over_a:.2f} | {import_a:.2f} | {met} | {over_s:.2f}, {import_s:.2f} |"
@@ -250,7 +250,7 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
         for run in found:
             cells.setdefault(cell_of(run), []).append(run)
         for cell in sorted(
-            cells, key=lambda c: (c[CELL.index("model")], c[CELL.index("batch_size")])
+            cells, key=lambda c: (c[CELL.index("backend")], c[CELL.index("batch_size")])
         ):
             rows = cells[cell]
             got = {name: cv(r.get(name) for r in rows) for name in NOISE_TARGETS}
@@ -261,7 +261,7 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
             mhz = sorted({round(r["cpu_mhz"]) for r in rows if r.get("cpu_mhz")})
             data_share = [r.get("data_hugepage_share") for r in rows]
             print(
-                f"| {phase} | {cell[CELL.index('model')]} | {cell[CELL.index('batch_size')]} "
+                f"| {phase} | {cell[CELL.index('backend')]} | {cell[CELL.index('batch_size')]} "
                 f"| {len(rows)} | {got['training_time_s']:.1%}{marks[0]} "
                 f"| {got['steady_epoch_s']:.1%}{marks[1]} "
                 f"| {median(r.get('steady_epoch_s') for r in rows):.3f} "
@@ -277,7 +277,7 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
             if (run.get("timing_attempts") or 1) > 1 or run.get("contended"):
                 reasons = [a.get("contention") for a in run.get("attempts", [])]
                 print(
-                    f"- {phase}: {run['model']} batch {run['batch_size']} trial {run['trial']}:"
+                    f"- {phase}: {run['backend']} batch {run['batch_size']} trial {run['trial']}:"
                     f" {run.get('timing_attempts')} attempts, published attempt "
                     f"{run.get('accepted_attempt')} (contended: {run.get('contended')}); "
                     f"attempts' contention: {reasons}"

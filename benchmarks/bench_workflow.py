@@ -25,11 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+sys.path.insert(0, str(REPO / "src"))
+
+from mlpstudy import aggregate  # noqa: E402
 
 
 def dryrun(n_lrs=10, n_batches=10, trials=10) -> None:
@@ -56,7 +58,7 @@ def dryrun(n_lrs=10, n_batches=10, trials=10) -> None:
 
 
 def report(table_path: Path, wall_s: float | None) -> None:
-    t = pd.read_csv(table_path)
+    t = aggregate.read_table(table_path)
     t["overhead_s"] = t["job_wall_s"] - t["training_time_s"]
     t["target_s"] = t["import_time_s"] + 1.0
     print(
@@ -64,10 +66,10 @@ def report(table_path: Path, wall_s: float | None) -> None:
         "| median import s | overhead <= import + 1 s |"
     )
     print("|---|---|---|---|---|---|---|")
-    for model, g in t.groupby("model"):
+    for backend, g in t.groupby("backend"):
         met = (g["overhead_s"] <= g["target_s"]).mean()
         print(
-            f"| {model} | {len(g)} | {g.job_wall_s.median():.2f} | "
+            f"| {backend} | {len(g)} | {g.job_wall_s.median():.2f} | "
             f"{g.training_time_s.median():.2f} | {g.overhead_s.median():.2f} | "
             f"{g.import_time_s.median():.2f} | {met:.0%} of runs |"
         )
@@ -86,7 +88,7 @@ def report(table_path: Path, wall_s: float | None) -> None:
 
 def resources(table_path: Path) -> None:
     """The figures behind the training rule's mem_mb and runtime (workflow/rules/common.smk)."""
-    t = pd.read_csv(table_path)
+    t = aggregate.read_table(table_path)
     t["epoch_s"] = t["training_time_s"] / t["epochs"]
     t["startup_s"] = t["job_wall_s"] - t["training_time_s"]
     print(
@@ -94,10 +96,10 @@ def resources(table_path: Path) -> None:
         "| job start-up + teardown s (max) |"
     )
     print("|---|---|---|---|")
-    for model, g in t.groupby("model"):
+    for backend, g in t.groupby("backend"):
         slow = g.loc[g["epoch_s"].idxmax()]
         print(
-            f"| {model} | {g.job_max_rss_mb.max():.0f} | {slow.epoch_s:.2f} "
+            f"| {backend} | {g.job_max_rss_mb.max():.0f} | {slow.epoch_s:.2f} "
             f"(batch {slow.batch_size}) | {g.startup_s.max():.1f} |"
         )
 

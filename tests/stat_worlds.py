@@ -113,7 +113,7 @@ def simulate(w: World) -> tuple[pd.DataFrame, pd.DataFrame]:
                         loss[-1] = np.nan
                     runs.append(
                         dict(
-                            model=name,
+                            backend=name,
                             learning_rate=lr,
                             batch_size=b,
                             trial=k,
@@ -138,7 +138,7 @@ def simulate(w: World) -> tuple[pd.DataFrame, pd.DataFrame]:
                     hist.append(
                         pd.DataFrame(
                             dict(
-                                model=name,
+                                backend=name,
                                 learning_rate=lr,
                                 batch_size=b,
                                 trial=k,
@@ -331,8 +331,8 @@ def audit(n: int = 300) -> None:
         t = cmp[cmp.metric == "training_time_s"]
         raw = []  # the former per-cell test: paired t-test on seconds
         for _, cell in runs.groupby(["learning_rate", "batch_size"]):
-            a = cell[cell.model == "numpy"].sort_values("trial")["training_time_s"]
-            b = cell[cell.model == "tensorflow"].sort_values("trial")["training_time_s"]
+            a = cell[cell.backend == "numpy"].sort_values("trial")["training_time_s"]
+            b = cell[cell.backend == "tensorflow"].sort_values("trial")["training_time_s"]
             raw.append(sps.ttest_rel(a.to_numpy(), b.to_numpy()).pvalue)
         print(
             f"{start}: time ratio numpy / tensorflow per cell {t.ratio.min():.2g}-"

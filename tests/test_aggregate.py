@@ -43,7 +43,7 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
     run.mkdir(parents=True, exist_ok=True)
     n_rows = overrides.pop("n_rows", epochs)
     metrics = {
-        "model": backend,
+        "backend": backend,
         "dataset": "mnist",
         "net": "mlp",
         "optimizer": "sgd",
@@ -96,7 +96,7 @@ def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
     table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
     assert list(table.columns) == aggregate.COLUMNS
     assert list(table.columns[:10]) == [
-        "model",
+        "backend",
         "learning_rate",
         "batch_size",
         "trial",
@@ -259,3 +259,37 @@ def test_runs_recorded_before_retiming_get_the_rule_and_the_steady_state_from_hi
     assert table["contended"].tolist() == [False, False, True, False]
     assert table["steady_epoch_s"].tolist() == [0.7] * 4  # every epoch took 0.7 s
     assert table["timing_attempts"].tolist() == [1] * 4
+
+
+def test_the_study_table_names_the_backend_model_and_older_tables_read_as_backend(tmp_path):
+    """``tf_vs_np.csv`` keeps the study's name for the backend column (``model``); every
+    other table names it ``backend``. A table or history of a previous version (``model``),
+    still on disk when a workflow resumes, reads as this version's and combines with it."""
+    from mlpstudy import stats
+    from mlpstudy.figures import read_histories
+
+    table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
+    aggregate.write_paper_csv(table, tmp_path / "tf_vs_np.csv")
+    aggregate.write_csv(table, tmp_path / "runs.csv")
+    header = (tmp_path / "tf_vs_np.csv").read_text().splitlines()[0].split(",")
+    assert header == ["model", *aggregate.COLUMNS[1:]] and aggregate.COLUMNS[0] == "backend"
+    assert (tmp_path / "runs.csv").read_text().splitlines()[0].split(",") == aggregate.COLUMNS
+    paper = aggregate.read_table(tmp_path / "tf_vs_np.csv")
+    pd.testing.assert_frame_equal(paper, aggregate.read_table(tmp_path / "runs.csv"))
+
+    old_table, old_hist = tmp_path / "runs_numpy.csv", tmp_path / "histories_numpy.parquet"
+    table.rename(columns={"backend": "model"}).to_csv(old_table, index=False)
+    histories.rename(columns={"backend": "model"}).to_parquet(old_hist, index=False)
+    aggregate.write_csv(table.assign(backend="tensorflow"), tmp_path / "runs_tensorflow.csv")
+    aggregate.write_parquet(histories, tmp_path / "histories.parquet")
+    combined = aggregate.combine(
+        [aggregate.read_table(old_table), aggregate.read_table(tmp_path / "runs_tensorflow.csv")]
+    )
+    assert list(combined.columns) == aggregate.COLUMNS and len(combined) == 8
+    assert combined["backend"].tolist() == ["numpy"] * 4 + ["tensorflow"] * 4
+    pd.testing.assert_frame_equal(
+        aggregate.read_histories(old_hist), aggregate.read_histories(tmp_path / "histories.parquet")
+    )
+    # the stages' readers: statistics and claims (run table), figures (histories)
+    assert set(stats.load_runs(old_table)["backend"]) == {"numpy"}
+    assert set(read_histories(old_hist)["backend"]) == {"numpy"}

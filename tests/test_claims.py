@@ -313,7 +313,7 @@ def crafted_cells(diffs: dict) -> pd.DataFrame:
                 for m, acc in (("numpy", base + d), ("tensorflow", base)):
                     rows.append(
                         dict(
-                            model=m,
+                            backend=m,
                             learning_rate=lr,
                             batch_size=bs,
                             trial=t,
@@ -369,7 +369,7 @@ def test_roughness_ignores_curvature_and_sees_jagged_monotone_curves():
     h = pd.concat(
         pd.DataFrame(
             dict(
-                model="numpy",
+                backend="numpy",
                 learning_rate=0.1,
                 batch_size=32,
                 trial=k,

@@ -67,7 +67,7 @@ def run_table(cells, backend=FIRST, extra_columns=True, **study):
                 {
                     **STUDY,
                     **study,
-                    "model": backend,
+                    "backend": backend,
                     "learning_rate": lr,
                     "batch_size": bs,
                     "trial": trial,
@@ -165,7 +165,7 @@ def history(trial_losses, backend=FIRST, lr=0.1, bs=32):
     rows = [
         {
             **STUDY,
-            "model": backend,
+            "backend": backend,
             "learning_rate": lr,
             "batch_size": bs,
             "trial": trial,
@@ -274,7 +274,7 @@ def test_every_figure_writes_a_non_blank_png_of_the_expected_size(figure, tables
     runs, hists = tables
     out = tmp_path / "sub" / f"{figure}.png"
     if FIGURES[figure].per_backend:
-        draw(figure, runs[runs["model"] == FIRST], out, backend=FIRST)
+        draw(figure, runs[runs["backend"] == FIRST], out, backend=FIRST)
     else:
         draw(figure, hists if figure == "loss_curves" else runs, out)
     pixels, dpi = read_png(out)
@@ -316,7 +316,7 @@ def test_cross_backend_panels_plot_each_backends_trial_means_in_its_colour(
         for backend in FOUR:
             (line,) = backend_lines(ax, backend)
             assert line.get_marker() == style.backend_marker(backend)
-            cells = runs[(runs["model"] == backend) & (runs[facet] == level)]
+            cells = runs[(runs["backend"] == backend) & (runs[facet] == level)]
             expected = cells.groupby(x)[value].mean() * scale
             assert list(line.get_xdata()) == list(expected.index)
             assert np.allclose(line.get_ydata(), expected.to_numpy())
@@ -361,7 +361,7 @@ def test_loss_curve_panels_show_every_backends_mean_curve(tables, tmp_path):
     for backend in FOUR:
         (line,) = backend_lines(panel, backend)
         cell = hists[
-            (hists["model"] == backend)
+            (hists["backend"] == backend)
             & (hists["learning_rate"] == 0.01)
             & (hists["batch_size"] == 128)
         ]
@@ -395,7 +395,7 @@ def test_speed_accuracy_draws_one_point_per_run_of_its_backend_only(tables, tmp_
     fig = draw("speed_accuracy", runs, tmp_path / "s.png", backend=SECOND)
     ax = fig.axes[0]
     points = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
-    mine = runs[runs["model"] == SECOND]
+    mine = runs[runs["backend"] == SECOND]
     assert len(points) == len(mine) == 27
     assert sorted(points[:, 0]) == pytest.approx(sorted(mine["training_time_s"]))
     assert sorted(points[:, 1]) == pytest.approx(sorted(mine["test_accuracy"] * 100))
@@ -602,7 +602,7 @@ def test_overview_averages_the_grid_per_trial_then_over_trials():
     )
     table = overview_table(runs)
     assert list(table.columns) == COLUMNS
-    assert table[["optimizer", "model"]].values.tolist() == [
+    assert table[["optimizer", "backend"]].values.tolist() == [
         ["adam", FIRST],
         ["sgd", FIRST],
         ["sgd", SECOND],
@@ -684,7 +684,7 @@ def test_overview_figure_has_one_marker_per_backend_and_study_at_its_value(tmp_p
                 for line in backend_lines(ax, backend)
                 if line.get_marker() == style.backend_marker(backend)
             ]
-            rows = table[table["model"] == backend]
+            rows = table[table["backend"] == backend]
             assert np.allclose(line.get_xdata(), rows[column] * scale)
             # each study's row at its own y, backends side by side within it
             assert np.allclose(np.round(np.asarray(line.get_ydata(), float)), [0, 1])

@@ -10,7 +10,7 @@ import yaml
 from e2e_utils import TINY, TINY_STUDY, make_tiny_workdir, snakemake
 from PIL import Image
 
-from mlpstudy import nets, runs
+from mlpstudy import aggregate, nets, runs
 from mlpstudy.figures import FIGURES, figure_targets, registry, report
 
 pytestmark = pytest.mark.e2e
@@ -97,12 +97,12 @@ def test_no_rule_makes_a_figure_the_registry_does_not_have(all_figures, name):
 
 
 def test_overview_table_summarises_the_table_of_all_runs(all_figures):
-    table = pd.read_csv(all_figures / "results/tf_vs_np.csv")
+    table = aggregate.read_table(all_figures / "results/tf_vs_np.csv")
     overview = pd.read_csv(all_figures / "results/overview.csv")
-    assert overview["model"].tolist() == BACKENDS
+    assert overview["backend"].tolist() == BACKENDS
     assert overview[runs.STUDY_COLUMNS].drop_duplicates().to_dict("records") == [TINY_STUDY_AXES]
     for _, row in overview.iterrows():
-        mine = table[table["model"] == row["model"]]
+        mine = table[table["backend"] == row["backend"]]
         assert row["runs"] == len(mine) == 8 and row["trials"] == TINY["trials"]
         per_trial = mine.groupby("trial")["test_accuracy"].mean()
         assert row["test_accuracy"] == pytest.approx(per_trial.mean())
@@ -116,15 +116,15 @@ def test_overview_table_summarises_the_table_of_all_runs(all_figures):
 def test_scaling_points_and_crossovers_come_with_the_overview(all_figures):
     """Beside the overview: time per step against FLOPs per step (the tiny dataset's 240
     training images, the config's batch sizes), and one crossover row per framework."""
-    table = pd.read_csv(all_figures / "results/tf_vs_np.csv")
+    table = aggregate.read_table(all_figures / "results/tf_vs_np.csv")
     points = pd.read_csv(all_figures / "results/scaling_points.csv")
     assert sorted(set(points["batch_size"])) == sorted(TINY["batch_sizes"])
-    assert points["model"].drop_duplicates().tolist() == BACKENDS
+    assert points["backend"].drop_duplicates().tolist() == BACKENDS
     per_image = sum(nets.CATALOG["mlp"].flops((28, 28, 1)))
     assert (points["flops_per_step"] == points["batch_size"] * per_image).all()
     for _, row in points.iterrows():
         mine = table[
-            (table["model"] == row["model"])
+            (table["backend"] == row["backend"])
             & (table["batch_size"] == row["batch_size"])
             & ~table["diverged"].astype(bool)
             & ~table["contended"].astype(bool)
@@ -133,7 +133,7 @@ def test_scaling_points_and_crossovers_come_with_the_overview(all_figures):
         per_trial = (mine["step_time_s"] / steps).groupby(mine["trial"]).mean()
         assert row["time_per_step_s"] == pytest.approx(per_trial.mean())
     crossovers = pd.read_csv(all_figures / "results/scaling.csv")
-    assert crossovers["model"].tolist() == [b for b in BACKENDS if b != "numpy"]
+    assert crossovers["backend"].tolist() == [b for b in BACKENDS if b != "numpy"]
     assert crossovers["cells_compared"].tolist() == [len(TINY["batch_sizes"])]
     with Image.open(all_figures / "results/figures/scaling.png") as img:
         assert np.asarray(img.convert("RGB")).std() > 10
@@ -176,7 +176,7 @@ def test_figures_per_study_and_the_overview_across_studies(tmp_path):
     assert all((work / t).stat().st_size > 10_000 for t in targets)
     overview = pd.read_csv(work / "results/overview.csv")
     assert sorted(overview["optimizer"]) == ["adam", "sgd"]
-    assert set(overview["model"]) == {BACKENDS[0]}
+    assert set(overview["backend"]) == {BACKENDS[0]}
     for _, row in overview.iterrows():
         study = runs.study_dir({**row[runs.STUDY_COLUMNS].to_dict()})
         own = pd.read_csv(work / study / "runs.csv")

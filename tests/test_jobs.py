@@ -47,7 +47,8 @@ def test_numpy_job_writes_its_files_and_imports_no_heavier_library(tmp_path):
     ]
     assert list(history["epoch"]) == [1, 2]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["model"] == "numpy" and metrics["epochs"] == 2 and not metrics["diverged"]
+    assert metrics["backend"] == "numpy" and metrics["epochs"] == 2 and not metrics["diverged"]
+    assert "model" not in metrics  # the backend under one name (before: "model" too)
     assert (metrics["dataset"], metrics["optimizer"], metrics["start"]) == (
         "mnist",
         "sgd",
@@ -169,6 +170,42 @@ def test_throughput_mode_is_contended_by_design_and_not_timed_again(splits, tmp_
     metrics, _ = job(splits, tmp_path, mode="throughput", reattempt=never)
     assert (metrics["timing_attempts"], metrics["contended"]) == (1, True)
     assert metrics["results_reproduced"] is None and len(metrics["attempts"]) == 1
+
+
+def test_data_of_another_image_shape_than_the_spec_fails_before_training(
+    splits, tmp_path, monkeypatch
+):
+    """A split recorded as 28x28x1 and a spec for 14x14x4 images: as many values per
+    image, so nothing else would notice; the job names the file, both shapes and the fix."""
+    from mlpstudy import training
+
+    def never(*args, **kwargs):
+        raise AssertionError("trained on data of another shape")
+
+    monkeypatch.setattr(training, "run_training", never)
+    spec = TrainSpec(learning_rate=0.1, batch_size=16, epochs=1, seed=0, trial=0,
+                     input_shape=(14, 14, 4))  # fmt: skip
+    run = tmp_path / "run"
+    with pytest.raises(dataset.DatasetError) as err:
+        jobs.run_job("numpy", spec, *splits, str(run / "history.csv"), str(run / "metrics.json"),
+                     dataset_name="mnist")  # fmt: skip
+    text = str(err.value)
+    assert text.startswith(f"{splits[0]}: ") and "(28, 28, 1)" in text and "(14, 14, 4)" in text
+    assert "'mnist'" in text and "delete it" in text
+    assert not run.exists()  # nothing written
+
+
+def test_a_split_from_before_the_channel_was_recorded_has_one_channel(splits, tmp_path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(splits[0])
+    old = tmp_path / "old.parquet"
+    pq.write_table(
+        table.replace_schema_metadata({**table.schema.metadata, b"image_shape": b"28,28"}), old
+    )
+    jobs.check_image_shape(str(old), (28, 28, 1), "mnist")  # the same images: no error
+    with pytest.raises(dataset.DatasetError, match=r"\(28, 28, 1\).*\(32, 32, 3\)"):
+        jobs.check_image_shape(str(old), (32, 32, 3), "cifar10")
 
 
 def test_a_run_records_the_huge_page_coverage_of_its_data(splits, tmp_path):

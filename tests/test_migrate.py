@@ -15,7 +15,8 @@ def old_run(root, optimizer="sgd", backend="numpy", settings=None, options=None,
     (run / "history.csv").write_text("epoch,train_loss,train_accuracy,test_accuracy,epoch_s\n")
     (run / "train.log").write_text("epoch 1\n")
     if finished:
-        metrics = {"model": backend, "dataset": "mnist", "optimizer": optimizer,
+        # the backend under both names, as the previous version recorded it
+        metrics = {"backend": backend, "model": backend, "dataset": "mnist", "optimizer": optimizer,
                    "optimizer_settings": settings or {}, "requested_options": options or {},
                    "options": dict(options or {})}  # fmt: skip
         (run / "metrics.json").write_text(json.dumps(metrics))

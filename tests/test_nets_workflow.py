@@ -11,7 +11,7 @@ import pytest
 import yaml
 from e2e_utils import make_tiny_workdir, snakemake, write_config
 
-from mlpstudy import migrate, runs
+from mlpstudy import aggregate, migrate, runs
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
          "learning_rates": [0.1], "batch_sizes": [32], "trials": 1},
     )  # fmt: skip
     snakemake(work, "results/tf_vs_np.csv", "results/overview.csv")
-    table = pd.read_csv(work / "results/tf_vs_np.csv")
+    table = aggregate.read_table(work / "results/tf_vs_np.csv")
     assert sorted(table["net"].unique()) == ["cnn-small", "mine", "mlp"]
     assert len(table) == 3 * 2
     for net, group in table.groupby("net"):
@@ -41,7 +41,7 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
             {"dataset": "tiny", "net": net, "optimizer": "sgd", "start": "shared", "threads": 1}
         )
         assert len(pd.read_csv(study / "runs.csv")) == 2
-        loss = group.set_index("model")["final_train_loss"]
+        loss = group.set_index("backend")["final_train_loss"]
         assert loss["numpy"] == pytest.approx(loss["tensorflow"], rel=1e-4), net
         found = next((work / "results/runs").glob(f"*/net={net}/**/metrics.json"))
         metrics = json.loads(found.read_text())

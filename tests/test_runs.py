@@ -40,7 +40,7 @@ def test_paths_name_every_axis_in_order():
         "optimizer",
         "start",
         "threads",
-        "model",
+        "backend",
         "learning_rate",
         "batch_size",
         "trial",
@@ -125,7 +125,7 @@ def test_path_key_and_spec_round_trip_for_every_axis(index):
         key["threads"],
     )
     assert (spec.epochs, spec.seed) == (2, 7)
-    assert spec.options == CONFIG.get(key["model"], {})
+    assert spec.options == CONFIG.get(key["backend"], {})
 
 
 def test_spec_carries_the_settings_of_its_own_optimizer_only():

@@ -46,7 +46,7 @@ def runs(times, **study):
                             **STUDY,
                             **study,
                             "net": net,
-                            "model": backend,
+                            "backend": backend,
                             "learning_rate": lr,
                             "batch_size": batch,
                             "trial": trial,
@@ -136,7 +136,7 @@ def test_crossover_is_the_first_cell_by_flops_where_the_interval_is_below_one():
     )
     out = scaling.crossover_table(per_trial(table))
     assert list(out.columns) == scaling.CROSSOVER_COLUMNS
-    assert out["model"].tolist() == ["tensorflow", "torch"]  # the registry's order
+    assert out["backend"].tolist() == ["tensorflow", "torch"]  # the registry's order
     tf, torch = out.iloc[0], out.iloc[1]
     assert tf["crossover"] == scaling.NOT_WITHIN and pd.isna(tf["net"])
     assert tf["cells_compared"] == len(CELLS)
@@ -186,7 +186,7 @@ def test_trials_pair_by_index():
     (row,) = scaling.crossover_table(per_trial(table)).to_dict("records")
     assert row["crossover"] == "net=mlp, batch 32"
     assert row["ratio"] == pytest.approx(0.9)
-    torch = table["model"] == "torch"
+    torch = table["backend"] == "torch"
     table.loc[torch, "trial"] = table.loc[torch, "trial"].map({0: 1, 1: 2, 2: 0})
     (row,) = scaling.crossover_table(per_trial(table)).to_dict("records")
     assert row["crossover"] == scaling.NOT_WITHIN
@@ -245,7 +245,7 @@ def test_figure_has_a_line_per_backend_markers_per_batch_and_a_panel_per_dataset
     ]
     assert len(_lines(kmnist, "scaling:")) == 2
     (torch,) = _lines(mnist, "scaling:torch")
-    expected = points[(points["dataset"] == "mnist") & (points["model"] == "torch")]
+    expected = points[(points["dataset"] == "mnist") & (points["backend"] == "torch")]
     assert np.allclose(torch.get_xdata(), [flops(n, b) for n, b in CELLS])
     assert np.allclose(torch.get_ydata(), expected["time_per_step_s"])
     batch_markers = {line.get_gid(): line.get_marker() for line in _lines(mnist, "batch:")}

@@ -22,9 +22,9 @@ def t2_quantile(u):
     return (2 * u - 1) / math.sqrt(2 * u * (1 - u))
 
 
-def run(model, lr, bs, trial, acc, time=10.0, diverged=False):
+def run(backend, lr, bs, trial, acc, time=10.0, diverged=False):
     return dict(
-        model=model,
+        backend=backend,
         learning_rate=lr,
         batch_size=bs,
         trial=trial,
@@ -239,7 +239,7 @@ def test_diverged_read_from_csv_strings(tmp_path):
 
 def test_every_pair_of_three_backends_and_step_time():
     t = small_table().assign(step_time_s=lambda d: d.training_time_s * 0.7)
-    third = t[t.model == "numpy"].assign(model="another")  # any registry name
+    third = t[t.backend == "numpy"].assign(backend="another")  # any registry name
     cmp = compare(pd.concat([t, third]))
     pairs = set(zip(cmp.backend_a, cmp.backend_b, strict=False))
     assert pairs == {("another", "numpy"), ("another", "tensorflow"), ("numpy", "tensorflow")}
@@ -351,7 +351,7 @@ def test_steady_epoch_time_is_compared_and_contended_times_are_left_out():
     """steady_epoch_s (median epoch time after the first, issue 21) is compared like step
     time; a run whose timed loop was contended loses its times (not its accuracy)."""
     t = small_table().assign(steady_epoch_s=lambda d: d.training_time_s / 10, contended=False)
-    t.loc[(t.model == "numpy") & (t.trial == 2), "contended"] = True
+    t.loc[(t.backend == "numpy") & (t.trial == 2), "contended"] = True
     cmp = compare(t)
     assert "steady_epoch_s" in set(cmp.metric)
     r = row(cmp, 0.1, "steady_epoch_s")

@@ -39,8 +39,8 @@ def test_comparison_matches_the_study_table(tiny):
         sel = runs[(runs.learning_rate == r.learning_rate) & (runs.batch_size == r.batch_size)]
         # load_runs leaves out the times of diverged and contended runs (the machine is
         # busy in a test session: some timed loops are contended)
-        a = sel[sel.model == "numpy"].set_index("trial")[r.metric]
-        b = sel[sel.model == "tensorflow"].set_index("trial")[r.metric]
+        a = sel[sel.backend == "numpy"].set_index("trial")[r.metric]
+        b = sel[sel.backend == "tensorflow"].set_index("trial")[r.metric]
         both = a.notna() & b.notna()
         assert r.n_pairs == both.sum()
         assert r.mean_a == pytest.approx(a.mean(), nan_ok=True)

@@ -13,7 +13,7 @@ import yaml
 from e2e_utils import TINY_STUDY, env, make_tiny_workdir, snakemake, snakemake_cmd, write_config
 from synthetic import write_mirror
 
-from mlpstudy import runs
+from mlpstudy import aggregate, runs
 from mlpstudy.aggregate import COLUMNS, KEYS
 from mlpstudy.aggregate import DETERMINISTIC_COLUMNS as DETERMINISTIC
 
@@ -25,12 +25,16 @@ def run_dirs(work: Path) -> list[Path]:
 
 
 def test_table_has_one_row_per_run_consistent_with_run_dirs(tiny_sweep):
-    table = pd.read_csv(tiny_sweep / "results/tf_vs_np.csv")
+    # the study's own table names the backend as the study does; the study's runs.csv not
+    paper = pd.read_csv(tiny_sweep / "results/tf_vs_np.csv")
+    assert list(paper.columns) == ["model", *COLUMNS[1:]] and COLUMNS[0] == "backend"
+    assert list(pd.read_csv(tiny_sweep / TINY_STUDY / "runs.csv").columns) == COLUMNS
+    table = aggregate.read_table(tiny_sweep / "results/tf_vs_np.csv")
+    pd.testing.assert_frame_equal(table, paper.rename(columns={"model": "backend"}))
     assert len(table) == 16
-    assert list(table.columns) == COLUMNS
     assert (table[["dataset", "optimizer", "start"]] == ["tiny", "sgd", "shared"]).all().all()
     assert set(table["timing_mode"]) == {"strict"}
-    assert sorted(table["model"].unique()) == ["numpy", "tensorflow"]
+    assert sorted(table["backend"].unique()) == ["numpy", "tensorflow"]
     assert sorted(table["learning_rate"].unique()) == [0.01, 0.1]
     assert sorted(table["batch_size"].unique()) == [16, 64]
     dirs = run_dirs(tiny_sweep)
@@ -62,10 +66,10 @@ def test_histories_have_one_row_per_run_and_epoch(tiny_sweep):
 
 
 def test_shared_start_gives_both_backends_the_same_result(tiny_sweep):
-    table = pd.read_csv(tiny_sweep / "results/tf_vs_np.csv").set_index(
+    table = aggregate.read_table(tiny_sweep / "results/tf_vs_np.csv").set_index(
         ["learning_rate", "batch_size", "trial"]
     )
-    np_, tf = table[table.model == "numpy"], table[table.model == "tensorflow"]
+    np_, tf = table[table.backend == "numpy"], table[table.backend == "tensorflow"]
     pd.testing.assert_series_equal(
         np_["final_train_loss"], tf["final_train_loss"], rtol=1e-4, check_names=False
     )
@@ -152,8 +156,8 @@ def test_resume_after_kill_9(tiny_sweep, tmp_path):
         assert before == [
             (f.stat().st_ino, f.stat().st_mtime_ns) for f in (d / "metrics.json", d / "history.csv")
         ], d
-    resumed = pd.read_csv(work / "results/tf_vs_np.csv")[DETERMINISTIC]
-    reference = pd.read_csv(tiny_sweep / "results/tf_vs_np.csv")[DETERMINISTIC]
+    resumed = aggregate.read_table(work / "results/tf_vs_np.csv")[DETERMINISTIC]
+    reference = aggregate.read_table(tiny_sweep / "results/tf_vs_np.csv")[DETERMINISTIC]
     pd.testing.assert_frame_equal(resumed, reference)
 
 
@@ -178,7 +182,7 @@ def test_every_axis_as_a_sweep_axis(tmp_path):
         },
     )
     snakemake(work, "results/tf_vs_np.csv")
-    table = pd.read_csv(work / "results/tf_vs_np.csv")
+    table = aggregate.read_table(work / "results/tf_vs_np.csv")
     assert len(table) == 2 * 2 * 2 * 2
     assert list(table.columns[6:10]) == ["dataset", "net", "optimizer", "start"]
     assert not table.duplicated(KEYS).any()
@@ -189,8 +193,8 @@ def test_every_axis_as_a_sweep_axis(tmp_path):
             {"dataset": ds, "net": "mlp", "optimizer": opt, "start": start, "threads": 1}
         )
         per_study = pd.read_csv(study / "runs.csv")
-        assert len(per_study) == 2 and set(per_study["model"]) == {"numpy", "tensorflow"}
-        by_backend = group.set_index(["trial", "model"])["final_train_loss"].unstack()
+        assert len(per_study) == 2 and set(per_study["backend"]) == {"numpy", "tensorflow"}
+        by_backend = group.set_index(["trial", "backend"])["final_train_loss"].unstack()
         diff = (by_backend["numpy"] - by_backend["tensorflow"]).abs() / by_backend["numpy"]
         if start == "shared":
             assert (diff < 1e-4).all(), (ds, opt)

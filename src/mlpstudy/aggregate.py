@@ -6,6 +6,12 @@ This module owns the tables' format. ``results/tf_vs_np.csv`` (study 6.2), each 
 then the rest. ``histories.parquet`` holds every run's per-epoch history in long format
 (``KEYS`` + the history columns).
 Nothing is written unless every check passes; a failure names the offending runs.
+
+The backend's column is ``backend`` everywhere but in the study's own table,
+``tf_vs_np.csv``, which names it ``model`` as the study does (``PAPER_NAMES``,
+``write_paper_csv``), as every table of the versions before this name did. Every stage
+reads these tables through ``read_table`` and ``read_histories``, which name the column
+``backend`` in all of them.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from mlpstudy import runs, timing
 from mlpstudy.atomic import atomic_path
 from mlpstudy.backends.loop import steady_epoch_s
 
-#: The study's own columns (section 6.2), in its order; ``model`` is the backend.
+#: The study's own columns (section 6.2), in its order (its table names the backend
+#: ``model``: ``PAPER_NAMES``).
 PAPER_COLUMNS = [
-    "model",
+    "backend",
     "learning_rate",
     "batch_size",
     "trial",
@@ -87,6 +94,9 @@ DETERMINISTIC_COLUMNS = KEYS + [
     "diverged",
 ]
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s"]
+#: This module's column -> its name in the study's own table (``tf_vs_np.csv``), and in
+#: every table of the previous versions.
+PAPER_NAMES = {"backend": "model"}
 
 
 class ConsistencyError(ValueError):
@@ -100,7 +110,6 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
     env = metrics.get("environment", {})
     row = {col: metrics.get(col) for col in COLUMNS}
     row.update(
-        model=metrics.get("model"),
         hostname=env.get("hostname"),
         cpu_model=env.get("cpu_model"),
         slurm_job_id=env.get("slurm_job_id"),
@@ -214,9 +223,33 @@ def combine(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return combined
 
 
+def renamed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with this module's column names where it has the study's instead
+    (``PAPER_NAMES``: ``tf_vs_np.csv``, and tables written by a previous version)."""
+    old = {p: c for c, p in PAPER_NAMES.items() if p in frame.columns and c not in frame.columns}
+    return frame.rename(columns=old) if old else frame
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A run table (``runs_<backend>.csv``, ``runs.csv``, ``tf_vs_np.csv``), its backend
+    column named ``backend``."""
+    return renamed(pd.read_csv(path))
+
+
+def read_histories(path: str | os.PathLike) -> pd.DataFrame:
+    """A long history table (``histories_<backend>.parquet``, ``histories.parquet``), its
+    backend column named ``backend``."""
+    return renamed(pd.read_parquet(path))
+
+
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
+
+
+def write_paper_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """The study's own table (``tf_vs_np.csv``): ``write_csv`` with the study's names."""
+    write_csv(table.rename(columns=PAPER_NAMES), path)
 
 
 def write_parquet(frame: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlpstudy import claims, gridmodels, stats
+from mlpstudy import aggregate, claims, gridmodels, stats
 from mlpstudy.claims import INCONCLUSIVE, ClaimResult, Part, Settings
 from mlpstudy.claims import grids as G
 from mlpstudy.claims.conditions import conditions_blocks
@@ -420,7 +420,7 @@ def write_claims(
 
     ``options``: the backend options of the config, by backend (recorded in the report)."""
     runs = stats.load_runs(table_path)
-    histories = pd.read_parquet(histories_path) if histories_path else None
+    histories = aggregate.read_histories(histories_path) if histories_path else None
     comparison = pd.read_csv(comparison_path) if comparison_path else None
     settings = dataclasses.replace(Settings(), **overrides)
     if settings.accuracy_step is None:

@@ -124,12 +124,12 @@ def compare_cells(
     if step is None:
         step = accuracy_step(table["test_accuracy"])
     acc_floor = float(np.sqrt(2) * step) if np.isfinite(step) else 0.0
-    backends = sorted(table["model"].unique())
+    backends = sorted(table["backend"].unique())
     rows = []
     for (lr, bs), cell in table.groupby(list(CELL), sort=True):
-        by_model = {m: g.set_index("trial") for m, g in cell.groupby("model")}
+        by_backend = {m: g.set_index("trial") for m, g in cell.groupby("backend")}
         for a, b in itertools.combinations(backends, 2):
-            ga, gb = by_model.get(a, _EMPTY), by_model.get(b, _EMPTY)
+            ga, gb = by_backend.get(a, _EMPTY), by_backend.get(b, _EMPTY)
             for metric in metrics:
                 log = METRICS[metric] == "log"
                 floor = 0.0 if log else acc_floor

@@ -69,7 +69,7 @@ def fit(data: pd.DataFrame, y: str, reference: str):
     Returns (result, formula, method, warnings' first lines)."""
     import statsmodels.formula.api as smf
 
-    backends = sorted(data["model"].unique())
+    backends = sorted(data["backend"].unique())
     terms = []
     if data["batch_size"].nunique() > 1:
         terms.append("lb")
@@ -79,14 +79,14 @@ def fit(data: pd.DataFrame, y: str, reference: str):
         terms.append("lb:ll")
     rhs = "1" if not terms else " + ".join(terms)
     if len(backends) > 1:
-        factor = f"C(model, Treatment(reference='{reference}'))"
+        factor = f"C(backend, Treatment(reference='{reference}'))"
         rhs = f"{factor} * ({rhs})" if terms else factor
     formula = f"{y} ~ {rhs}"
     notes: list[str] = []
     if data["trial"].nunique() < 2:
         res = smf.ols(formula, data).fit()
         return res, formula, "OLS (one trial: no trial effect can be estimated)", notes
-    vc = {"backend": "0 + C(model)"} if len(backends) > 1 else None
+    vc = {"backend": "0 + C(backend)"} if len(backends) > 1 else None
     model = smf.mixedlm(formula, data, groups="trial", re_formula="1", vc_formula=vc)
     res = None
     for method in ("lbfgs", "powell", "nm"):  # the first that converges
@@ -134,7 +134,7 @@ def _combo(res, names: list[str], weights: list[float], confidence: float, df: f
 def grid_models(runs: pd.DataFrame, confidence: float = CONFIDENCE, step=None) -> list[GridModel]:
     """The three models of the module docstring, fitted to one study's run table."""
     runs = _design(stats.check_runs(runs))
-    backends = sorted(runs["model"].unique())
+    backends = sorted(runs["backend"].unique())
     ref = REFERENCE if REFERENCE in backends else backends[0]
     if step is None:
         step = stats.accuracy_step(runs["test_accuracy"])
@@ -175,10 +175,10 @@ def grid_models(runs: pd.DataFrame, confidence: float = CONFIDENCE, step=None) -
 
 
 def _effects(res, data, backends, ref, col, confidence, between, within) -> list[Effect]:
-    factor = f"C(model, Treatment(reference='{ref}'))"
+    factor = f"C(backend, Treatment(reference='{ref}'))"
     effects = []
     is_acc = col == "test_accuracy"
-    p_ref = float(data.loc[data["model"] == ref, "test_accuracy"].mean()) if is_acc else np.nan
+    p_ref = float(data.loc[data["backend"] == ref, "test_accuracy"].mean()) if is_acc else np.nan
     for b in backends:
         main = [] if b == ref else [f"{factor}[T.{b}]"]
         if b != ref:

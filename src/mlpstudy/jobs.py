@@ -146,12 +146,29 @@ def state_path(metrics_path: str) -> str:
     return f"{metrics_path}.attempts.pickle"
 
 
+def check_image_shape(path: str, expected, dataset_name: str) -> None:
+    """Refuse a parquet split whose images (``image_shape`` in its metadata) are not the
+    ones the run's spec takes (``input_shape``, the dataset catalog's ``image_shape``):
+    the network would be built for one shape and fed another."""
+    found, expected = dataset.image_shape(path), tuple(int(n) for n in expected)
+    if found != expected:
+        raise dataset.DatasetError(
+            f"{path}: its images are {found} (H, W, C, from the file's metadata), but this "
+            f"run's spec expects {expected} (the image_shape of dataset {dataset_name!r} "
+            "in the catalog or the config's extra_datasets); the file was written for "
+            "another image shape: delete it so that the workflow writes it again from the "
+            "dataset's files, or correct the dataset's image_shape"
+        )
+
+
 def _attempt(job: dict, attempts: list[dict], reattempt: Callable[[str], Any]) -> dict | None:
     """Run one attempt of ``job``; then re-time (via ``reattempt``) or publish."""
     from mlpstudy import training  # imports the backend registry only, never a framework
 
     spec = job["spec"]
     number = len(attempts) + 1
+    for split in ("train_path", "test_path"):  # before anything is loaded or trained
+        check_image_shape(job[split], spec.input_shape, job["dataset_name"])
     started = time.perf_counter()
     x_train, y_train = dataset.load(job["train_path"])
     x_test, y_test = dataset.load(job["test_path"])
@@ -184,7 +201,6 @@ def _attempt(job: dict, attempts: list[dict], reattempt: Callable[[str], Any]) -
         timing_mode=job["timing_mode"],
     )
     metrics = {
-        "model": job["backend"],
         "dataset": job["dataset_name"],
         **result.metrics,
         # the options as the config asked for them ("options" holds what the backend

@@ -55,7 +55,7 @@ def upgraded(metrics: dict) -> dict | None:
     if resolve(optimizer, settings) != settings:
         return None
     net = nets.CATALOG[NET]
-    defaults = info(metrics["model"]).default_options()
+    defaults = info(metrics["backend"]).default_options()
     return {
         **metrics,
         "net": NET,

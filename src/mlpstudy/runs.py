@@ -79,7 +79,7 @@ AXES: tuple[Axis, ...] = (
     Axis("optimizer", "optimizer", "optimizers", str, _NAME, study=True),
     Axis("start", "start", "starts", str, _NAME, study=True),
     Axis("threads", "threads", "threads", int, r"[1-9][0-9]*", study=True),
-    Axis("backend", "model", "backends", str, _NAME, study=False),
+    Axis("backend", "backend", "backends", str, _NAME, study=False),
     Axis("lr", "learning_rate", "learning_rates", float, _NUMBER, study=False),
     Axis("batch", "batch_size", "batch_sizes", int, r"[1-9][0-9]*", study=False),
     Axis("trial", "trial", "trials", int, _COUNT, study=False),
@@ -194,7 +194,7 @@ def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]
     key order, or every finished run counts as changed.
     """
     k = key(wildcards)
-    given = settings(config, k["optimizer"], k["model"])
+    given = settings(config, k["optimizer"], k["backend"])
     return {
         "learning_rate": k["learning_rate"],
         "batch_size": k["batch_size"],

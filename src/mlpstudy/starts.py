@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlpstudy import claims, claims_report, stats
+from mlpstudy import aggregate, claims, claims_report, stats
 from mlpstudy.claims import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -307,7 +307,7 @@ def verdict_table(pair: StartPair) -> tuple:
 
 def _read(table: str, histories: str | None):
     runs = stats.load_runs(table)
-    hist = pd.read_parquet(histories) if histories and Path(histories).exists() else None
+    hist = aggregate.read_histories(histories) if histories and Path(histories).exists() else None
     return runs, hist
 
 

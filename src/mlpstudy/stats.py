@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from mlpstudy import runs
+from mlpstudy import aggregate, runs
 from mlpstudy.defaults import CONFIDENCE, CORRECTION
 
 CELL = ("learning_rate", "batch_size")
@@ -45,7 +45,7 @@ TIME_METRICS = ("training_time_s", "step_time_s", "steady_epoch_s")
 ACCURACY_DECIMALS = 6
 # Largest test set whose step 1 / N_test is looked for in the accuracies (accuracy_step)
 MAX_TEST_SIZE = 100_000
-REQUIRED = ("model", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy")
+REQUIRED = ("backend", "learning_rate", "batch_size", "trial", "training_time_s", "test_accuracy")
 # The axes a study holds constant (mlpstudy.runs); a per-study table has one value of each
 STUDY_AXES = tuple(runs.STUDY_COLUMNS)
 MAX_TRIALS = 1000  # trials_needed searches up to here
@@ -55,8 +55,9 @@ MAX_TRIALS = 1000  # trials_needed searches up to here
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:
-    """Read a run table (``{STUDY}/runs.csv``); unknown extra columns are kept and ignored."""
-    return check_runs(pd.read_csv(path))
+    """Read a run table (``{STUDY}/runs.csv``, through ``aggregate.read_table``); unknown
+    extra columns are kept and ignored."""
+    return check_runs(aggregate.read_table(path))
 
 
 def check_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -64,7 +65,7 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"run table lacks column(s) {missing}; has {list(table.columns)}")
     table = table.copy()
-    table["model"] = table["model"].astype(str)
+    table["backend"] = table["backend"].astype(str)
     table["learning_rate"] = table["learning_rate"].astype(float)
     table["batch_size"] = table["batch_size"].astype(int)
     table["trial"] = table["trial"].astype(int)
@@ -94,9 +95,9 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
                 f"run table mixes studies: {axis} takes {sorted(map(str, table[axis].unique()))};"
                 f" the statistics judge one study (one {', '.join(STUDY_AXES)})"
             )
-    dup = table.duplicated(["model", *CELL, "trial"], keep=False)
+    dup = table.duplicated(["backend", *CELL, "trial"], keep=False)
     if dup.any():
-        first = table.loc[dup, ["model", *CELL, "trial"]].iloc[0].to_dict()
+        first = table.loc[dup, ["backend", *CELL, "trial"]].iloc[0].to_dict()
         raise ValueError(f"run table has {int(dup.sum())} rows for the same run, e.g. {first}")
     return table
 

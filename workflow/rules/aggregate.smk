@@ -43,5 +43,8 @@ rule aggregate:
         "logs/aggregate/all.log",
     conda:
         ENV
+    params:
+        # the study's own table: its columns as the study names them (mlpstudy.aggregate)
+        paper=True,
     script:
         "../scripts/aggregate.py"

@@ -84,7 +84,7 @@ def conditions(runs: pd.DataFrame, options: dict | None = None) -> list[tuple[st
 
 def _spread_text(runs: pd.DataFrame, col: str, fmt: str) -> str:
     parts = []
-    for b, sub in runs.groupby("model"):
+    for b, sub in runs.groupby("backend"):
         x = pd.to_numeric(sub[col], errors="coerce").dropna()
         if len(x):
             parts.append(

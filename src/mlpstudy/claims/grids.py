@@ -36,7 +36,7 @@ def axes(runs: pd.DataFrame):
 def grid(runs: pd.DataFrame, backend: str, metric: str, log: bool = False) -> Grid:
     trials, lrs, batches = axes(runs)
     values = np.full((trials.size, lrs.size, batches.size), np.nan)
-    sub = runs[runs["model"] == backend]
+    sub = runs[runs["backend"] == backend]
     if metric not in sub.columns:
         return Grid(trials, lrs, batches, values)
     ti = np.searchsorted(trials, sub["trial"].to_numpy())
@@ -116,11 +116,11 @@ def complete_cells(g: Grid) -> np.ndarray:
 
 
 def backends(runs: pd.DataFrame) -> list[str]:
-    return sorted(runs["model"].unique())
+    return sorted(runs["backend"].unique())
 
 
 def present(runs: pd.DataFrame) -> list[str]:
-    return [b for b in STUDY_BACKENDS if b in set(runs["model"])]
+    return [b for b in STUDY_BACKENDS if b in set(runs["backend"])]
 
 
 def missing(runs: pd.DataFrame, *needed: str) -> str:
@@ -133,7 +133,7 @@ def has(runs: pd.DataFrame, metric: str) -> bool:
 
 
 def mean_by(runs: pd.DataFrame, backend: str, by: str, metric: str) -> dict:
-    sub = runs[runs["model"] == backend]
+    sub = runs[runs["backend"] == backend]
     return {_fmt_key(k): float(v) for k, v in sub.groupby(by)[metric].mean().items()}
 
 

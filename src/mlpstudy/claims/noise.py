@@ -133,7 +133,7 @@ def curve_features(histories: pd.DataFrame, epochs: int | None = None) -> pd.Dat
     worst finite log loss of any run in the table (the loss went back up and stayed),
     which gives it a jump, a rise and a high mean.
     """
-    keys = ["model", "learning_rate", "batch_size", "trial"]
+    keys = ["backend", "learning_rate", "batch_size", "trial"]
     h = histories.sort_values("epoch")
     loss = h["train_loss"].to_numpy(dtype=float)
     ok = np.isfinite(loss) & (loss > 0)
@@ -186,11 +186,11 @@ def _claim9(settings: Settings, runs):
 def claim_tensorflow_smoother(histories, settings: Settings = DEFAULTS, runs=None):
     r = _claim9(settings, runs)
     r.notes += start_notes(runs) if runs is not None else []
-    needed = {"model", "learning_rate", "batch_size", "trial", "epoch", "train_loss"}
+    needed = {"backend", "learning_rate", "batch_size", "trial", "epoch", "train_loss"}
     if histories is None or histories.empty or not needed <= set(histories.columns):
         r.parts.append(inconclusive_part("loss curves", "no training histories"))
         return decide(r, settings)
-    have = set(histories["model"].astype(str).unique())
+    have = set(histories["backend"].astype(str).unique())
     missing = ", ".join(f"backend {b} not in this run" for b in STUDY_BACKENDS if b not in have)
     if missing:
         r.parts.append(inconclusive_part("loss curves", missing))
@@ -199,10 +199,10 @@ def claim_tensorflow_smoother(histories, settings: Settings = DEFAULTS, runs=Non
     epochs = None
     if runs is not None and "epochs" in runs.columns and runs["epochs"].notna().any():
         epochs = int(pd.to_numeric(runs["epochs"]).max())
-    f = curve_features(histories.assign(model=histories["model"].astype(str)), epochs)
+    f = curve_features(histories.assign(backend=histories["backend"].astype(str)), epochs)
     keys = ["learning_rate", "batch_size", "trial"]
-    both = f[f["model"] == NUMPY].merge(
-        f[f["model"] == TENSORFLOW], on=keys, suffixes=("_np", "_tf")
+    both = f[f["backend"] == NUMPY].merge(
+        f[f["backend"] == TENSORFLOW], on=keys, suffixes=("_np", "_tf")
     )
     both["speed"] = both["mean_log_loss_np"] - both["mean_log_loss_tf"]
     per_trial = both.groupby("trial").agg(
@@ -237,7 +237,7 @@ def claim_tensorflow_smoother(histories, settings: Settings = DEFAULTS, runs=Non
         )
     r.parts += [smooth, faster]
     for b in STUDY_BACKENDS:
-        fb = f[f["model"] == b]
+        fb = f[f["backend"] == b]
         r.numbers[f"diverged runs, {b} (counted as curves that jump to the worst loss)"] = int(
             fb["diverged"].sum()
         )

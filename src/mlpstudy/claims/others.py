@@ -32,7 +32,7 @@ def other_backends(runs: pd.DataFrame, settings: Settings = DEFAULTS) -> list[Ot
     trials at ``confidence``, two-sided t-test), and per-cell accuracy equivalence (as
     claim 3)."""
     runs = stats.check_runs(runs)
-    if REFERENCE not in set(runs["model"]):
+    if REFERENCE not in set(runs["backend"]):
         return []
     batches = G.axes(runs)[2]
     out = []

@@ -63,7 +63,7 @@ def claim_accuracy_vs_learning_rate(runs: pd.DataFrame, settings: Settings = DEF
     step = G.resolution(runs, settings)
     for b in STUDY_BACKENDS:
         part = Part(name=b, kind="", statistic="slope per 10x learning rate")
-        if b not in set(runs["model"]):
+        if b not in set(runs["backend"]):
             part.reason = f"backend {b} not in this run"
         elif lrs.size < 2:
             part.reason = "only one learning rate in the grid"
@@ -105,7 +105,7 @@ def claim_accuracy_vs_batch_size(runs: pd.DataFrame, settings: Settings = DEFAUL
             kind="",
             statistic="change of the batch-size slope per 10x learning rate",
         )
-        if b not in set(runs["model"]):
+        if b not in set(runs["backend"]):
             main.reason = inter.reason = f"backend {b} not in this run"
         elif batches.size < 2:
             main.reason = inter.reason = "only one batch size in the grid"
@@ -193,7 +193,7 @@ def _cluster_part(g: G.Grid, name: str, settings: Settings) -> Part:
 def _eval_share(runs: pd.DataFrame, backend: str) -> float:
     if not G.has(runs, "eval_time_s"):
         return np.nan
-    sub = runs[runs["model"] == backend]
+    sub = runs[runs["backend"] == backend]
     return float((sub["eval_time_s"] / sub["training_time_s"]).median())
 
 
@@ -236,7 +236,7 @@ def claim_numpy_time_insensitive(runs: pd.DataFrame, settings: Settings = DEFAUL
     r.parts += parts("training_time_s", NUMPY)
     if G.has(runs, "step_time_s"):
         r.beside += parts("step_time_s", f"{NUMPY} step time")
-    t = stats._finite(runs.loc[runs["model"] == NUMPY, "training_time_s"])
+    t = stats._finite(runs.loc[runs["backend"] == NUMPY, "training_time_s"])
     if t.size:
         r.numbers["training time range [s]"] = f"{t.min():.3g} - {t.max():.3g}"
     r.numbers["share of training time spent in per-epoch evaluation (median)"] = _eval_share(

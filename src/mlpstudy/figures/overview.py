@@ -38,7 +38,7 @@ CONFIDENCE = 0.95
 #: The columns of ``overview.csv``, in order.
 COLUMNS = [
     *STUDY_COLUMNS,
-    "model",
+    "backend",
     "runs",
     "diverged_runs",
     "trials",
@@ -115,9 +115,9 @@ def overview_table(runs) -> pd.DataFrame:
     runs = runs.assign(epoch_s=runs["training_time_s"] / _epochs_trained(runs))
     rows = []
     for study, frame in runs.groupby(STUDY_COLUMNS, sort=True):
-        for backend in style.backend_order(frame["model"].unique()):
-            one = frame[frame["model"] == backend]
-            rows.append({**dict(zip(STUDY_COLUMNS, study)), "model": backend, **_one(one)})
+        for backend in style.backend_order(frame["backend"].unique()):
+            one = frame[frame["backend"] == backend]
+            rows.append({**dict(zip(STUDY_COLUMNS, study)), "backend": backend, **_one(one)})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -152,7 +152,7 @@ def plot_overview(table, out_path) -> Figure:
         raise ValueError("the overview table has no rows")
     table = table.assign(study=study_labels(table))
     studies = list(dict.fromkeys(table["study"]))
-    backends = style.backend_order(table["model"].unique())
+    backends = style.backend_order(table["backend"].unique())
     width = 0.7 / max(len(backends), 1)
     offset = {b: (i - (len(backends) - 1) / 2) * width for i, b in enumerate(backends)}
     y = {s: i for i, s in enumerate(studies)}
@@ -168,7 +168,7 @@ def plot_overview(table, out_path) -> Figure:
     )
     for ax, (column, title, xlabel, scale) in zip(axes[0], PANELS):
         for b in backends:
-            rows = table[table["model"] == b]
+            rows = table[table["backend"] == b]
             ys = [y[s] + offset[b] for s in rows["study"]]
             mean = rows[column] * scale
             low = (rows[column] - rows[f"{column}_ci_low"]) * scale

@@ -56,13 +56,13 @@ def _data_ylim(ax, values, lower: float | None = None, upper: float | None = Non
 
 def _backends(frame: pd.DataFrame) -> list[str]:
     """The table's backends in the registry's order (see :func:`.style.backend_order`)."""
-    return style.backend_order(frame["model"].unique())
+    return style.backend_order(frame["backend"].unique())
 
 
 def _one_backend(runs: pd.DataFrame, backend: str | None) -> tuple[pd.DataFrame, str]:
     if backend is not None:
-        runs = runs[runs["model"] == backend]
-    names = sorted(runs["model"].unique())
+        runs = runs[runs["backend"] == backend]
+    names = sorted(runs["backend"].unique())
     if len(names) != 1:
         raise ValueError(
             f"this figure shows one backend; the table has {names or 'no rows'}"
@@ -172,7 +172,7 @@ def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> Fi
     for ax, level in zip(axes, facets):
         for b in backends:
             color = style.backend_color(b)
-            cell = summary[(summary["model"] == b) & (summary[facet] == level)].sort_values(x)
+            cell = summary[(summary["backend"] == b) & (summary[facet] == level)].sort_values(x)
             ax.fill_between(
                 cell[x],
                 cell["ci_low"] * scale,
@@ -191,7 +191,7 @@ def _metric_vs(runs, out_path, value: str, x: str, facet: str, title: str) -> Fi
                 markerfacecolor=style.marker_face(b, backends),
                 linewidth=1.8,
             )
-            pts = runs[(runs["model"] == b) & (runs[facet] == level)]
+            pts = runs[(runs["backend"] == b) & (runs[facet] == level)]
             for div, marker in ((False, "o"), (True, "x")):
                 sel = pts[pts["diverged"] == div]
                 ax.scatter(
@@ -428,9 +428,9 @@ def plot_loss_curves(histories, out_path) -> Figure:
     finite = np.isfinite(hist["train_loss"].astype(float))
     bad_runs = (
         hist.assign(bad=~finite)
-        .groupby(["model", "learning_rate", "batch_size", "trial"])["bad"]
+        .groupby(["backend", "learning_rate", "batch_size", "trial"])["bad"]
         .any()
-        .groupby(["model", "learning_rate", "batch_size"])
+        .groupby(["backend", "learning_rate", "batch_size"])
         .agg(["sum", "size"])
     )
 
@@ -457,7 +457,7 @@ def plot_loss_curves(histories, out_path) -> Figure:
             notes = []
             for b in backends:
                 cell = curves[
-                    (curves["model"] == b)
+                    (curves["backend"] == b)
                     & (curves["learning_rate"] == lr)
                     & (curves["batch_size"] == bs)
                 ].sort_values("epoch")

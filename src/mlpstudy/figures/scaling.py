@@ -40,6 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from mlpstudy import aggregate
 from mlpstudy import nets as nets_module
 from mlpstudy.atomic import atomic_path
 from mlpstudy.runs import STUDY_COLUMNS
@@ -62,7 +63,7 @@ NOT_WITHIN = "not within the grid"
 #: The columns of :func:`scaling_table`.
 POINT_COLUMNS = [
     *PANEL,
-    "model",
+    "backend",
     *CELL,
     "flops_per_step",
     "trials",
@@ -73,7 +74,7 @@ POINT_COLUMNS = [
 #: The columns of :func:`crossover_table` (``results/scaling.csv``).
 CROSSOVER_COLUMNS = [
     *PANEL,
-    "model",
+    "backend",
     "reference",
     "crossover",
     *CELL,
@@ -125,7 +126,7 @@ def per_trial(
     (module docstring); ``n_train`` and ``image_shapes`` by dataset, ``definitions`` the
     config's ``net_definitions`` (the catalog's nets need none)."""
     if not isinstance(runs, pd.DataFrame):
-        runs = pd.read_csv(runs)
+        runs = aggregate.read_table(runs)
     runs = _time_columns(runs)
     known = nets_module.networks(definitions)
     flops = {
@@ -142,7 +143,7 @@ def per_trial(
             b * flops[d, n] for d, n, b in runs[["dataset", "net", "batch_size"]].values
         ],
     )
-    keys = [*PANEL, "model", *CELL, "trial"]
+    keys = [*PANEL, "backend", *CELL, "trial"]
     return (
         runs.groupby(keys, sort=True)
         .agg(
@@ -156,11 +157,11 @@ def scaling_table(trials: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.Da
     """Mean and t-interval over trials of the time per step (columns :data:`POINT_COLUMNS`),
     in order of panel, backend (the registry's) and FLOPs per step."""
     rows = []
-    for key, frame in trials.groupby([*PANEL, "model", *CELL], sort=False):
+    for key, frame in trials.groupby([*PANEL, "backend", *CELL], sort=False):
         mean, half = t_interval(frame["time_per_step_s"].to_numpy(float), confidence)
         rows.append(
             {
-                **dict(zip([*PANEL, "model", *CELL], key)),
+                **dict(zip([*PANEL, "backend", *CELL], key)),
                 "flops_per_step": frame["flops_per_step"].iloc[0],
                 "trials": int(np.isfinite(frame["time_per_step_s"]).sum()),
                 "time_per_step_s": mean,
@@ -169,8 +170,8 @@ def scaling_table(trials: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.Da
             }
         )
     table = pd.DataFrame(rows, columns=POINT_COLUMNS)
-    order = {b: i for i, b in enumerate(style.backend_order(table["model"].unique()))}
-    table = table.assign(_order=table["model"].map(order))
+    order = {b: i for i, b in enumerate(style.backend_order(table["backend"].unique()))}
+    table = table.assign(_order=table["backend"].map(order))
     table = table.sort_values([*PANEL, "_order", "flops_per_step", *CELL], kind="stable")
     return table.drop(columns="_order").reset_index(drop=True)
 
@@ -198,19 +199,19 @@ def crossover_table(
     rows = []
     for panel, frame in trials.groupby(PANEL, sort=True):
         panel = dict(zip(PANEL, panel if isinstance(panel, tuple) else (panel,)))
-        ref = frame[frame["model"] == reference]
+        ref = frame[frame["backend"] == reference]
         if ref.empty:
             continue
         ref_cells = {k: g.set_index("trial")["time_per_step_s"] for k, g in ref.groupby(CELL)}
-        for backend in style.backend_order(set(frame["model"]) - {reference}):
-            mine = frame[frame["model"] == backend]
+        for backend in style.backend_order(set(frame["backend"]) - {reference}):
+            mine = frame[frame["backend"] == backend]
             cells = (
                 mine.groupby(CELL)
                 .agg(flops_per_step=("flops_per_step", "first"))
                 .reset_index()
                 .sort_values(["flops_per_step", *CELL], kind="stable")
             )
-            row = {**panel, "model": backend, "reference": reference, "crossover": NOT_WITHIN}
+            row = {**panel, "backend": backend, "reference": reference, "crossover": NOT_WITHIN}
             both = [tuple(c) for c in cells.itertuples(index=False) if tuple(c[:2]) in ref_cells]
             row.update(confidence=confidence, cells_compared=len(both))
             for net, batch, flops_per_step in both:
@@ -266,7 +267,7 @@ def plot_scaling(
         raise ValueError("the scaling table has no rows")
     points = points.assign(panel=panel_labels(points))
     panels = list(dict.fromkeys(points["panel"]))
-    backends = style.backend_order(points["model"].unique())
+    backends = style.backend_order(points["backend"].unique())
     batches = sorted(points["batch_size"].unique())
     marker = {b: BATCH_MARKERS[i % len(BATCH_MARKERS)] for i, b in enumerate(batches)}
     if crossovers is not None and len(crossovers):
@@ -291,7 +292,7 @@ def plot_scaling(
         room = 8 if here["net"].nunique() > 1 else 2  # above the points: the nets' names
         bottom, top = (shown.min() / 2, shown.max() * room) if shown.size else (1e-6, 1.0)
         for backend in backends:
-            rows = here[here["model"] == backend].sort_values("flops_per_step", kind="stable")
+            rows = here[here["backend"] == backend].sort_values("flops_per_step", kind="stable")
             if rows.empty:
                 continue
             color = style.backend_color(backend)
@@ -347,8 +348,8 @@ def plot_scaling(
                     markersize=14,
                     markerfacecolor="none",
                     markeredgewidth=1.5,
-                    color=style.backend_color(c["model"]),
-                    gid=f"crossover:{c['model']}",
+                    color=style.backend_color(c["backend"]),
+                    gid=f"crossover:{c['backend']}",
                 )
         ax.set_xscale("log")
         x = here["flops_per_step"].to_numpy(float)

@@ -15,14 +15,15 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from mlpstudy import aggregate
 from mlpstudy.stats import mean_ci
 
 #: Columns that identify one hyperparameter cell of one backend.
-CELL = ("model", "learning_rate", "batch_size")
+CELL = ("backend", "learning_rate", "batch_size")
 
 #: Columns of the run table the figures read (the aggregation contract has more).
 RUN_COLUMNS = (
-    "model",
+    "backend",
     "learning_rate",
     "batch_size",
     "trial",
@@ -32,7 +33,7 @@ RUN_COLUMNS = (
 )
 
 #: Columns of the long-format history table the figures read.
-HISTORY_COLUMNS = ("model", "learning_rate", "batch_size", "trial", "epoch", "train_loss")
+HISTORY_COLUMNS = ("backend", "learning_rate", "batch_size", "trial", "epoch", "train_loss")
 
 
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
@@ -44,7 +45,7 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """Give the key columns the types the figures sort and label by."""
     frame = frame.copy()
-    frame["model"] = frame["model"].astype(str)
+    frame["backend"] = frame["backend"].astype(str)
     frame["learning_rate"] = frame["learning_rate"].astype(float)
     frame["batch_size"] = frame["batch_size"].astype(int)
     if "trial" in frame:
@@ -69,7 +70,7 @@ def read_runs(path_or_frame: str | os.PathLike | pd.DataFrame) -> pd.DataFrame:
     if isinstance(path_or_frame, pd.DataFrame):
         frame = path_or_frame
     else:
-        frame = pd.read_csv(path_or_frame)
+        frame = aggregate.read_table(path_or_frame)
     _require(frame, RUN_COLUMNS[:-1], "run table")
     if "diverged" not in frame:
         frame = frame.assign(diverged=False)
@@ -81,7 +82,7 @@ def read_histories(path_or_frame: str | os.PathLike | pd.DataFrame) -> pd.DataFr
     if isinstance(path_or_frame, pd.DataFrame):
         frame = path_or_frame
     else:
-        frame = pd.read_parquet(path_or_frame)
+        frame = aggregate.read_histories(path_or_frame)
     _require(frame, HISTORY_COLUMNS, "history table")
     return _normalise(frame)
 
@@ -154,10 +155,10 @@ def heatmap_matrix(
     """
     runs = read_runs(runs)
     if backend is not None:
-        runs = runs[runs["model"] == backend]
-    models = sorted(runs["model"].unique())
-    if len(models) != 1:
-        raise ValueError(f"heatmap needs exactly one backend, the table has {models}")
+        runs = runs[runs["backend"] == backend]
+    backends = sorted(runs["backend"].unique())
+    if len(backends) != 1:
+        raise ValueError(f"heatmap needs exactly one backend, the table has {backends}")
     summary = summarise(runs, value)
     matrix = summary.pivot(index="learning_rate", columns="batch_size", values=stat)
     return matrix.sort_index(axis=0).sort_index(axis=1)
