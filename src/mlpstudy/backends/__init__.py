@@ -43,7 +43,7 @@ class Measured:
 class BackendInfo:
     """Everything the workflow knows about one backend."""
 
-    #: The registry key: config ``backends`` value, ``{backend}`` wildcard, table ``model``.
+    #: The registry key: config ``backends`` value, ``{backend}`` wildcard, table ``backend``.
     name: str
     #: The module implementing ``base.Backend``.
     module: str
