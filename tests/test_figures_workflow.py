@@ -131,7 +131,8 @@ def test_scaling_points_and_crossovers_come_with_the_overview(all_figures):
         ]
         steps = TINY["epochs"] * -(-240 // row["batch_size"])
         per_trial = (mine["step_time_s"] / steps).groupby(mine["trial"]).mean()
-        assert row["time_per_step_s"] == pytest.approx(per_trial.mean())
+        # a point whose every run was contended (a loaded machine) has no time: NaN both
+        assert row["time_per_step_s"] == pytest.approx(per_trial.mean(), nan_ok=True)
     crossovers = pd.read_csv(all_figures / "results/scaling.csv")
     assert crossovers["backend"].tolist() == [b for b in BACKENDS if b != "numpy"]
     assert crossovers["cells_compared"].tolist() == [len(TINY["batch_sizes"])]
