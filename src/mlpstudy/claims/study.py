@@ -197,6 +197,25 @@ def _eval_share(runs: pd.DataFrame, backend: str) -> float:
     return float((sub["eval_time_s"] / sub["training_time_s"]).median())
 
 
+def _time_parts(r, runs: pd.DataFrame, backend: str, parts) -> bool:
+    """Claims 4 and 5: ``parts(grid, label)`` on ``backend``'s training time (the verdict)
+    and on its step time (beside it), the time notes and the evaluation's share; False
+    (with an inconclusive part and the reason) when the backend's grid is incomplete."""
+    r.notes += time_notes(runs)
+    missing = G.missing(runs, backend)
+    if missing:
+        r.parts.append(inconclusive_part(backend, missing))
+        r.reason = missing
+        return False
+    r.parts += parts(G.time_grid(runs, backend, "training_time_s"), backend)
+    if G.has(runs, "step_time_s"):
+        r.beside += parts(G.time_grid(runs, backend, "step_time_s"), f"{backend} step time")
+    r.numbers["share of training time spent in per-epoch evaluation (median)"] = _eval_share(
+        runs, backend
+    )
+    return True
+
+
 def claim_numpy_time_insensitive(runs: pd.DataFrame, settings: Settings = DEFAULTS):
     m = np.log1p(settings.time_margin)
     r = new_claim(
@@ -218,30 +237,18 @@ def claim_numpy_time_insensitive(runs: pd.DataFrame, settings: Settings = DEFAUL
         ],
         runs,
     )
-    r.notes += time_notes(runs)
-    missing = G.missing(runs, NUMPY)
-    if missing:
-        r.parts.append(inconclusive_part(NUMPY, missing))
-        r.reason = missing
-        return decide(r, settings)
 
-    def parts(metric, label):
-        g = G.time_grid(runs, NUMPY, metric)
+    def parts(g, label):
         return [
             _time_slope_part(g, "batch", f"{label}: batch size", settings, equivalence=m),
             _time_slope_part(g, "lr", f"{label}: learning rate", settings, equivalence=m),
             _cluster_part(g, f"{label}: tightly clustered", settings),
         ]
 
-    r.parts += parts("training_time_s", NUMPY)
-    if G.has(runs, "step_time_s"):
-        r.beside += parts("step_time_s", f"{NUMPY} step time")
-    t = stats._finite(runs.loc[runs["backend"] == NUMPY, "training_time_s"])
-    if t.size:
-        r.numbers["training time range [s]"] = f"{t.min():.3g} - {t.max():.3g}"
-    r.numbers["share of training time spent in per-epoch evaluation (median)"] = _eval_share(
-        runs, NUMPY
-    )
+    if _time_parts(r, runs, NUMPY, parts):
+        t = stats._finite(runs.loc[runs["backend"] == NUMPY, "training_time_s"])
+        if t.size:
+            r.numbers["training time range [s]"] = f"{t.min():.3g} - {t.max():.3g}"
     return decide(r, settings)
 
 
@@ -262,15 +269,8 @@ def claim_tensorflow_time_vs_batch(runs: pd.DataFrame, settings: Settings = DEFA
         ],
         runs,
     )
-    r.notes += time_notes(runs)
-    missing = G.missing(runs, TENSORFLOW)
-    if missing:
-        r.parts.append(inconclusive_part(TENSORFLOW, missing))
-        r.reason = missing
-        return decide(r, settings)
 
-    def parts(metric, label):
-        g = G.time_grid(runs, TENSORFLOW, metric)
+    def parts(g, label):
         return [
             _time_slope_part(
                 g, "batch", f"{label}: falls with batch size", settings, sign=-1, margin=m
@@ -278,15 +278,10 @@ def claim_tensorflow_time_vs_batch(runs: pd.DataFrame, settings: Settings = DEFA
             _time_slope_part(g, "lr", f"{label}: no learning-rate effect", settings, equivalence=m),
         ]
 
-    r.parts += parts("training_time_s", TENSORFLOW)
-    if G.has(runs, "step_time_s"):
-        r.beside += parts("step_time_s", f"{TENSORFLOW} step time")
-    r.numbers[f"mean training time by batch size [s], {TENSORFLOW}"] = G.mean_by(
-        runs, TENSORFLOW, "batch_size", "training_time_s"
-    )
-    r.numbers["share of training time spent in per-epoch evaluation (median)"] = _eval_share(
-        runs, TENSORFLOW
-    )
+    if _time_parts(r, runs, TENSORFLOW, parts):
+        r.numbers[f"mean training time by batch size [s], {TENSORFLOW}"] = G.mean_by(
+            runs, TENSORFLOW, "batch_size", "training_time_s"
+        )
     return decide(r, settings)
 
 
