@@ -138,13 +138,12 @@ def test_options_schema_has_the_defaults_the_backends_use():
     tf_block = schemas["tensorflow"]
     assert tf_block["additionalProperties"] is False and tf_block["default"] == {}
     assert {k: v["default"] for k, v in tf_block["properties"].items()} == {
-        "dtype": "float32",
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "deterministic": True,
     }
-    assert info("numpy").resolve_options({"dtype": "float64", "jit_compile": True}) == {
-        "dtype": "float64"
+    assert info("jax").resolve_options({"scan_epoch": True, "jit_compile": True}) == {
+        "scan_epoch": True
     }  # unknown keys ignored
     for name, block in schemas.items():
         assert info(name).default_options() == {

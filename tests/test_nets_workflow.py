@@ -38,7 +38,14 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
     assert len(table) == 3 * 2
     for net, group in table.groupby("net"):
         study = work / runs.study_dir(
-            {"dataset": "tiny", "net": net, "optimizer": "sgd", "start": "shared", "threads": 1}
+            {
+                "dataset": "tiny",
+                "net": net,
+                "precision": "float32",
+                "optimizer": "sgd",
+                "start": "shared",
+                "threads": 1,
+            }
         )
         assert len(pd.read_csv(study / "runs.csv")) == 2
         loss = group.set_index("model")["final_train_loss"]
