@@ -29,7 +29,9 @@ TINY = {
     "starts": ["shared"],
 }
 #: The tiny sweep's study: where its tables, figures and claims are.
-TINY_STUDY = "results/studies/dataset=tiny/net=mlp/optimizer=sgd/start=shared/threads=1"
+TINY_STUDY = (
+    "results/studies/dataset=tiny/net=mlp/precision=float32/optimizer=sgd/start=shared/threads=1"
+)
 
 
 def make_tiny_workdir(tmp_path: Path, **config_overrides) -> Path:

@@ -10,6 +10,7 @@ from mlpstudy import aggregate, runs
 CONFIG = {
     "datasets": ["mnist"],
     "nets": ["mlp"],
+    "precision": ["float32"],
     "optimizers": ["sgd"],
     "starts": ["shared"],
     "threads": [1],
@@ -31,6 +32,7 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
     wildcards = {
         "dataset": "mnist",
         "net": "mlp",
+        "precision": "float32",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
@@ -46,6 +48,7 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
         "backend": backend,
         "dataset": "mnist",
         "net": "mlp",
+        "precision": "float32",
         "optimizer": "sgd",
         "start": "shared",
         "learning_rate": float(lr),
@@ -95,7 +98,7 @@ def complete_sweep(root):
 def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
     table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
     assert list(table.columns) == aggregate.COLUMNS
-    assert list(table.columns[:10]) == [
+    assert list(table.columns[:11]) == [
         "backend",
         "learning_rate",
         "batch_size",
@@ -104,11 +107,12 @@ def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
         "test_accuracy",
         "dataset",
         "net",
+        "precision",
         "optimizer",
         "start",
     ]
     assert len(table) == 4 and len(histories) == 8
-    assert list(histories.columns[:9]) == runs.KEY_COLUMNS
+    assert list(histories.columns[: len(runs.KEY_COLUMNS)]) == runs.KEY_COLUMNS
     assert table["timing_mode"].tolist() == ["strict"] * 4
     assert table["cpu_model"].tolist() == ["AMD EPYC"] * 4
 
@@ -123,7 +127,8 @@ def test_missing_trial_is_named(tmp_path):
     runs = complete_sweep(tmp_path)[:-1]
     text = problems_for(tmp_path, runs)
     assert (
-        "missing run results/runs/dataset=mnist/net=mlp/optimizer=sgd/start=shared/threads=1/"
+        "missing run results/runs/dataset=mnist/net=mlp/precision=float32/optimizer=sgd/"
+        "start=shared/threads=1/"
         "backend=numpy/lr=0.01/batch=32/trial=1" in text
     )
 
@@ -156,16 +161,15 @@ def test_backend_option_mismatch_is_named(tmp_path):
 def test_duplicate_run_is_named(tmp_path):
     runs = complete_sweep(tmp_path)
     runs.append(runs[0])
-    duplicate = "duplicate run ('mnist', 'mlp', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)"
+    duplicate = "duplicate run ('mnist', 'mlp', 'float32', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)"
     assert duplicate in problems_for(tmp_path, runs)
 
 
 def test_metrics_that_disagree_with_their_directory(tmp_path):
     runs = complete_sweep(tmp_path)
     runs[3] = write_run(tmp_path, lr="0.01", trial="1", learning_rate=0.5)
-    assert "metrics say ('mnist', 'mlp', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)" in problems_for(
-        tmp_path, runs
-    )
+    said = "metrics say ('mnist', 'mlp', 'float32', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)"
+    assert said in problems_for(tmp_path, runs)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +218,7 @@ def test_diverged_run_with_short_history_is_a_result(tmp_path):
 
 def test_combine_refuses_duplicates():
     key = runs.parse(
-        "results/runs/dataset=mnist/net=mlp/optimizer=sgd/start=shared/threads=1/"
+        "results/runs/dataset=mnist/net=mlp/precision=float32/optimizer=sgd/start=shared/threads=1/"
         "backend=numpy/lr=0.1/batch=32/trial=0"
     )
     t = pd.DataFrame({c: [v] for c, v in key.items()})

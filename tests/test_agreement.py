@@ -13,7 +13,11 @@ padding convention are checked in every framework. From the shared start:
   of its own loss in float64;
 - one optimizer step agrees to 1e-6 (absolute, on every parameter), and is Keras'
   formula applied to NumPy's float64 gradient;
-- two epochs' training losses agree to 1e-4 relative, with equal accuracies.
+- two epochs' training losses agree to 1e-4 relative, with equal accuracies;
+- under ``precision="float64"`` one epoch's losses agree to 1e-10 relative (every
+  optimizer on the MLP, and a CNN): the implementations compute the same function;
+- under ``precision="bfloat16"`` (mixed precision, each framework's own) each framework
+  stays within a derived tolerance of its float32 run, and is not that run.
 
 And each framework's evaluation in chunks (a CNN's layer outputs bounded) gives the
 numbers of one call on the whole set.
@@ -122,18 +126,20 @@ def batch(net_id: str, rows: int, dtype, seed: int = 0):
 
 
 @functools.cache
-def trained(name: str, net_id: str, case: str, kind: str):
+def trained(name: str, net_id: str, case: str, kind: str, precision: str = "float32"):
     """One training run of backend ``name`` (cached: every pair reuses it).
 
-    kind "step": one step of the whole training set; "epochs": two epochs at batch 32.
+    kind "step": one step of the whole training set; "epochs": two epochs at batch 32;
+    "epoch": the first of those.
     """
     net, shape, train_rows, _ = NETS[net_id]
     _, optimizer, settings, lr = next(c for c in OPTIMIZERS if c[0] == case)
-    common = dict(optimizer=optimizer, optimizer_settings=settings, net=net, input_shape=shape)
+    common = dict(optimizer=optimizer, optimizer_settings=settings, net=net, input_shape=shape,
+                  precision=precision)  # fmt: skip
     if kind == "step":
         spec = TrainSpec(lr, train_rows, 1, seed=4, trial=2, **common)
     else:
-        spec = TrainSpec(lr, 32, 2, seed=0, trial=1, **common)
+        spec = TrainSpec(lr, 32, 1 if kind == "epoch" else 2, seed=0, trial=1, **common)
     return backend(name).train(spec, *data(net_id))
 
 
@@ -248,6 +254,69 @@ def test_two_epochs_agree(a, b, net_id, case):
     first, last = history_a[0], history_a[-1]
     assert last["train_loss"] < first["train_loss"]  # it learns ...
     assert last["train_accuracy"] < 0.95  # ... but not everything: predictions can differ
+
+
+#: The float64 cases: every optimizer on the MLP, and SGD and Adam on a CNN.
+FLOAT64_CASES = [("mlp", c[0]) for c in OPTIMIZERS] + [("cnn-small", "sgd"), ("cnn-small", "adam")]
+
+
+@pytest.mark.parametrize(("net_id", "case"), FLOAT64_CASES)
+@pytest.mark.parametrize(("a", "b"), PAIRS)
+def test_one_float64_epoch_agrees_to_1e_10(a, b, net_id, case):
+    """``precision="float64"`` end to end (Keras' floatx, ``jax.enable_x64``, float64
+    tensors and arrays): one epoch of 16 steps from the shared start gives losses equal to
+    1e-10 relative, 6 orders below float32's 1e-4, with equal predictions; and it is not
+    the float32 run (which it would be if the precision did not reach the framework)."""
+    _, _, train_rows, test_rows = NETS[net_id]
+    row_a = trained(a, net_id, case, "epoch", "float64").history[0]
+    row_b = trained(b, net_id, case, "epoch", "float64").history[0]
+    assert row_a["train_loss"] == pytest.approx(row_b["train_loss"], rel=1e-10, abs=0)
+    for column, rows in (("train_accuracy", train_rows), ("test_accuracy", test_rows)):
+        assert round(row_a[column] * rows) == round(row_b[column] * rows), column
+    for name in (a, b):
+        assert trained(name, net_id, case, "epoch", "float64").params["W1"].dtype == np.float64
+    float32 = trained(a, net_id, case, "epochs").history[0]["train_loss"]
+    assert row_a["train_loss"] != float32
+
+
+#: bfloat16's unit roundoff: 8 significant bits, so round-to-nearest errs by <= 2^-9.
+BF16_U = 2.0**-9
+
+
+@pytest.mark.parametrize("net_id", ["mlp", "cnn-small"])
+@pytest.mark.parametrize("name", [b for b in BACKENDS if "bfloat16" not in info(b).cannot_run])
+def test_bfloat16_stays_near_float32_and_is_not_float32(name, net_id):
+    """Mixed precision (float32 weights and optimizer, bfloat16 compute) against the
+    float32 run of the same shared start, two epochs of SGD at batch 32.
+
+    The tolerance, derived: every product in a layer takes bfloat16-rounded operands
+    (input and weight, relative error <= u = 2^-9 each) and its output is rounded again
+    (u), so a weighted layer's pre-activation errs by <= 3u relative to its magnitude, and
+    the logits of a net of k weighted layers by <= 3ku to first order (k = 2 for the MLP,
+    3 for cnn-small). The cross-entropy's derivative in the logits has L1 norm <= 2 and
+    the logits here are O(1) like the loss, so at equal weights the mean loss differs by
+    <= 6ku relative where every rounding errs the same way (12u for the MLP, 18u for the
+    CNN). The weights then differ by the rounded gradients' steps, which at this learning
+    rate on this data do not grow (the float32 and float64 runs stay within 1e-7). The
+    test takes the MLP's 12u = 2.3e-2 for both nets. Measured here (2026-12-02, AMD EPYC
+    with AVX512-BF16, this test's runs): 5e-4 to 3.3e-3 for the MLP, 9e-5 to 4.7e-4 for
+    the CNN, so the bound holds with a margin of 7x for the MLP: 10x the measured error
+    (a wrong cast somewhere) would fail it. Accuracies may differ by a few predictions: at
+    most 5 % of the rows.
+
+    And bfloat16 is not float32: if the framework's mixed precision did nothing, the
+    losses would be bit-identical (its float32 runs are deterministic), so the difference
+    must exceed u/100 in every epoch, and the final weights stay float32 (master
+    weights)."""
+    _, _, train_rows, test_rows = NETS[net_id]
+    mixed = trained(name, net_id, "sgd", "epochs", "bfloat16")
+    plain = trained(name, net_id, "sgd", "epochs")
+    for row_m, row_p in zip(mixed.history, plain.history, strict=True):
+        rel = abs(row_m["train_loss"] - row_p["train_loss"]) / row_p["train_loss"]
+        assert BF16_U / 100 < rel <= 12 * BF16_U, (row_m["epoch"], rel)
+        for column, rows in (("train_accuracy", train_rows), ("test_accuracy", test_rows)):
+            assert abs(row_m[column] - row_p[column]) * rows <= 0.05 * rows + 1, column
+    assert all(mixed.params[k].dtype == np.float32 for k in NETS[net_id][0].param_names)
 
 
 @pytest.mark.parametrize("name", ["tensorflow", "jax", "torch"])

@@ -67,11 +67,11 @@ def mnist():
 
 
 @functools.cache
-def trained(name: str, case: str, dtype: str = "float32", epochs: int = 2):
+def trained(name: str, case: str, precision: str = "float32", epochs: int = 2):
     """The history of one run of backend ``name`` (cached: every pair reuses it)."""
     optimizer, settings, lr, _ = CASES[case]
     spec = TrainSpec(lr, BATCH, epochs, seed=0, trial=0, optimizer=optimizer,
-                     optimizer_settings=settings, options={"dtype": dtype})  # fmt: skip
+                     optimizer_settings=settings, precision=precision)  # fmt: skip
     return backend(name).train(spec, *mnist()).history
 
 

@@ -27,6 +27,7 @@ from mlpstudy.backends import (
 from mlpstudy.backends.base import (
     HISTORY_COLUMNS,
     MLP,
+    PRECISIONS,
     Backend,
     SharedStart,
     TrainSpec,
@@ -138,13 +139,12 @@ def test_options_schema_has_the_defaults_the_backends_use():
     tf_block = schemas["tensorflow"]
     assert tf_block["additionalProperties"] is False and tf_block["default"] == {}
     assert {k: v["default"] for k, v in tf_block["properties"].items()} == {
-        "dtype": "float32",
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "deterministic": True,
     }
-    assert info("numpy").resolve_options({"dtype": "float64", "jit_compile": True}) == {
-        "dtype": "float64"
+    assert info("jax").resolve_options({"scan_epoch": True, "jit_compile": True}) == {
+        "scan_epoch": True
     }  # unknown keys ignored
     for name, block in schemas.items():
         assert info(name).default_options() == {
@@ -213,6 +213,7 @@ def test_start_depends_on_seed_trial_and_stream():
         ("start", "own", "start must be one of shared, independent"),
         ("start", True, "start must be one of"),
         ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam"),
+        ("precision", "float16", "precision must be one of float32, float64, bfloat16"),
     ],
 )
 def test_spec_rejects_bad_values_by_name(field, value, message):
@@ -339,3 +340,46 @@ def test_nothing_but_its_module_and_entry_names_a_backend(name):
     word = re.compile(rf"^[^#]*\b{re.escape(name)}\b", re.MULTILINE)
     offenders += [str(p.relative_to(repo)) for p in rules if word.search(p.read_text())]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    "flags, native",
+    [("fpu avx512f avx512_bf16 sse", True), ("fpu amx_bf16 amx_tile", True),
+     ("fpu avx512f avx2", False)],
+)  # fmt: skip
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
+    from mlpstudy import machine
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    assert machine.native_bfloat16(str(cpuinfo)) is native
+    assert machine.native_bfloat16(str(tmp_path / "absent")) is None
+    assert "native_bfloat16" in machine.environment()
+
+
+def test_each_precision_sets_the_parameters_dtype_and_numpy_names_why_no_bfloat16():
+    dtypes = {p: TrainSpec(0.1, 32, 1, 0, 0, precision=p).param_dtype for p in PRECISIONS}
+    assert dtypes == {"float32": np.float32, "float64": np.float64, "bfloat16": np.float32}
+    assert set(info("numpy").cannot_run) == {"bfloat16"}
+    assert all(not info(name).cannot_run for name in ("tensorflow", "jax", "torch"))
+    spec = TrainSpec(0.1, 32, 1, 0, 0, precision="bfloat16")
+    x = np.zeros((4, 784), np.float32)
+    with pytest.raises(ValueError, match="numpy cannot run precision 'bfloat16'"):
+        get_backend("numpy").train(spec, x, np.zeros(4, np.int64), x, np.zeros(4, np.int64))
+
+
+def test_a_keras_bfloat16_run_restores_the_policy_and_floatx():
+    """The mixed_bfloat16 policy and float64 floatx are the run's: Keras' global state is
+    what it was after the run."""
+    pytest.importorskip("tensorflow")
+    import keras
+
+    module = get_backend("tensorflow")
+    x = np.random.default_rng(0).random((8, 784), dtype=np.float32)
+    y = np.arange(8) % 10
+    for precision in ("bfloat16", "float64"):
+        spec = TrainSpec(0.1, 4, 1, 0, 0, precision=precision)
+        result = module.train(spec, x, y, x, y)
+        assert result.metrics["precision"] == precision
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert keras.config.floatx() == "float32"

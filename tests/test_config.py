@@ -176,7 +176,6 @@ def test_cli_style_strings_are_converted_then_validated():
         "fashion-mnist": ["../shared/data/fashion-mnist"],
     }
     assert config["tensorflow"] == {
-        "dtype": "float32",
         "jit_compile": False,
         "steps_per_execution": 4,
         "deterministic": True,
@@ -198,7 +197,6 @@ def test_defaults_are_filled():
     }
     config = cfg.validate(given, SCHEMA)
     assert config["tensorflow"] == {
-        "dtype": "float32",
         "jit_compile": "auto",
         "steps_per_execution": 1,
         "deterministic": True,
@@ -214,7 +212,46 @@ def _checked(config: dict) -> dict:
     )
     cfg.register_extra_datasets(config)
     cfg.check_nets(config)
+    cfg.check_precisions(config)
     return config
+
+
+def test_precision_is_an_axis_of_float32_by_default_and_takes_every_precision():
+    assert _checked(default_config())["precision"] == ["float32"]
+    config = {**default_config(), "backends": ["tensorflow", "jax", "torch"]}
+    config["precision"] = "[float32, float64, bfloat16]"  # as from the command line
+    assert _checked(config)["precision"] == ["float32", "float64", "bfloat16"]
+
+
+@pytest.mark.parametrize(
+    "precision, backends, fragments",
+    [
+        (["float16"], ["numpy"], ["config field 'precision[0]'", "'float16' is not one of"]),
+        ([], ["numpy"], ["config field 'precision'", "must not be empty"]),
+        (["float32", "float32"], ["numpy"], ["config field 'precision'", "duplicate"]),
+        (["float32", "bfloat16"], ["numpy", "torch"],
+         ["config field 'precision[1]'", "backend 'numpy' cannot run 'bfloat16'",
+          "no bfloat16"]),
+    ],
+)  # fmt: skip
+def test_a_precision_that_is_unknown_or_a_backend_cannot_run_is_rejected_naming_the_field(
+    precision, backends, fragments
+):
+    with pytest.raises(cfg.ConfigError) as error:
+        _checked({**default_config(), "precision": precision, "backends": backends})
+    for fragment in fragments:
+        assert fragment in str(error.value)
+    assert "torch" not in str(error.value)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow", "jax", "torch"])
+def test_the_retired_dtype_option_says_precision_replaces_it(backend):
+    config = {**default_config(), backend: {"dtype": "float64"}}
+    with pytest.raises(cfg.ConfigError) as err:
+        cfg.validate(config, SCHEMA)
+    line = next(ln for ln in str(err.value).splitlines() if f"'{backend}.dtype'" in ln)
+    assert "no longer exists" in line and "precision" in line
+    assert "unknown key" not in str(err.value)
 
 
 def test_nets_default_to_the_studys_mlp_and_take_the_catalog_and_definitions():

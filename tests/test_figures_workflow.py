@@ -27,6 +27,7 @@ OVERVIEW = [
 TINY_STUDY_AXES = {
     "dataset": "tiny",
     "net": "mlp",
+    "precision": "float32",
     "optimizer": "sgd",
     "start": "shared",
     "threads": 1,

@@ -57,6 +57,8 @@ def test_numpy_job_writes_its_files_and_imports_no_heavier_library(tmp_path):
     assert metrics["test_accuracy"] == history["test_accuracy"].iloc[-1]
     assert metrics["requested_options"] == {} and metrics["environment"]["python"]
     assert "slurm_job_id" not in metrics["environment"]  # not under SLURM here
+    assert metrics["precision"] == "float32"
+    assert metrics["environment"]["native_bfloat16"] in (True, False, None)
     assert sorted(p.name for p in run.iterdir()) == ["history.csv", "metrics.json"]
 
 

@@ -1,4 +1,5 @@
-"""The network as a study axis through the real snakemake, and the old layout migrated."""
+"""The network and the precision as study axes through the real snakemake, and the old
+layouts migrated."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from e2e_utils import make_tiny_workdir, snakemake, write_config
 
-from mlpstudy import aggregate, migrate, runs
+from mlpstudy import aggregate, machine, migrate, runs
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,14 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
     assert len(table) == 3 * 2
     for net, group in table.groupby("net"):
         study = work / runs.study_dir(
-            {"dataset": "tiny", "net": net, "optimizer": "sgd", "start": "shared", "threads": 1}
+            {
+                "dataset": "tiny",
+                "net": net,
+                "precision": "float32",
+                "optimizer": "sgd",
+                "start": "shared",
+                "threads": 1,
+            }
         )
         assert len(pd.read_csv(study / "runs.csv")) == 2
         loss = group.set_index("backend")["final_train_loss"]
@@ -52,19 +60,19 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
 
 
 def test_finished_runs_of_the_old_layout_are_kept_after_migrating(tiny_sweep, tmp_path):
-    """The tiny sweep's runs, put back into the previous layout (no net=, no dtype option,
-    no Snakemake metadata), are kept by ``mlpstudy.migrate``: a dry run trains nothing."""
+    """The tiny sweep's runs, put back into the first layout (no net=, no precision=, no
+    precision in metrics.json, no Snakemake metadata), are kept by ``mlpstudy.migrate``: a
+    dry run trains nothing."""
     work = tmp_path / "work"
     shutil.copytree(tiny_sweep, work, symlinks=True)
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     for metrics_path in sorted((work / "results/runs").rglob("metrics.json")):
         run = metrics_path.parent
         metrics = json.loads(metrics_path.read_text())
-        for key in ("net", "net_definition", "input_shape"):
+        for key in ("net", "net_definition", "input_shape", "precision"):
             metrics.pop(key)
-        metrics["requested_options"].pop("dtype", None)
         metrics_path.write_text(json.dumps(metrics))
-        old = Path(str(run).replace("/net=mlp/", "/"))
+        old = Path(str(run).replace("/net=mlp/precision=float32/", "/"))
         old.parent.mkdir(parents=True, exist_ok=True)
         run.rename(old)
     shutil.rmtree(work / "results/studies")
@@ -77,3 +85,31 @@ def test_finished_runs_of_the_old_layout_are_kept_after_migrating(tiny_sweep, tm
     snakemake(work, "results/tf_vs_np.csv")
     table = pd.read_csv(work / "results/tf_vs_np.csv")
     assert len(table) == 16 and set(table["net"]) == {"mlp"}
+    assert set(table["precision"]) == {"float32"}
+
+
+def test_every_precision_is_a_study_and_float64_backends_agree(tmp_path):
+    """precision: [float32, float64] gives two studies of the same runs; in float64 NumPy
+    and Keras agree to 1e-10 from the shared start, and each float64 run is not its
+    float32 twin. Every run records its precision and whether the CPU has bfloat16."""
+    work = make_tiny_workdir(tmp_path)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    write_config(work, {**config, "precision": ["float32", "float64"],
+                        "learning_rates": [0.1], "batch_sizes": [32], "trials": 1})  # fmt: skip
+    snakemake(work, "results/tf_vs_np.csv")
+    table = pd.read_csv(work / "results/tf_vs_np.csv")
+    assert len(table) == 2 * 2 and sorted(table["precision"].unique()) == ["float32", "float64"]
+    backend = runs.BY_NAME["backend"].column
+    loss = table.set_index(["precision", backend])["final_train_loss"]
+    assert loss["float64", "numpy"] == pytest.approx(loss["float64", "tensorflow"], rel=1e-10)
+    assert loss["float64", "numpy"] != loss["float32", "numpy"]
+    native = machine.native_bfloat16()  # None where /proc/cpuinfo lists no x86 flags
+    assert table["native_bfloat16"].tolist() == [native] * 4 or native is None
+    for precision in ("float32", "float64"):
+        study = work / runs.study_dir(
+            {"dataset": "tiny", "net": "mlp", "precision": precision, "optimizer": "sgd",
+             "start": "shared", "threads": 1}
+        )  # fmt: skip
+        assert set(pd.read_csv(study / "runs.csv")["precision"]) == {precision}
+        found = next((work / "results/runs").glob(f"*/*/precision={precision}/**/metrics.json"))
+        assert json.loads(found.read_text())["precision"] == precision

@@ -11,6 +11,7 @@ from mlpstudy.backends.base import TrainSpec
 CONFIG = {
     "datasets": ["mnist", "fashion-mnist"],
     "nets": ["mlp", "cnn-small"],
+    "precision": ["float32", "bfloat16"],
     "optimizers": ["sgd", "adam"],
     "starts": ["shared", "independent"],
     "threads": [1, 2],
@@ -27,16 +28,18 @@ CONFIG = {
 
 def test_paths_name_every_axis_in_order():
     assert runs.RUN_DIR == (
-        "results/runs/dataset={dataset}/net={net}/optimizer={optimizer}/start={start}/"
+        "results/runs/dataset={dataset}/net={net}/precision={precision}/optimizer={optimizer}/start={start}/"
         "threads={threads}/backend={backend}/lr={lr}/batch={batch}/trial={trial}"
     )
     assert runs.STUDY_DIR == (
-        "results/studies/dataset={dataset}/net={net}/optimizer={optimizer}/start={start}/"
+        "results/studies/dataset={dataset}/net={net}/precision={precision}/"
+        "optimizer={optimizer}/start={start}/"
         "threads={threads}"
     )
     assert runs.KEY_COLUMNS == [
         "dataset",
         "net",
+        "precision",
         "optimizer",
         "start",
         "threads",
@@ -49,10 +52,11 @@ def test_paths_name_every_axis_in_order():
 
 def test_grid_is_the_full_product_in_a_stable_order():
     grid = runs.grid(CONFIG)
-    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
+    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
     assert grid[0] == {
         "dataset": "mnist",
         "net": "mlp",
+        "precision": "float32",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
@@ -75,7 +79,7 @@ def test_grid_narrows_by_fixed_axes():
         threads=2,
         backend="tensorflow",
     )
-    assert len(one) == 2 * 2 * 3
+    assert len(one) == 2 * 2 * 2 * 3
     assert {(r["optimizer"], r["threads"], r["backend"]) for r in one} == {
         ("adam", "2", "tensorflow")
     }
@@ -83,21 +87,22 @@ def test_grid_narrows_by_fixed_axes():
 
 def test_studies_are_the_product_of_the_study_axes():
     studies = runs.studies(CONFIG)
-    assert len(studies) == 32
+    assert len(studies) == 64
     assert studies[0] == {
         "dataset": "mnist",
         "net": "mlp",
+        "precision": "float32",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
     }
     assert runs.study_dir(studies[-1]) == (
-        "results/studies/dataset=fashion-mnist/net=cnn-small/optimizer=adam/start=independent/"
+        "results/studies/dataset=fashion-mnist/net=cnn-small/precision=bfloat16/optimizer=adam/start=independent/"
         "threads=2"
     )
     assert (
         runs.study_label(studies[-1])
-        == "fashion-mnist · cnn-small · adam · independent start · 2 threads"
+        == "fashion-mnist · cnn-small · bfloat16 · adam · independent start · 2 threads"
     )
 
 
@@ -116,6 +121,7 @@ def test_path_key_and_spec_round_trip_for_every_axis(index):
         spec.start,
         spec.optimizer,
         spec.threads,
+        spec.precision,
     ) == (
         key["learning_rate"],
         key["batch_size"],
@@ -123,6 +129,7 @@ def test_path_key_and_spec_round_trip_for_every_axis(index):
         key["start"],
         key["optimizer"],
         key["threads"],
+        key["precision"],
     )
     assert (spec.epochs, spec.seed) == (2, 7)
     assert spec.options == CONFIG.get(key["backend"], {})
@@ -141,7 +148,8 @@ def test_spec_carries_the_settings_of_its_own_optimizer_only():
 
 
 def test_a_path_missing_an_axis_is_named():
-    with pytest.raises(ValueError, match="missing dataset, net, optimizer, start, threads"):
+    missing = "missing dataset, net, precision, optimizer, start, threads"
+    with pytest.raises(ValueError, match=missing):
         runs.parse("results/runs/backend=numpy/lr=0.1/batch=32/trial=0")
 
 

@@ -184,13 +184,20 @@ def test_every_axis_as_a_sweep_axis(tmp_path):
     snakemake(work, "results/tf_vs_np.csv")
     table = aggregate.read_table(work / "results/tf_vs_np.csv")
     assert len(table) == 2 * 2 * 2 * 2
-    assert list(table.columns[6:10]) == ["dataset", "net", "optimizer", "start"]
+    assert list(table.columns[6:11]) == ["dataset", "net", "precision", "optimizer", "start"]
     assert not table.duplicated(KEYS).any()
     counts = table.groupby(["dataset", "optimizer", "start"]).size()
     assert len(counts) == 8 and (counts == 2).all()
     for (ds, opt, start), group in table.groupby(["dataset", "optimizer", "start"]):
         study = work / runs.study_dir(
-            {"dataset": ds, "net": "mlp", "optimizer": opt, "start": start, "threads": 1}
+            {
+                "dataset": ds,
+                "net": "mlp",
+                "precision": "float32",
+                "optimizer": opt,
+                "start": start,
+                "threads": 1,
+            }
         )
         per_study = pd.read_csv(study / "runs.csv")
         assert len(per_study) == 2 and set(per_study["backend"]) == {"numpy", "tensorflow"}

@@ -119,7 +119,7 @@ def test_run_training_completes_the_metrics(name, data, monkeypatch):
     assert result.history_frame().columns.tolist() == list(HISTORY_COLUMNS)
     assert set(m["options"]) == set(info(name).options)
     if name == "numpy":
-        assert m["options"] == {"dtype": "float32"}
+        assert m["options"] == {} and m["precision"] == "float32"
         assert set(m["thread_settings"].values()) == {1}
     elif name == "tensorflow":
         assert m["options"]["steps_per_execution"] == 2

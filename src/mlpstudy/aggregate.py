@@ -2,9 +2,9 @@
 
 This module owns the tables' format. ``results/tf_vs_np.csv`` (study 6.2), each study's
 ``runs.csv`` and each backend's ``runs_<backend>.csv`` have one row per run and the same
-``COLUMNS``: the study's six first, in its order, then ``dataset, optimizer, start``,
-then the rest. ``histories.parquet`` holds every run's per-epoch history in long format
-(``KEYS`` + the history columns).
+``COLUMNS``: the study's six first, in its order, then ``dataset, net, precision,
+optimizer, start``, then the rest. ``histories.parquet`` holds every run's per-epoch
+history in long format (``KEYS`` + the history columns).
 Nothing is written unless every check passes; a failure names the offending runs.
 
 The backend's column is ``backend`` everywhere but in the study's own table,
@@ -39,7 +39,7 @@ PAPER_COLUMNS = [
 ]
 TABLE_COLUMNS = (
     PAPER_COLUMNS
-    + ["dataset", "net", "optimizer", "start"]
+    + ["dataset", "net", "precision", "optimizer", "start"]
     + [
         "final_train_loss",
         "final_train_accuracy",
@@ -77,6 +77,7 @@ EXTRA_COLUMNS = [
     "job_max_rss_mb",
     "hostname",
     "cpu_model",
+    "native_bfloat16",
     "slurm_job_id",
     "slurm_node",
 ]
@@ -112,6 +113,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
     row.update(
         hostname=env.get("hostname"),
         cpu_model=env.get("cpu_model"),
+        native_bfloat16=env.get("native_bfloat16"),
         slurm_job_id=env.get("slurm_job_id"),
         slurm_node=env.get("slurm_node"),
         requested_options=metrics.get("requested_options", {}),

@@ -29,6 +29,10 @@ REPLACED = {
     "choose datasets with datasets=[...]",
     "shared_start": "starts ([shared], [independent] or both)",
 }
+#: Backend options of earlier versions (under any backend's block) -> what replaces them.
+REPLACED_OPTIONS = {
+    "dtype": "precision (a study axis for every backend, e.g. precision=[float32, float64])",
+}
 
 
 class ConfigError(ValueError):
@@ -46,6 +50,7 @@ def complete_schema(schema: dict, config: dict | None = None) -> dict:
     """Fill in the names and blocks the code defines (datasets, optimizers, backends)."""
     from mlpstudy import nets
     from mlpstudy.backends import REGISTRY
+    from mlpstudy.backends.base import PRECISIONS
     from mlpstudy.backends.optimizers import SETTINGS
     from mlpstudy.datasets import CATALOG
 
@@ -63,6 +68,7 @@ def complete_schema(schema: dict, config: dict | None = None) -> dict:
     props["net_definitions"].update(
         {k: v for k, v in nets.definitions_schema().items() if k != "default"}
     )
+    props["precision"]["items"]["enum"] = list(PRECISIONS)
     props["optimizers"]["items"]["enum"] = list(SETTINGS)
     props["optimizer_settings"].update(
         additionalProperties=False,
@@ -167,10 +173,15 @@ def validate(config: dict, schema: dict) -> dict:
     replaced = [k for k in REPLACED if k in config]
     for key in replaced:  # reported below; removed so they are not also "unknown"
         config.pop(key)
+    replaced_options = _pop_replaced_options(config, schema)
     config.update(coerce(dict(config), schema))
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     lines = [f"  config field '{k}': no longer exists; use {REPLACED[k]}" for k in replaced]
+    lines += [
+        f"  config field '{field}': no longer exists; use {REPLACED_OPTIONS[option]}"
+        for field, option in replaced_options
+    ]
     lines += [
         f"  config field '{name}': {value!r} is not a finite number"
         for name, value in _non_finite(config)
@@ -180,6 +191,40 @@ def validate(config: dict, schema: dict) -> dict:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     _fill_defaults(config, schema)
     return config
+
+
+def _pop_replaced_options(config: dict, schema: dict) -> list[tuple[str, str]]:
+    """Remove (and return, as ``(field, option)``) the retired options ``REPLACED_OPTIONS``
+    from every backend block of ``config`` that has them (the schema's backend blocks)."""
+    from mlpstudy.backends import REGISTRY
+
+    found = []
+    for backend in REGISTRY:
+        block = config.get(backend)
+        if not isinstance(block, dict) or backend not in schema.get("properties", {}):
+            continue
+        for option in REPLACED_OPTIONS:
+            if option in block:
+                config[backend] = block = {k: v for k, v in block.items() if k != option}
+                found.append((f"{backend}.{option}", option))
+    return found
+
+
+def check_precisions(config: dict) -> None:
+    """Every configured backend against every configured precision (after ``validate``):
+    a ConfigError names the ``precision`` field, the backend and why it cannot run it
+    (``BackendInfo.cannot_run``)."""
+    from mlpstudy.backends import REGISTRY
+
+    lines = [
+        f"  config field 'precision[{i}]': backend '{backend}' cannot run {precision!r}: "
+        f"{REGISTRY[backend].cannot_run[precision]}"
+        for i, precision in enumerate(config["precision"])
+        for backend in config["backends"]
+        if precision in REGISTRY[backend].cannot_run
+    ]
+    if lines:
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
 
 
 def register_extra_datasets(config: dict) -> None:

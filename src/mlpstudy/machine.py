@@ -30,6 +30,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: /proc/cpuinfo flags of a CPU that computes bfloat16 natively (AVX512-BF16's dot
+#: products, AMX's bfloat16 tiles); without them the frameworks emulate bfloat16.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU has native bfloat16 arithmetic (any of ``BF16_FLAGS`` among its
+    flags); None where ``cpuinfo`` cannot be read or lists no flags (not Linux x86)."""
+    try:
+        with open(cpuinfo) as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return bool(set(BF16_FLAGS) & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return None
+
+
 def _version(*dists: str) -> str | None:
     """The version of the first of ``dists`` that is installed, else None."""
     for dist in dists:
@@ -52,6 +70,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         **{key: _version(*dists) for key, dists in recorded_distributions().items()},
         "cpu_model": cpu_model(),
+        "native_bfloat16": native_bfloat16(),
         "logical_cores": os.cpu_count(),
         "physical_cores": physical_cores(),
         "hostname": socket.gethostname(),

@@ -1,7 +1,7 @@
 """A run's identity, defined once: its axes, and everything derived from them.
 
-A run is one point of the sweep: (dataset, net, optimizer, start, threads, backend,
-learning rate, batch size, trial). ``AXES`` lists them in path order; from it derive
+A run is one point of the sweep: (dataset, net, precision, optimizer, start, threads,
+backend, learning rate, batch size, trial). ``AXES`` lists them in path order; from it derive
 
 - the run directory (``RUN_DIR``, hive-style ``name=value`` parts) and the study
   directory (``STUDY_DIR``), with Snakemake wildcards named after the axes;
@@ -10,9 +10,9 @@ learning rate, batch size, trial). ``AXES`` lists them in path order; from it de
 - the table key columns (``KEY_COLUMNS``) and a run's key from its path (``parse``);
 - the training spec's fields (``train_spec_kwargs``).
 
-A *study* is one (dataset, net, optimizer, start, threads): inside it, runs differ by backend,
-learning rate, batch size and trial only, which is the shape of the original study, so
-its figures, statistics and claims apply per study unchanged.
+A *study* is one (dataset, net, precision, optimizer, start, threads): inside it, runs
+differ by backend, learning rate, batch size and trial only, which is the shape of the
+original study, so its figures, statistics and claims apply per study unchanged.
 
 Every wildcard value is a string formatted by ``fmt`` (shortest exact decimal, never
 exponent form), so a path names a run in exactly one way.
@@ -59,7 +59,7 @@ class Axis:
     parse: Callable[[str], Any]
     #: Regular expression of a valid wildcard value when the config does not list them.
     pattern: str
-    #: Whether the study (dataset, net, optimizer, start, threads) includes this axis.
+    #: Whether the study (dataset, net, precision, optimizer, start, threads) includes it.
     study: bool
 
     def values(self, config: dict) -> list[Any]:
@@ -76,6 +76,7 @@ _NAME = r"[a-z0-9][a-z0-9_-]*"
 AXES: tuple[Axis, ...] = (
     Axis("dataset", "dataset", "datasets", str, _NAME, study=True),
     Axis("net", "net", "nets", str, _NAME, study=True),
+    Axis("precision", "precision", "precision", str, _NAME, study=True),
     Axis("optimizer", "optimizer", "optimizers", str, _NAME, study=True),
     Axis("start", "start", "starts", str, _NAME, study=True),
     Axis("threads", "threads", "threads", int, r"[1-9][0-9]*", study=True),
@@ -143,10 +144,13 @@ def study_dir(wildcards: dict[str, Any]) -> str:
 
 
 def study_label(wildcards: dict[str, Any]) -> str:
-    """A study's name for people, e.g. ``mnist · mlp · sgd · shared start · 1 thread``."""
+    """A study's name for people, e.g. ``mnist · mlp · float32 · sgd · shared start · 1 thread``."""
     s = study_of(wildcards)
     threads = f"{s['threads']} thread" + ("" if s["threads"] == "1" else "s")
-    return f"{s['dataset']} · {s['net']} · {s['optimizer']} · {s['start']} start · {threads}"
+    return (
+        f"{s['dataset']} · {s['net']} · {s['precision']} · {s['optimizer']} · "
+        f"{s['start']} start · {threads}"
+    )
 
 
 def parse(path: str) -> dict[str, Any]:
@@ -208,4 +212,5 @@ def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]
         "options": given["options"],
         "net": {"name": k["net"], "layers": net_of(config, k["net"]).to_config()},
         "input_shape": list(datasets.get(k["dataset"]).image_shape),
+        "precision": k["precision"],
     }

@@ -41,6 +41,7 @@ try:
     )
     cfg.register_extra_datasets(config)
     cfg.check_nets(config)
+    cfg.check_precisions(config)
 except cfg.ConfigError as exc:
     raise WorkflowError(str(exc))
 

@@ -60,6 +60,9 @@ class BackendInfo:
     measured: Measured
     #: The backend's options: name -> JSON-schema fragment, each with its ``default``.
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The values of the ``precision`` axis it runs (``base.PRECISIONS``), with why not
+    #: for the others: precision -> reason (the config check's message).
+    cannot_run: dict[str, str] = field(default_factory=dict)
 
     def default_options(self) -> dict[str, Any]:
         return {key: schema["default"] for key, schema in self.options.items()}
@@ -88,13 +91,11 @@ _OKABE_ITO = {
     "black": "#000000",
 }
 
-#: Every backend's ``dtype`` option: one precision for parameters, data and arithmetic
-#: (float64 is how the backends are shown to compute the same function: docs/backends.md).
-_DTYPE = {
-    "description": "Floating-point type of parameters, data and arithmetic.",
-    "enum": ["float32", "float64"],
-    "default": "float32",
-}
+#: Why NumPy runs no bfloat16 (docs/backends.md, "Precision").
+_NUMPY_BFLOAT16 = (
+    "NumPy has no bfloat16 type or bfloat16 matrix product; its mixed precision would be "
+    "an emulation written for this study, not a framework's own (docs/backends.md)"
+)
 
 _ENTRIES = (
     BackendInfo(
@@ -107,7 +108,7 @@ _ENTRIES = (
         linestyle="-",
         marker="o",
         measured=Measured(peak_mb=404, epoch_s=0.72, startup_s=2.4),
-        options={"dtype": _DTYPE},
+        cannot_run={"bfloat16": _NUMPY_BFLOAT16},
     ),
     BackendInfo(
         name="tensorflow",
@@ -120,7 +121,6 @@ _ENTRIES = (
         marker="s",
         measured=Measured(peak_mb=1533, epoch_s=4.76, startup_s=10.0),
         options={
-            "dtype": _DTYPE,
             "jit_compile": {
                 "description": "Keras Model.compile(jit_compile=...); Keras' default is auto.",
                 "enum": [True, False, "auto"],
@@ -158,7 +158,6 @@ _ENTRIES = (
         marker="^",
         measured=Measured(peak_mb=737, epoch_s=0.61, startup_s=2.1),
         options={
-            "dtype": _DTYPE,
             "scan_epoch": {
                 "description": (
                     "One jax.jit-compiled epoch over jax.lax.scan (one Python dispatch per "
@@ -182,7 +181,6 @@ _ENTRIES = (
         marker="D",
         measured=Measured(peak_mb=544, epoch_s=0.84, startup_s=3.3),
         options={
-            "dtype": _DTYPE,
             "compile": {
                 "description": (
                     "torch.compile of the batch loss (model + criterion; Inductor, needs a C++ "

@@ -43,6 +43,11 @@ MNIST_SHAPE = (28, 28, 1)
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s")
 #: The start modes: one shared draw for every backend, or each framework its own.
 STARTS = ("shared", "independent")
+#: The numeric precisions (the ``precision`` axis): float32 and float64 end to end, and
+#: bfloat16 = mixed precision, float32 master weights and bfloat16 compute, as each
+#: framework does it (docs/backends.md). The registry says which a backend runs
+#: (``BackendInfo.precisions``).
+PRECISIONS = ("float32", "float64", "bfloat16")
 
 #: The network's parameters by ``Net.param_names``, as NumPy arrays in Keras' layout
 #: (the study's MLP: W1 784x64, b1 64, W2 64x10, b2 10; a conv kernel HWIO); a backend
@@ -59,6 +64,9 @@ class TrainSpec:
     ``optimizer`` is one of ``optimizers.OPTIMIZERS`` and ``optimizer_settings`` its
     settings (the config's ``optimizer_settings[optimizer]``); missing settings take the
     defaults, so after construction ``optimizer_settings`` holds every number used.
+    ``precision`` is one of ``PRECISIONS``: the dtype of parameters, data and arithmetic
+    (``float32``, ``float64``), or mixed precision with float32 parameters and bfloat16
+    compute (``bfloat16``; ``param_dtype`` is the parameters' dtype in each case).
     ``options`` holds backend-specific knobs (the registry's ``BackendInfo.options``);
     a backend ignores the ones it does not know and records the ones it used in
     ``RunResult.metrics["options"]``. ``net`` is a ``nets.Net`` or its config form
@@ -77,6 +85,7 @@ class TrainSpec:
     options: dict[str, Any] = field(default_factory=dict)
     net: nets.Net = MLP
     input_shape: tuple[int, ...] = MNIST_SHAPE
+    precision: str = "float32"
 
     def __post_init__(self):
         lr = self.learning_rate
@@ -96,6 +105,10 @@ class TrainSpec:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.start not in STARTS:
             raise ValueError(f"start must be one of {', '.join(STARTS)}, got {self.start!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if not isinstance(self.optimizer_settings, dict):
             raise TypeError(
                 f"optimizer_settings must be a mapping, got {self.optimizer_settings!r}"
@@ -115,6 +128,12 @@ class TrainSpec:
     def shared(self) -> bool:
         """True when every backend starts from the shared draw."""
         return self.start == "shared"
+
+    @property
+    def param_dtype(self) -> np.dtype:
+        """The dtype of the parameters, the data and the optimizer's state: float64 for
+        ``precision="float64"``, else float32 (bfloat16's master weights are float32)."""
+        return np.dtype(np.float64 if self.precision == "float64" else np.float32)
 
 
 def model_input(net: nets.Net, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -118,9 +118,22 @@ def own_start(spec: TrainSpec) -> tuple[dict[str, jax.Array], jax.Array]:
     return params, key_shuffle
 
 
-def forward(net: nets.Net, params, x):
+def forward(net: nets.Net, params, x, compute: str | None = None):
     """The logits of ``x`` (NHWC images, or flat rows for a net that begins with a
-    flatten) through the net's layers; the softmax is in ``loss``."""
+    flatten) through the net's layers; the softmax is in ``loss``.
+
+    ``compute="bfloat16"``: mixed precision as a JAX user writes it (jmp's and Flax's
+    ``dtype``/``param_dtype`` convention): the parameters and ``x`` are cast to bfloat16
+    here, every layer computes in bfloat16, and the logits come back as float32, so the
+    loss, the gradients of the (float32) parameters and the optimizer stay float32."""
+    if compute is not None:
+        params = jax.tree.map(lambda a: a.astype(compute), params)
+        x = x.astype(compute)
+    logits = _layers(net, params, x)
+    return logits if compute is None else logits.astype(jnp.float32)
+
+
+def _layers(net: nets.Net, params, x):
     k = 0
     for layer in net.layers:
         if isinstance(layer, nets.Flatten):
@@ -144,9 +157,11 @@ def forward(net: nets.Net, params, x):
     return x
 
 
-def loss(net: nets.Net, params, x, y):
-    """Mean cross-entropy of softmax(logits) against the integer labels ``y``."""
-    return optax.softmax_cross_entropy_with_integer_labels(forward(net, params, x), y).mean()
+def loss(net: nets.Net, params, x, y, compute: str | None = None):
+    """Mean cross-entropy of softmax(logits) against the integer labels ``y`` (float32
+    logits also under ``compute="bfloat16"``)."""
+    logits = forward(net, params, x, compute)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 def optimizer(spec: TrainSpec) -> optax.GradientTransformation:
@@ -198,16 +213,19 @@ def train(
 ) -> RunResult:
     """Train the network with ``spec``'s optimizer; return a ``RunResult``.
 
-    ``dtype: float64`` runs inside ``jax.enable_x64``: the run computes in float64, and
-    the process' other JAX computations keep their float32 default.
+    ``precision="float64"`` runs inside ``jax.enable_x64``: the run computes in float64,
+    and the process' other JAX computations keep their float32 default. ``"bfloat16"``
+    computes the forward pass in bfloat16 (``forward``) with float32 parameters, loss
+    and optimizer state.
     """
     options = info("jax").resolve_options(spec.options)
-    with jax.enable_x64(options["dtype"] == "float64"):
+    with jax.enable_x64(spec.precision == "float64"):
         return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores)
 
 
 def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> RunResult:
-    dtype, net = np.dtype(options["dtype"]), spec.net
+    dtype, net = spec.param_dtype, spec.net
+    compute = "bfloat16" if spec.precision == "bfloat16" else None
     shape = model_input(net, spec.input_shape)
     n, batch = len(x_train), spec.batch_size
     run_start = start(spec)
@@ -224,7 +242,7 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
     rows = eval_rows(net, shape, dtype.itemsize)
     tx = optimizer(spec)
     state = {"params": params, "opt": tx.init(params)}
-    step = _make_step(tx, net)
+    step = _make_step(tx, net, compute)
     run_epoch = _make_epoch(step, batch) if options["scan_epoch"] else None
     step = jax.jit(step, donate_argnums=(0, 1))
 
@@ -243,8 +261,8 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
         state["params"], state["opt"] = jax.block_until_ready((params, opt_state))
 
     def evaluate_epoch():
-        loss_value, correct = scores(net, state["params"], x_train, y_train, rows)
-        _, test_correct = scores(net, state["params"], x_test, y_test, rows)
+        loss_value, correct = scores(net, state["params"], x_train, y_train, rows, compute)
+        _, test_correct = scores(net, state["params"], x_test, y_test, rows, compute)
         return loss_value, correct / n, test_correct / len(x_test)
 
     compile_s = []
@@ -263,11 +281,12 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
     return result
 
 
-def _make_step(tx: optax.GradientTransformation, net: nets.Net):
-    """One optimisation step of ``net`` on the rows ``idx`` of ``(x, y)``, a pure function."""
+def _make_step(tx: optax.GradientTransformation, net: nets.Net, compute: str | None = None):
+    """One optimisation step of ``net`` on the rows ``idx`` of ``(x, y)``, a pure function
+    (the forward pass in ``compute``, see ``forward``)."""
 
     def step(params, opt_state, x, y, idx):
-        grads = jax.grad(loss, argnums=1)(net, params, x[idx], y[idx])
+        grads = jax.grad(loss, argnums=1)(net, params, x[idx], y[idx], compute)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
@@ -306,25 +325,25 @@ def _device_args(net: nets.Net, params: Params, x, y):
     return params, jnp.asarray(x, params["W1"].dtype), jnp.asarray(y, jnp.int32)
 
 
-def scores(net: nets.Net, params, x, y, rows: int) -> tuple[float, int]:
+def scores(net: nets.Net, params, x, y, rows: int, compute: str | None = None) -> tuple[float, int]:
     """Mean loss and number of correct predictions on ``(x, y)``: one compiled call on
     the whole set where ``rows`` covers it (the study's MLP), else one per ``rows`` rows
-    (chunks' means weighted by their rows)."""
+    (chunks' means weighted by their rows); the forward pass in ``compute``."""
     n = len(x)
     if rows >= n:
-        value, correct = _scores(net, params, x, y)
+        value, correct = _scores(net, params, x, y, compute)
         return float(value), int(correct)
     loss, correct = 0.0, 0
     for s in range(0, n, rows):
-        value, chunk_correct = _scores(net, params, x[s : s + rows], y[s : s + rows])
+        value, chunk_correct = _scores(net, params, x[s : s + rows], y[s : s + rows], compute)
         loss, correct = loss + float(value) * min(rows, n - s), correct + int(chunk_correct)
     return loss / n, correct
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _scores(net: nets.Net, params, x, y):
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _scores(net: nets.Net, params, x, y, compute=None):
     """Mean loss and the number of correct predictions on the whole of ``(x, y)``, one
     compiled call (the count, so the accuracy is an exact fraction, as elsewhere)."""
-    logits = forward(net, params, x)
+    logits = forward(net, params, x, compute)
     value = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return value, (jnp.argmax(logits, axis=1) == y).sum()

@@ -48,7 +48,7 @@ def start(spec: TrainSpec) -> SharedStart | None:
 
     With ``start="shared"`` these are the shared ones; with "independent", NumPy draws
     its own from an independent stream of the same ``(seed, trial)``. The weights are the
-    float32 draw in every ``dtype`` (``train`` casts them), as every backend takes the
+    float32 draw in every precision (``train`` casts them), as every backend takes the
     shared start: a float64 run starts from the same numbers as a float32 one.
     """
     return SharedStart.of(spec, stream=None if spec.shared else "numpy")
@@ -186,7 +186,12 @@ def train(
 ) -> RunResult:
     """Train the network with mini-batch ``spec.optimizer`` as ``spec`` says."""
     options = info("numpy").resolve_options(spec.options)
-    dtype = np.dtype(options["dtype"])
+    if spec.precision in info("numpy").cannot_run:
+        raise ValueError(
+            f"numpy cannot run precision {spec.precision!r}: "
+            f"{info('numpy').cannot_run[spec.precision]}"
+        )
+    dtype = spec.param_dtype
     net, shape = spec.net, spec.input_shape
     run_start = start(spec)
     flat, params = numpy_layers.flat(run_start.params, dtype)

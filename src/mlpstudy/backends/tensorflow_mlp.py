@@ -122,9 +122,17 @@ def build_model(
     """``net`` as a Keras ``Sequential`` on inputs of ``input_shape``; ``params`` (the
     canonical layout, Keras' own) override its initial weights. Without them, kernel k
     (counting from 0) gets Keras' ``HeUniform(seed + k)``. A flatten of an input that is
-    already flat builds no layer."""
+    already flat builds no layer.
+
+    ``dtype`` is every layer's dtype policy: ``float32``, ``float64``, or
+    ``mixed_bfloat16`` (float32 variables, bfloat16 compute); under a mixed policy the
+    softmax of the output layer is its own float32 ``Activation`` layer, as Keras' mixed
+    precision guide prescribes (a bfloat16 softmax would round the probabilities the loss
+    takes the log of), and the input stays float32."""
+    mixed = dtype.startswith("mixed_")
     shapes = net.shapes(input_shape)
-    layers, k = [keras.Input(shape=tuple(input_shape), dtype=dtype)], 0
+    input_dtype = "float32" if mixed else dtype
+    layers, k = [keras.Input(shape=tuple(input_shape), dtype=input_dtype)], 0
     for layer, shape in zip(net.layers, shapes, strict=False):
         if isinstance(layer, nets.Flatten):
             if len(shape) > 1:
@@ -148,14 +156,18 @@ def build_model(
                 )
             )
         else:
+            softmax_apart = mixed and layer.activation == "softmax"
+            activation = None if softmax_apart else layer.activation
             layers.append(
                 keras.layers.Dense(
-                    layer.units, activation=layer.activation, kernel_initializer=init, dtype=dtype
+                    layer.units, activation=activation, kernel_initializer=init, dtype=dtype
                 )
             )
+            if softmax_apart:
+                layers.append(keras.layers.Activation("softmax", dtype="float32"))
     model = keras.Sequential(layers)
     if params is not None:
-        model.set_weights([np.asarray(params[name], dtype) for name in net.param_names])
+        model.set_weights([np.asarray(params[name], input_dtype) for name in net.param_names])
     return model
 
 
@@ -194,17 +206,28 @@ def train(
 ) -> RunResult:
     """Train the network with Keras' ``spec.optimizer`` as ``spec`` says.
 
-    ``dtype: float64`` sets Keras' ``floatx`` to float64 for the run (Keras' own way to
-    train in float64): with float64 layers alone, the loss and the optimizer's learning
-    rate stay float32 (``floatx``), and the float32 loss rounds every gradient.
+    ``precision="float64"`` sets Keras' ``floatx`` to float64 for the run (Keras' own way
+    to train in float64): with float64 layers alone, the loss and the optimizer's
+    learning rate stay float32 (``floatx``), and the float32 loss rounds every gradient.
+    ``"bfloat16"`` sets the global dtype policy ``mixed_bfloat16`` for the run
+    (``keras.mixed_precision.set_global_policy``; the layers get it too, see
+    ``build_model``): float32 variables and optimizer, bfloat16 compute, no loss scaling
+    (bfloat16 has float32's exponent range). Both are restored after the run.
     """
     options = info("tensorflow").resolve_options(spec.options)
-    floatx = keras.config.floatx()
-    keras.config.set_floatx(options["dtype"])
+    floatx, policy = keras.config.floatx(), keras.mixed_precision.global_policy()
+    keras.config.set_floatx(spec.param_dtype.name)
+    keras.mixed_precision.set_global_policy(_policy(spec))
     try:
         return _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores)
     finally:
+        keras.mixed_precision.set_global_policy(policy)
         keras.config.set_floatx(floatx)
+
+
+def _policy(spec: TrainSpec) -> str:
+    """The Keras dtype policy of ``spec``'s precision."""
+    return "mixed_bfloat16" if spec.precision == "bfloat16" else spec.param_dtype.name
 
 
 def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> RunResult:
@@ -215,10 +238,10 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
     if run_start is None:
         seed = framework_seed(spec)
         keras.utils.set_random_seed(seed)
-    dtype, net = options["dtype"], spec.net
+    dtype, net = spec.param_dtype.name, spec.net
     shape = model_input(net, spec.input_shape)
     model = build_model(
-        net, shape, run_start.params if run_start is not None else None, seed, dtype
+        net, shape, run_start.params if run_start is not None else None, seed, _policy(spec)
     )
     model.compile(
         optimizer=optimizer(spec),

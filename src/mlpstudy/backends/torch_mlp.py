@@ -201,7 +201,7 @@ def train(
     generator = None
     if run_start is None:
         generator = torch.Generator().manual_seed(framework_seed(spec))
-    dtype, net = np.dtype(options["dtype"]), spec.net
+    dtype, net = spec.param_dtype, spec.net
     shape = model_input(net, spec.input_shape)
     model = build_model(
         net, shape, run_start.params if run_start is not None else None, generator, _dtype(dtype)
@@ -219,7 +219,8 @@ def train(
     rows = min(EVAL_CHUNK, eval_rows(net, shape, dtype.itemsize))
 
     def batch_loss(xb, yb):
-        return criterion(model(xb), yb)
+        with autocast(spec):
+            return criterion(model(xb), yb)
 
     if options["compile"]:
         batch_loss = torch.compile(batch_loss, dynamic=False)
@@ -241,14 +242,24 @@ def train(
             opt.step()
 
     def evaluate_epoch():
-        loss, accuracy = _scores(model, x_train, y_train, rows)
-        return loss, accuracy, _scores(model, x_test, y_test, rows)[1]
+        with autocast(spec):  # the model as it trains: bfloat16 compute under bfloat16
+            loss, accuracy = _scores(model, x_train, y_train, rows)
+            return loss, accuracy, _scores(model, x_test, y_test, rows)[1]
 
     compiled_before = _compile_s()
     result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
     result.metrics["compile_s"] = _compile_s() - compiled_before
     result.params = _params(net, shape, model)
     return result
+
+
+def autocast(spec: TrainSpec):
+    """The context of a forward pass and its loss: ``torch.autocast("cpu",
+    dtype=torch.bfloat16)`` for ``precision="bfloat16"`` (PyTorch's mixed precision: the
+    float32 weights stay, ``nn.Linear``/``nn.Conv2d`` run on bfloat16 copies of their
+    inputs and weights, ``cross_entropy`` in float32; the backward pass follows the
+    casts), else one that changes nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bfloat16")
 
 
 def _keras_epsilon(spec: TrainSpec, opt: torch.optim.Optimizer):
