@@ -188,10 +188,9 @@ def test_figures_per_study_and_the_overview_across_studies(tmp_path):
     html = (work / "results/report.html").read_text()
     assert "System Message" not in html
     categories, _ = report_data(html)
-    labels = {runs.study_label(s) for s in runs.studies(config)}
-    assert set(categories) == labels | {report.ACROSS_STUDIES}
-    for label in labels:
-        optimizer = label.split(" · ")[2]  # dataset · net · optimizer · ...
+    labels = {runs.study_label(s): s["optimizer"] for s in runs.studies(config)}
+    assert set(categories) == set(labels) | {report.ACROSS_STUDIES}
+    for label, optimizer in labels.items():
         files = {f for fs in categories[label].values() for f in fs}
         assert files == {t for t in targets if f"optimizer={optimizer}/" in t}
 

@@ -97,10 +97,9 @@ def test_every_precision_is_a_study_and_float64_backends_agree(tmp_path):
     write_config(work, {**config, "precision": ["float32", "float64"],
                         "learning_rates": [0.1], "batch_sizes": [32], "trials": 1})  # fmt: skip
     snakemake(work, "results/tf_vs_np.csv")
-    table = pd.read_csv(work / "results/tf_vs_np.csv")
+    table = aggregate.read_table(work / "results/tf_vs_np.csv")
     assert len(table) == 2 * 2 and sorted(table["precision"].unique()) == ["float32", "float64"]
-    backend = runs.BY_NAME["backend"].column
-    loss = table.set_index(["precision", backend])["final_train_loss"]
+    loss = table.set_index(["precision", "backend"])["final_train_loss"]
     assert loss["float64", "numpy"] == pytest.approx(loss["float64", "tensorflow"], rel=1e-10)
     assert loss["float64", "numpy"] != loss["float32", "numpy"]
     native = machine.native_bfloat16()  # None where /proc/cpuinfo lists no x86 flags

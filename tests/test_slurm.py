@@ -19,7 +19,7 @@ import pytest
 from e2e_utils import BIN, REPO, make_tiny_workdir, snakemake
 from slurm import cluster as slurm_cluster
 
-from mlpstudy import runs
+from mlpstudy import aggregate, runs
 
 pytestmark = pytest.mark.slurm
 
@@ -229,8 +229,8 @@ def test_tiny_sweep_through_slurm_profile_matches_a_local_run(cluster, slurm_env
         env = run_environment(path)
         assert env.get("slurm_job_id") is None and env.get("slurm_node") is None
 
-    slurm_table = pd.read_csv(on_slurm / TABLE)
-    local_table = pd.read_csv(here / TABLE)
+    slurm_table = aggregate.read_table(on_slurm / TABLE)
+    local_table = aggregate.read_table(here / TABLE)
     assert len(slurm_table) == RUNS and list(slurm_table.columns) == list(local_table.columns)
     assert slurm_table["slurm_job_id"].astype(str).isin(submitted).all()
     assert slurm_table["slurm_node"].eq(cluster.node).all()
