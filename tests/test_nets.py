@@ -21,7 +21,7 @@ MNIST = (28, 28, 1)
 
 
 def test_catalog_shapes_and_parameter_counts():
-    assert list(CATALOG) == ["mlp", "mlp-wide", "mlp-deep", "cnn", "cnn-small"]
+    assert list(CATALOG) == ["mlp", "mlp-wide", "mlp-deep", "cnn", "cnn-dropout", "cnn-small"]
     cnn = CATALOG["cnn"]
     assert cnn.shapes(MNIST) == [
         (28, 28, 1),
@@ -41,6 +41,7 @@ def test_catalog_shapes_and_parameter_counts():
         "b3": (10,),
     }
     assert cnn.n_params(MNIST) == 34_826  # Keras' mnist_convnet without dropout
+    assert CATALOG["cnn-dropout"].n_params(MNIST) == 34_826  # and with it
     mlp = CATALOG["mlp"]
     assert mlp.param_names == MLP.param_names == ("W1", "b1", "W2", "b2")
     assert mlp.param_shapes(MNIST) == {"W1": (784, 64), "b1": (64,), "W2": (64, 10), "b2": (10,)}

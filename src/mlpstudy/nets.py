@@ -11,6 +11,21 @@ The layer vocabulary (frozen dataclasses, one per ``kind``)::
                                                     valid | same; relu | linear
     MaxPool2D(pool, stride=None)                    stride None: the pool size; no padding
     Flatten()
+    Dropout(rate=0.5)                               inverted dropout, training only
+    BatchNorm(epsilon=1e-3, momentum=0.99, activation="linear")
+                                                    per channel (a map's last axis) or unit
+
+``Dropout`` zeroes each input with probability ``rate`` in training and scales the kept
+ones by 1 / (1 - rate) (inverted dropout); in evaluation it is the identity.
+``BatchNorm`` normalises each channel (unit) over the batch (and a map's pixels):
+y = act(gamma (x - mu) / sqrt(var + epsilon) + beta), with mu and var = the biased
+variance (divided by the count, not count - 1) of the batch in training, and the
+running statistics in evaluation; after each training step
+``running = momentum running + (1 - momentum) batch`` for both (Keras' convention:
+``momentum`` weighs the old statistics; the same biased variance in the running
+variance, which PyTorch would keep unbiased). Its activation is its own, so that it
+sits between a linear dense or conv layer and that layer's activation
+(``mlpstudy.regularization`` inserts it so).
 
 ``kernel``, ``stride`` and ``pool`` are a positive integer or a pair ``[height, width]``
 (stored as a pair). The output layer is dense with softmax (the loss fuses the two);
@@ -33,7 +48,10 @@ layout), ``(n,)`` for a vector. A flatten turns a map into a vector in (h, w, c)
 (NHWC's); on a vector it changes nothing.
 
 Parameters are named by parameterised layer, counting from 1: ``W1, b1, W2, b2, ...``
-(so ``mlp`` has exactly the study's ``W1, b1, W2, b2``), in one canonical layout, Keras'
+(so ``mlp`` has exactly the study's ``W1, b1, W2, b2``); a batch norm's by batch norm,
+counting from 1: ``gamma1, beta1`` (trained) and ``mean1, var1`` (its running statistics,
+not trained: ``Net.state_names``), in layer order beside the kernels (``Net.weight_names``:
+what Keras' ``get_weights()`` lists), in one canonical layout, Keras'
 (``model.get_weights()``): a dense kernel is ``(n_in, units)``, a conv kernel HWIO
 ``(kh, kw, c_in, filters)``, a bias ``(units,)``/``(filters,)``. JAX uses it as it is;
 ``to_torch``/``from_torch`` convert to and from PyTorch's (OIHW conv kernels, ``(out, in)``
@@ -77,6 +95,15 @@ _SIZE = {
 }
 
 
+_RATE = {
+    "type": "number",
+    "minimum": 0,
+    "exclusiveMaximum": 1,
+    "description": "a number in [0, 1)",
+}
+_EPSILON = {"type": "number", "exclusiveMinimum": 0, "description": "a number > 0"}
+
+
 def _choice(values: tuple[str, ...]) -> dict[str, Any]:
     return {"enum": list(values), "description": "one of " + ", ".join(values)}
 
@@ -95,6 +122,15 @@ def _valid(value, schema: dict) -> bool:
             isinstance(value, int)
             and not isinstance(value, bool)
             and value >= schema.get("minimum", value)
+        )
+    if schema["type"] == "number":
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= schema.get("minimum", value)
+            and value > schema.get("exclusiveMinimum", value - 1)
+            and value < schema.get("exclusiveMaximum", value + 1)
         )
     return (  # array
         isinstance(value, (list, tuple))
@@ -137,6 +173,7 @@ class _Layer:
 
     @property
     def has_params(self) -> bool:
+        """Whether it has a kernel and a bias (dense, conv2d)."""
         return isinstance(self, (Dense, Conv2D))
 
     def to_config(self) -> dict[str, Any]:
@@ -284,9 +321,51 @@ class Flatten(_Layer):
         return (math.prod(shape),)
 
 
-Layer = Dense | Conv2D | MaxPool2D | Flatten
+@dataclass(frozen=True)
+class Dropout(_Layer):
+    """Training: ``y = x * keep / (1 - rate)``, ``keep ~ Bernoulli(1 - rate)`` per number;
+    evaluation: ``y = x`` (inverted dropout)."""
+
+    kind: ClassVar[str] = "dropout"
+    rate: float = field(default=0.5, metadata={"schema": _RATE})
+
+    def describe(self) -> str:
+        return f"dropout {self.rate:g}"
+
+    def out_shape(self, shape):
+        return tuple(shape)
+
+
+@dataclass(frozen=True)
+class BatchNorm(_Layer):
+    """``y = act(gamma (x - mu) / sqrt(var + epsilon) + beta)`` per channel (the last
+    axis); mu, var the batch's (biased) in training, the running ones in evaluation
+    (module docstring)."""
+
+    kind: ClassVar[str] = "batchnorm"
+    epsilon: float = field(default=1e-3, metadata={"schema": _EPSILON})
+    momentum: float = field(default=0.99, metadata={"schema": _RATE})
+    activation: str = field(default="linear", metadata={"schema": _choice(("relu", "linear"))})
+
+    def describe(self) -> str:
+        return f"batchnorm eps {self.epsilon:g}, momentum {self.momentum:g}, {self.activation}"
+
+    def out_shape(self, shape):
+        return tuple(shape)
+
+    def param_shapes(self, shape):
+        """gamma, beta, running mean, running variance: one number per channel each."""
+        return ((shape[-1],),) * 4
+
+
+Layer = Dense | Conv2D | MaxPool2D | Flatten | Dropout | BatchNorm
 #: kind (the config's ``type``) -> layer class.
-KINDS: dict[str, type] = {cls.kind: cls for cls in (Dense, Conv2D, MaxPool2D, Flatten)}
+KINDS: dict[str, type] = {
+    cls.kind: cls for cls in (Dense, Conv2D, MaxPool2D, Flatten, Dropout, BatchNorm)
+}
+#: Layers that keep their input's shape and sit between others (a flatten before a
+#: dropout still decides the order of the next dense layer's rows).
+SHAPE_KEEPING = (Dropout, BatchNorm)
 
 
 def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -451,25 +530,69 @@ class Net:
 
     @property
     def param_layers(self) -> tuple[int, ...]:
-        """Indices of the layers with parameters (dense, conv2d), in order."""
+        """Indices of the layers with a kernel and a bias (dense, conv2d), in order."""
         return tuple(i for i, layer in enumerate(self.layers) if layer.has_params)
 
     @property
+    def norm_layers(self) -> tuple[int, ...]:
+        """Indices of the batch norms, in order."""
+        return tuple(i for i, layer in enumerate(self.layers) if isinstance(layer, BatchNorm))
+
+    @property
+    def dropout_layers(self) -> tuple[int, ...]:
+        """Indices of the dropouts, in order (the order of a step's keep-masks)."""
+        return tuple(i for i, layer in enumerate(self.layers) if isinstance(layer, Dropout))
+
+    def layer_weights(self) -> dict[int, tuple[str, ...]]:
+        """Layer index -> the names of its weights, for the layers that have any:
+        ``(W{k}, b{k})`` for the k-th dense/conv2d, ``(gamma{k}, beta{k}, mean{k},
+        var{k})`` for the k-th batch norm."""
+        out, kernels, norms = {}, 0, 0
+        for i, layer in enumerate(self.layers):
+            if layer.has_params:
+                kernels += 1
+                out[i] = (f"W{kernels}", f"b{kernels}")
+            elif isinstance(layer, BatchNorm):
+                norms += 1
+                out[i] = tuple(f"{p}{norms}" for p in ("gamma", "beta", "mean", "var"))
+        return out
+
+    @property
+    def weight_names(self) -> tuple[str, ...]:
+        """Every weight in layer order, trained or not (Keras' ``get_weights()`` order):
+        ``W1, b1, gamma1, beta1, mean1, var1, W2, b2, ...``."""
+        return tuple(name for names in self.layer_weights().values() for name in names)
+
+    @property
     def param_names(self) -> tuple[str, ...]:
-        """``W1, b1, W2, b2, ...``: kernel and bias of each parameterised layer, numbered
-        from 1 (``mlp``: the study's ``W1, b1, W2, b2``)."""
-        return tuple(f"{p}{k}" for k in range(1, len(self.param_layers) + 1) for p in "Wb")
+        """The trained weights in layer order (Keras' ``trainable_weights``): ``W1, b1,
+        W2, b2, ...`` (``mlp``: the study's ``W1, b1, W2, b2``), batch norms' ``gamma{k},
+        beta{k}`` where they are."""
+        return tuple(n for n in self.weight_names if not n.startswith(("mean", "var")))
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The weights no gradient updates: each batch norm's running ``mean{k}, var{k}``."""
+        return tuple(n for n in self.weight_names if n.startswith(("mean", "var")))
+
+    @property
+    def kernel_names(self) -> tuple[str, ...]:
+        """``W1, W2, ...``: what weight decay decays (not biases, not batch norms')."""
+        return tuple(n for n in self.weight_names if n[0] == "W")
 
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        """name -> shape, in the canonical (Keras) layout, in ``param_names`` order."""
+        """name -> shape of every weight (``weight_names`` order), in the canonical
+        (Keras) layout."""
         shapes = self.shapes(input_shape)
         out = {}
-        for k, i in enumerate(self.param_layers, 1):
-            out[f"W{k}"], out[f"b{k}"] = self.layers[i].param_shapes(shapes[i])
+        for i, names in self.layer_weights().items():
+            out.update(zip(names, self.layers[i].param_shapes(shapes[i]), strict=True))
         return out
 
     def n_params(self, input_shape: Shape) -> int:
-        return sum(math.prod(s) for s in self.param_shapes(input_shape).values())
+        """Trained numbers (``param_names``; a batch norm's running statistics not)."""
+        shapes = self.param_shapes(input_shape)
+        return sum(math.prod(shapes[name]) for name in self.param_names)
 
     def flops(self, input_shape: Shape) -> Flops:
         """FLOPs per image, forward and backward (convention: module docstring)."""
@@ -493,11 +616,14 @@ class Net:
         before it flattened: the dense layers whose rows each framework orders its own
         way (NHWC: (h, w, c); NCHW: (c, h, w))."""
         shapes = self.shapes(input_shape)
-        return {
-            k: shapes[i - 1]
-            for k, i in enumerate(self.param_layers, 1)
-            if i > 0 and isinstance(self.layers[i - 1], Flatten) and len(shapes[i - 1]) == 3
-        }
+        out = {}
+        for k, i in enumerate(self.param_layers, 1):
+            j = i - 1  # past the dropouts and batch norms between the flatten and the layer
+            while j >= 0 and isinstance(self.layers[j], SHAPE_KEEPING):
+                j -= 1
+            if j >= 0 and isinstance(self.layers[j], Flatten) and len(shapes[j]) == 3:
+                out[k] = shapes[j]
+        return out
 
 
 def he_uniform(rng: np.random.Generator, shape: Shape, dtype=np.float32) -> np.ndarray:
@@ -508,14 +634,24 @@ def he_uniform(rng: np.random.Generator, shape: Shape, dtype=np.float32) -> np.n
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
 
 
+#: The start of a batch norm's weights (every framework's): gamma 1, beta 0, running
+#: mean 0, running variance 1.
+_NORM_START = {"gamma": 1.0, "beta": 0.0, "mean": 0.0, "var": 1.0}
+
+
 def init(net: Net, input_shape: Shape, rng: np.random.Generator, dtype=np.float32):
-    """The shared start's parameters: He-uniform kernels drawn from ``rng`` in layer order
-    (W1, then W2, ...), zero biases, canonical layout. For ``mlp`` these are the same
-    generator calls as the study's draw, so the same numbers."""
-    return {
-        name: he_uniform(rng, shape, dtype) if name[0] == "W" else np.zeros(shape, dtype)
-        for name, shape in net.param_shapes(input_shape).items()
-    }
+    """The shared start's weights (``weight_names``): He-uniform kernels drawn from
+    ``rng`` in layer order (W1, then W2, ...), zero biases, batch norms' as every
+    framework starts them (``_NORM_START``), canonical layout. For ``mlp`` these are the
+    same generator calls as the study's draw, so the same numbers."""
+    out = {}
+    for name, shape in net.param_shapes(input_shape).items():
+        if name[0] == "W":
+            out[name] = he_uniform(rng, shape, dtype)
+        else:
+            fill = _NORM_START.get(name.rstrip("0123456789"), 0.0)
+            out[name] = np.full(shape, fill, dtype)
+    return out
 
 
 def _rows_to_nchw(w: np.ndarray, hwc: Shape) -> np.ndarray:
@@ -543,7 +679,16 @@ def to_torch(net: Net, input_shape: Shape, params: Mapping[str, np.ndarray]):
             w = (_rows_to_nchw(w, maps[k]) if k in maps else w).T
         out[f"W{k}"] = np.ascontiguousarray(w)
         out[f"b{k}"] = np.array(params[f"b{k}"])
-    return out
+    return _with_norms(net, params, out)
+
+
+def _with_norms(net: Net, params, out: dict) -> dict:
+    """``out`` with the batch norms' weights of ``params`` (one number per channel, the
+    same in every layout), in ``weight_names`` order."""
+    for i in net.norm_layers:
+        for name in net.layer_weights()[i]:
+            out[name] = np.array(params[name])
+    return {name: out[name] for name in net.weight_names}
 
 
 def from_torch(net: Net, input_shape: Shape, params: Mapping[str, np.ndarray]):
@@ -558,14 +703,14 @@ def from_torch(net: Net, input_shape: Shape, params: Mapping[str, np.ndarray]):
             w = _rows_to_nhwc(w.T, maps[k]) if k in maps else w.T
         out[f"W{k}"] = np.ascontiguousarray(w)
         out[f"b{k}"] = np.array(params[f"b{k}"])
-    return out
+    return _with_norms(net, params, out)
 
 
 def _mlp(name: str, *hidden: int) -> Net:
     return Net(name, (Flatten(), *(Dense(n) for n in hidden), Dense(10, "softmax")))
 
 
-def _cnn(name: str, f1: int, f2: int) -> Net:
+def _cnn(name: str, f1: int, f2: int, *before_output: Layer) -> Net:
     return Net(
         name,
         (
@@ -574,6 +719,7 @@ def _cnn(name: str, f1: int, f2: int) -> Net:
             Conv2D(f2, 3),
             MaxPool2D(2),
             Flatten(),
+            *before_output,
             Dense(10, "softmax"),
         ),
     )
@@ -584,7 +730,8 @@ DEFAULT = "mlp"
 
 #: The built-in networks (the config's ``net_definitions`` add more; see ``networks``).
 #: ``mlp`` is the study's 784-64-10; ``cnn`` is Keras' ``mnist_convnet`` example without its
-#: dropout (34,826 parameters on 28x28x1); ``cnn-small`` the same shape, 8 and 16 filters.
+#: dropout (34,826 parameters on 28x28x1); ``cnn-dropout`` with it (Keras' placement: rate
+#: 0.5 before the output layer); ``cnn-small`` the same shape, 8 and 16 filters.
 CATALOG: dict[str, Net] = {
     net.name: net
     for net in (
@@ -592,6 +739,7 @@ CATALOG: dict[str, Net] = {
         _mlp("mlp-wide", 1024),
         _mlp("mlp-deep", 256, 256, 256),
         _cnn("cnn", 32, 64),
+        _cnn("cnn-dropout", 32, 64, Dropout(0.5)),
         _cnn("cnn-small", 8, 16),
     )
 }

@@ -17,7 +17,16 @@ per parameterised layer, in layer order; biases are zero; ``nets.init``) and the
 permutation of the training set per epoch. Every backend consumes exactly those, so two
 backends started from the same spec differ only by their implementation. With
 ``start == "independent"`` each framework draws its own weights and batch order from
-``(seed, trial)`` (the study's setting).
+``(seed, trial)`` (the study's setting). A net with dropout layers also takes, with the
+shared start, one keep-mask per dropout layer and epoch from the shared start's own
+stream (``SharedStart.keep_masks``), fed to every backend, so that backends still agree
+step for step; with independent starts each framework drops with its own generator.
+
+Regularisation (``TrainSpec.regularization``, ``mlpstudy.regularization``): the spec's
+``net`` is the network the run trains, dropouts and batch norms included (``apply``d in
+the spec); ``l2`` and ``decoupled`` act on the loss and the optimizer's step, over the
+kernels. A batch norm's running statistics are weights too (``Net.state_names``), in
+``Params`` beside the trained ones.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mlpstudy import nets
+from mlpstudy import nets, regularization
 from mlpstudy.cores import LoopCores
 
 from .optimizers import resolve
@@ -39,8 +48,17 @@ from .optimizers import resolve
 MLP = nets.CATALOG[nets.DEFAULT]
 #: The shape of one MNIST image, (H, W, C): the default input.
 MNIST_SHAPE = (28, 28, 1)
-#: Columns of ``RunResult.history``, in order.
-HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s")
+#: Columns of ``RunResult.history``, in order. ``train_loss`` is the data loss (mean
+#: cross-entropy over the training set), ``train_objective`` what the run minimises: the
+#: data loss plus the ``l2`` penalty (equal to ``train_loss`` without one).
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "test_accuracy",
+    "epoch_s",
+    "train_objective",
+)
 #: The start modes: one shared draw for every backend, or each framework its own.
 STARTS = ("shared", "independent")
 #: The numeric precisions (the ``precision`` axis): float32 and float64 end to end, and
@@ -49,10 +67,16 @@ STARTS = ("shared", "independent")
 #: (``BackendInfo.precisions``).
 PRECISIONS = ("float32", "float64", "bfloat16")
 
-#: The network's parameters by ``Net.param_names``, as NumPy arrays in Keras' layout
-#: (the study's MLP: W1 784x64, b1 64, W2 64x10, b2 10; a conv kernel HWIO); a backend
-#: storing them otherwise converts (``nets.to_torch``).
+#: The network's weights by ``Net.weight_names`` (the trained ``param_names`` and a batch
+#: norm's running statistics ``state_names``), as NumPy arrays in Keras' layout (the
+#: study's MLP: W1 784x64, b1 64, W2 64x10, b2 10; a conv kernel HWIO); a backend storing
+#: them otherwise converts (``nets.to_torch``). Gradients are ``Params`` of the trained
+#: ones only.
 Params = dict[str, np.ndarray]
+#: One keep-mask per dropout layer of the net (``Net.dropout_layers`` order), each a
+#: boolean array of the batch's rows by that layer's input shape: True keeps the number
+#: (scaled by 1 / (1 - rate)), False drops it.
+KeepMasks = list[np.ndarray]
 #: What ``Backend.train`` calls after each epoch with a copy of that epoch's history row.
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -86,6 +110,8 @@ class TrainSpec:
     net: nets.Net = MLP
     input_shape: tuple[int, ...] = MNIST_SHAPE
     precision: str = "float32"
+    regularization: str = regularization.DEFAULT
+    regularization_settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         lr = self.learning_rate
@@ -120,6 +146,13 @@ class TrainSpec:
         net = self.net
         if not isinstance(net, nets.Net):
             net = nets.Net.from_config(net["name"], net["layers"])
+        if not isinstance(self.regularization_settings, dict):
+            raise TypeError(
+                f"regularization_settings must be a mapping, got {self.regularization_settings!r}"
+            )
+        settings = regularization.resolve(self.regularization, self.regularization_settings)
+        object.__setattr__(self, "regularization_settings", settings)
+        net = regularization.apply(net, self.regularization, settings)
         object.__setattr__(self, "net", net)
         object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
         net.check(self.input_shape)
@@ -128,6 +161,23 @@ class TrainSpec:
     def shared(self) -> bool:
         """True when every backend starts from the shared draw."""
         return self.start == "shared"
+
+    @property
+    def weight_decay(self) -> float:
+        """The decoupled decay's ``wd`` (``W <- W - lr wd W`` each step), 0 without it."""
+        return self.regularization_settings.get("weight_decay", 0.0)
+
+    @property
+    def l2(self) -> float:
+        """The ``l2`` penalty's ``lambda`` (each kernel's gradient gains ``lambda W``),
+        0 without it."""
+        return self.regularization_settings.get("lambda", 0.0)
+
+    def penalty(self, params: Params) -> float:
+        """What the run adds to its data loss at ``params`` (``regularization.penalty``)."""
+        return regularization.penalty(
+            self.regularization, self.regularization_settings, self.net, params
+        )
 
     @property
     def param_dtype(self) -> np.dtype:
@@ -202,6 +252,8 @@ class SharedStart:
     ):
         self._rng = generator(seed, trial, stream)
         self.params = nets.init(net, input_shape, self._rng, dtype)
+        self._net, self._input_shape = net, tuple(input_shape)
+        self._masks = generator(seed, trial, f"{stream or 'shared'}/keep-masks")
 
     @classmethod
     def of(cls, spec: TrainSpec, stream: str | None = None) -> SharedStart:
@@ -210,6 +262,28 @@ class SharedStart:
 
     def permutation(self, n: int) -> np.ndarray:
         return self._rng.permutation(n)
+
+    def keep_masks(self, n: int) -> KeepMasks:
+        """The keep-masks of one epoch of ``n`` steps' rows: per dropout layer of the net
+        (``Net.dropout_layers`` order), a boolean ``(n, *layer input shape)`` array, True
+        with probability 1 - rate (``u >= rate``, u uniform float32 in [0, 1)). Row r
+        masks the r-th row the epoch trains on (the permutation's r-th), so the step over
+        rows s..e takes ``mask[s:e]``. Call once per epoch, in epoch order, after
+        ``permutation``: an own stream of the start (``(seed, trial)`` and
+        "keep-masks"), so the weights and permutations are those of the same run without
+        dropout. Empty for a net without dropout. Drawn in blocks of rows (the same
+        numbers as one draw), so no float array of the whole epoch is ever held."""
+        shapes = self._net.shapes(self._input_shape)
+        out = []
+        for i in self._net.dropout_layers:
+            rate, shape = self._net.layers[i].rate, shapes[i]
+            mask = np.empty((n, *shape), bool)
+            block = max(1, 2**22 // max(1, math.prod(shape)))
+            for s in range(0, n, block):
+                u = self._masks.random((min(block, n - s), *shape), dtype=np.float32)
+                np.greater_equal(u, np.float32(rate), out=mask[s : s + block])
+            out.append(mask)
+        return out
 
 
 def is_diverged(train_loss: float) -> bool:
@@ -280,12 +354,19 @@ class Backend(Protocol):
         ...
 
     def gradients(
-        self, net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray
+        self,
+        net: nets.Net,
+        params: Params,
+        x: np.ndarray,
+        y: np.ndarray,
+        keep: KeepMasks | None = None,
     ) -> tuple[float, Params]:
         """Mean cross-entropy of the batch ``(x, y)`` for ``net`` at ``params`` and its
-        gradients, computed in the dtype of ``params`` where the framework allows (float64
-        too). ``x`` is ``(N, *input_shape)``: NHWC images, or flat rows for a net that
-        starts with a flatten or a dense layer."""
+        gradients (of ``net.param_names``), computed in the dtype of ``params`` where the
+        framework allows (float64 too). ``x`` is ``(N, *input_shape)``: NHWC images, or
+        flat rows for a net that starts with a flatten or a dense layer. As in a training
+        step: batch norms normalise with the batch's statistics, and dropouts apply
+        ``keep`` (``KeepMasks``; None: they keep everything, unscaled). No penalty."""
         ...
 
     def evaluate(
@@ -293,7 +374,8 @@ class Backend(Protocol):
     ) -> tuple[float, float]:
         """Mean cross-entropy and accuracy of ``net`` at ``params`` on ``(x, y)`` (``x``
         as for ``gradients``), in the dtype of ``params`` where the framework allows (the
-        finite-difference checks use float64)."""
+        finite-difference checks use float64). As in evaluation: no dropout, batch norms
+        with their running statistics from ``params``."""
         ...
 
     def train(
@@ -306,7 +388,8 @@ class Backend(Protocol):
         on_epoch: EpochCallback | None = None,
         cores: LoopCores | None = None,
     ) -> RunResult:
-        """Train as ``spec`` says (its optimizer, start, options) with the timed loop of
-        ``loop.run_epochs``, which gets ``cores`` (taken for the loop alone; None: no
-        allocation); the result's ``params`` are the final ones as ``Params``."""
+        """Train as ``spec`` says (its optimizer, regularisation, start, options) with the
+        timed loop of ``loop.run_epochs``, which gets ``cores`` (taken for the loop alone;
+        None: no allocation) and the penalty (``spec.penalty``); the result's ``params``
+        are the final weights as ``Params`` (running statistics included)."""
         ...

@@ -6,7 +6,10 @@ A backend supplies three callables and this module does the rest:
   steps consume), timed as ``shuffle_time_s``;
 - ``train_epoch(data)``: every optimisation step of one epoch, timed as ``step_time_s``;
 - ``evaluate() -> (train_loss, train_accuracy, test_accuracy)``: mean loss and accuracy
-  over the full training set and accuracy on the test set, timed as ``eval_time_s``.
+  over the full training set and accuracy on the test set, timed as ``eval_time_s``;
+- ``penalty() -> float`` (only with a penalty, ``TrainSpec.penalty``): what the run adds
+  to the data loss at the current weights; ``train_objective`` = ``train_loss`` + it
+  (evaluation time).
 
 ``training_time_s`` is the study's training time (section 5.2): wall clock from the
 start of the training loop to its end, per-epoch evaluation included. ``epoch_s`` in the
@@ -54,6 +57,7 @@ def run_epochs(
     on_epoch: EpochCallback | None = None,
     options: dict[str, Any] | None = None,
     cores: LoopCores | None = None,
+    penalty: Callable[[], float] | None = None,
 ) -> RunResult:
     """Run ``spec.epochs`` epochs (fewer if the loss stops being finite) on ``cores``
     (:func:`mlpstudy.cores.timed_loop`); return the result."""
@@ -69,6 +73,7 @@ def run_epochs(
             train_epoch(data)
             t2 = time.perf_counter()
             train_loss, train_accuracy, test_accuracy = evaluate()
+            objective = float(train_loss) + (penalty() if penalty is not None else 0.0)
             t3 = time.perf_counter()
             spent["shuffle"] += t1 - t0
             spent["step"] += t2 - t1
@@ -79,6 +84,7 @@ def run_epochs(
                 "train_accuracy": float(train_accuracy),
                 "test_accuracy": float(test_accuracy),
                 "epoch_s": t3 - t0,
+                "train_objective": objective,
             }
             history.append(row)
             if on_epoch is not None:
@@ -100,6 +106,7 @@ def run_epochs(
         "steady_epoch_s": steady_epoch_s([row["epoch_s"] for row in history]),
         "cpu_time_s": cpu_time,
         "final_train_loss": last["train_loss"],
+        "final_train_objective": last["train_objective"],
         "final_train_accuracy": last["train_accuracy"],
         "test_accuracy": last["test_accuracy"],
         "diverged": diverged_epoch is not None,

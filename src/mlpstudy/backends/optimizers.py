@@ -81,7 +81,7 @@ def resolve(optimizer: str, settings: dict[str, Any] | None = None) -> dict[str,
             f"(known: {known})"
         )
     for key, value in settings.items():
-        problem = _check(value, properties[key])
+        problem = check_setting(value, properties[key])
         if problem:
             raise ValueError(f"optimizer_settings.{key} for {optimizer!r} {problem}, got {value!r}")
     resolved = {**OPTIMIZERS[optimizer], **settings}
@@ -97,7 +97,7 @@ def as_float32(value: float) -> float:
     return float(np.float32(value))
 
 
-def _check(value: Any, schema: dict[str, Any]) -> str | None:
+def check_setting(value: Any, schema: dict[str, Any]) -> str | None:
     """What is wrong with ``value`` under ``schema`` (the subset of JSON schema used above)."""
     if schema["type"] == "boolean":
         return None if isinstance(value, bool) else "must be true or false"
