@@ -96,8 +96,8 @@ def weights(net: nets.Net, shape, dtype, seed: int = 0):
     """Shared-start weights with every bias, gamma and beta moved off its start and
     running statistics that are not the start's (so each is tested)."""
     rng = np.random.default_rng(seed)
-    params = {k: v.astype(dtype) for k, v in SharedStart(seed, 0, net=net,
-                                                         input_shape=shape).params.items()}  # fmt: skip
+    start = SharedStart(seed, 0, net=net, input_shape=shape).params
+    params = {k: v.astype(dtype) for k, v in start.items()}
     for name in params:
         if name[0] != "W":
             noise = rng.normal(0, 0.1, params[name].shape)
