@@ -28,6 +28,7 @@ TINY_STUDY_AXES = {
     "dataset": "tiny",
     "net": "mlp",
     "precision": "float32",
+    "regularization": "none",
     "optimizer": "sgd",
     "start": "shared",
     "threads": 1,
