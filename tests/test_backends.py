@@ -279,7 +279,14 @@ def test_divergence_rule():
 
 
 def test_history_columns():
-    assert HISTORY_COLUMNS == ("epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s")
+    assert HISTORY_COLUMNS == (
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_accuracy",
+        "epoch_s",
+        "train_objective",
+    )
 
 
 def test_thread_env_single_thread_also_tells_xla():
