@@ -255,11 +255,29 @@ STEP_CASES = [c for c in CASES if c[0] == "mlp"] + [("cnn-small", "batchnorm", "
 @pytest.mark.parametrize(("net_id", "kind", "case"), STEP_CASES)
 @pytest.mark.parametrize("name", BACKENDS)
 def test_one_step_is_the_textbook_update(name, net_id, kind, case):
+    """Within 2e-6 of the formula on float64 gradients; with batch norm under Adam 1e-5
+    (1 % of the step): Adam's first step lr g / (|g| + eps) moves by lr / eps = 1e4 per
+    unit of g near g = 0, and a batch norm's input gradient, a difference of nearly equal
+    terms, carries float32 errors of ~1e-10 there (measured: 3 of 50176 entries of W1
+    off by up to 3.2e-6, NumPy's own float32 pass)."""
     expected = textbook_step(net_id, kind, case)
     after = trained(name, net_id, kind, case, "step").params
-    assert set(after) == set(spec_of(net_id, kind, case, 32, 1).net.weight_names)
+    net = spec_of(net_id, kind, case, 32, 1).net
+    assert set(after) == set(net.weight_names)
     for k, value in expected.items():
-        np.testing.assert_allclose(after[k], value, rtol=0, atol=2e-6, err_msg=f"{name} {k}")
+        atol = 1e-5 if (kind, case) == ("batchnorm", "adam") else 2e-6
+        if case == "adam" and k in cancelled_biases(net):
+            atol = OPTIMIZERS[-1][3]  # Adam's step on float32 noise: at most lr
+        np.testing.assert_allclose(after[k], value, rtol=0, atol=atol, err_msg=f"{name} {k}")
+
+
+def cancelled_biases(net: nets.Net) -> set[str]:
+    """The biases of the layers feeding a batch norm: it subtracts their mean, so their
+    gradient is 0 and only float32 rounding (~1e-10) is left of it, which Adam, dividing
+    by its own magnitude, turns into steps of up to lr in any direction. They do not
+    change what the net computes, so under Adam they are compared only within lr."""
+    names = net.layer_weights()
+    return {names[i][1] for i in net.param_layers if i + 1 in net.norm_layers}
 
 
 def test_decoupled_decay_is_l2_for_plain_sgd_and_not_for_momentum():
@@ -293,6 +311,8 @@ def test_two_epochs_agree_with_numpy(name, net_id, kind, case):
     final, reference = trained(name, net_id, kind, case).params, trained("numpy", net_id, kind,
                                                                           case).params  # fmt: skip
     for k in reference:
+        if case == "adam" and k in cancelled_biases(spec_of(net_id, kind, case, 32, 1).net):
+            continue  # float32 noise amplified by Adam (cancelled_biases)
         scale = np.abs(reference[k]).max()
         np.testing.assert_allclose(final[k], reference[k], rtol=1e-3, atol=1e-3 * scale,
                                    err_msg=k)  # fmt: skip

@@ -31,9 +31,29 @@ upstream gradient dy = dL/dy (L the batch's loss):
   maximum in the window's row-major order (a later offset wins only when strictly
   greater), as TensorFlow's and PyTorch's CPU kernels do.
 - flatten: a reshape to (N, H W C) in (h, w, c) order; backward, the reshape back.
+- dropout (training): y = x * keep / (1 - rate) with the step's keep-mask (a boolean array
+  like x), dx = dy * keep / (1 - rate); in evaluation y = x. Without a mask it keeps
+  everything, unscaled (``Model.backward``'s ``keep`` is None).
+- batch norm, per channel c over the M = N (H W) numbers of the batch (training):
+  mu = mean x, var = mean (x - mu)^2 (biased), xhat = (x - mu) / sqrt(var + eps),
+  y = act(gamma xhat + beta); backward, with dz = dy * act'(z): dgamma = sum dz xhat,
+  dbeta = sum dz, dx = gamma / (M sqrt(var + eps)) (M dz - dbeta - xhat dgamma).
+  ``Model.update_statistics`` then moves the running statistics (kept in the params):
+  running <- momentum running + (1 - momentum) batch, for mean and (biased) variance.
+  Evaluation: y = act(gamma (x - running mean) / sqrt(running var + eps) + beta).
 - softmax + mean cross-entropy, fused, on the output layer's logits z:
   L = (1/N) sum_n (logsumexp(z_n) - z_n[y_n]) with logsumexp(z) = m + log sum exp(z - m),
   m = max z (no overflow, no log 0), and dL/dz = (softmax(z) - onehot) / N.
+
+Mixed precision (``compute="bfloat16"``, the ``bfloat16`` precision): the weights, the
+optimizer and the gradients' accumulation stay float32; every dense and conv product takes
+operands rounded to bfloat16 (a product of two bfloat16 numbers is exact in float32, and
+BLAS accumulates the products in float32: what a bfloat16 matrix product with float32
+accumulation computes), and every layer's output, every input gradient and every weight
+gradient is rounded to bfloat16 (``to_bfloat16``: round to nearest, ties to even, by
+``ml_dtypes``' cast), as a bfloat16 layer's are in Keras, PyTorch and JAX; the softmax
+and the loss take the bfloat16 logits in float32, and batch norm's statistics are
+float32. Max-pool, ReLU and flatten are exact on bfloat16 values.
 
 Parameters are a dict by ``Net.param_names`` in the canonical (Keras) layout; ``Model``'s
 gradients are views into one flat vector (``Model.grad``), laid out as ``flat`` lays out
@@ -42,16 +62,23 @@ parameters, so an optimizer updates everything with a few passes over one array.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from mlpstudy.nets import Conv2D, Dense, Flatten, MaxPool2D, Net
+from mlpstudy.nets import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Net
 
 #: Bytes of layer buffers ``evaluate`` allows itself per chunk of rows.
 EVAL_BYTES = 64 * 2**20
 #: Below this many input channels, im2col copies one window offset at a time (a long
 #: inner loop over the pixels) instead of every window at once (an inner loop over C).
 PER_OFFSET_CHANNELS = 4
+
+
+def to_bfloat16(a: np.ndarray) -> np.ndarray:
+    """``a`` (float32) rounded in place to the nearest bfloat16, ties to even; returns it."""
+    np.copyto(a, a.astype(ml_dtypes.bfloat16))
+    return a
 
 
 def flat(arrays: dict[str, np.ndarray], dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -85,12 +112,15 @@ class DenseOp:
         self.y = np.empty((rows, *out_shape), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
 
-    def forward(self, x, params):
+    def forward(self, x, params, train=False):
         self.x = x
         y = self.y[: len(x)]
         np.matmul(x, params[self.w], out=y)
         y += params[self.b]
+        if self.round:
+            self.round(y)
         if self.relu:
             np.maximum(y, 0, out=y)
         return y
@@ -102,11 +132,17 @@ class DenseOp:
             mask = self.mask[:rows]
             np.greater(self.y[:rows], 0, out=mask)
             dy *= mask
+        if self.round:
+            self.round(dy)
         np.matmul(self.x.T, dy, out=grads[self.w])
         np.sum(dy, axis=0, out=grads[self.b])
+        if self.round:
+            self.round(grads[self.w])
+            self.round(grads[self.b])
         if self.dx is None:
             return None
-        return np.matmul(dy, params[self.w].T, out=self.dx[:rows])
+        dx = np.matmul(dy, params[self.w].T, out=self.dx[:rows])
+        return self.round(dx) if self.round else dx
 
 
 class Conv2DOp:
@@ -134,13 +170,14 @@ class Conv2DOp:
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
         self.need_dx = need_dx
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
 
     def _cols6(self, rows):
         """X_col as (N, Ho, Wo, kh, kw, C): the same memory."""
         ho, wo, _ = self.out_shape
         return self.cols[: rows * ho * wo].reshape(rows, ho, wo, *self.kernel, self.in_shape[2])
 
-    def forward(self, x, params):
+    def forward(self, x, params, train=False):
         rows = len(x)
         if self.xp is None:
             xp = x
@@ -160,6 +197,8 @@ class Conv2DOp:
         y = self.y[:rows]
         np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
         y += params[self.b]
+        if self.round:
+            self.round(y)
         if self.relu:
             np.maximum(y, 0, out=y)
         return y
@@ -173,10 +212,15 @@ class Conv2DOp:
             mask = self.mask[:rows]
             np.greater(self.y[:rows], 0, out=mask)
             dy *= mask
+        if self.round:
+            self.round(dy)
         dz = dy.reshape(-1, o)
         cols = self.cols[: rows * ho * wo]
         np.matmul(cols.T, dz, out=grads[self.w].reshape(-1, o))
         np.matmul(self.ones[: len(dz)], dz, out=grads[self.b])
+        if self.round:
+            self.round(grads[self.w])
+            self.round(grads[self.b])
         if not self.need_dx:
             return None
         # dX_col[(u, v)] = dz W[u, v]^T for every offset at once, over X_col's memory:
@@ -189,6 +233,8 @@ class Conv2DOp:
         dxp.fill(0)
         for (u, v), block in zip(self.offsets, blocks):
             dxp[:, _window(u, ho, sh), _window(v, wo, sw), :] += block.reshape(rows, ho, wo, c)
+        if self.round:
+            self.round(dxp)
         if self.dx is None:
             return dxp
         dx = self.dx[:rows]
@@ -221,7 +267,7 @@ class MaxPool2DOp:
         self.tmp = None if self.disjoint or not need_dx else np.empty(self.y.shape, dtype)
         self.relu_input = False  # set by Model: the input is a ReLU's output
 
-    def forward(self, x, params):
+    def forward(self, x, params, train=False):
         self.x = x
         y = self.y[: len(x)]
         (i0, j0), *rest = self.offsets
@@ -267,14 +313,124 @@ class FlattenOp:
     def __init__(self, layer: Flatten, names, in_shape, out_shape, rows, dtype, need_dx):
         self.in_shape = in_shape
 
-    def forward(self, x, params):
+    def forward(self, x, params, train=False):
         return x.reshape(len(x), -1)
 
     def backward(self, dy, params, grads):
         return dy.reshape(len(dy), *self.in_shape)
 
 
-OPS = {Dense: DenseOp, Conv2D: Conv2DOp, MaxPool2D: MaxPool2DOp, Flatten: FlattenOp}
+class DropoutOp:
+    """Inverted dropout with a given keep-mask (module docstring); identity in evaluation."""
+
+    def __init__(self, layer: Dropout, names, in_shape, out_shape, rows, dtype, need_dx):
+        self.scale = 1.0 / (1.0 - layer.rate)  # a Python float: no float64 pass (NEP 50)
+        self.y = np.empty((rows, *out_shape), dtype)
+        self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
+        self.keep = None  # set by Model for each training step: a bool array like x
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
+
+    def forward(self, x, params, train=False):
+        if not train or self.keep is None:
+            return x
+        y = self.y[: len(x)]
+        np.multiply(x, self.keep, out=y)
+        y *= self.scale
+        return self.round(y) if self.round else y
+
+    def backward(self, dy, params, grads):
+        if self.keep is None:
+            return dy
+        dx = self.dx[: len(dy)]
+        np.multiply(dy, self.keep, out=dx)
+        dx *= self.scale
+        return self.round(dx) if self.round else dx
+
+
+class BatchNormOp:
+    """Batch norm per channel (the last axis), Keras' conventions (module docstring)."""
+
+    def __init__(self, layer: BatchNorm, names, in_shape, out_shape, rows, dtype, need_dx):
+        self.gamma, self.beta, self.mean, self.var = names
+        self.eps, self.momentum = float(layer.epsilon), float(layer.momentum)
+        self.relu = layer.activation == "relu"
+        self.y = np.empty((rows, *out_shape), dtype)
+        self.xhat = np.empty((rows, *out_shape), dtype)
+        self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
+        c = in_shape[-1]
+        self.batch_mean, self.batch_var, self.inv = (np.empty(c, dtype) for _ in range(3))
+        self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
+
+    def forward(self, x, params, train=False):
+        rows = len(x)
+        flat_x = x.reshape(-1, x.shape[-1])  # (M, C): every number of a channel in a column
+        xhat = self.xhat[:rows]
+        flat_hat = xhat.reshape(flat_x.shape)
+        if train:
+            np.mean(flat_x, axis=0, out=self.batch_mean)
+            np.subtract(flat_x, self.batch_mean, out=flat_hat)
+            np.mean(np.square(flat_hat), axis=0, out=self.batch_var)
+            np.add(self.batch_var, self.eps, out=self.inv)
+            np.sqrt(self.inv, out=self.inv)
+            np.reciprocal(self.inv, out=self.inv)
+        else:
+            np.subtract(flat_x, params[self.mean], out=flat_hat)
+            np.reciprocal(np.sqrt(params[self.var] + self.eps), out=self.inv)
+        flat_hat *= self.inv
+        y = self.y[:rows]
+        np.multiply(xhat, params[self.gamma], out=y)
+        y += params[self.beta]
+        if self.round:
+            self.round(y)
+        if self.relu:
+            np.maximum(y, 0, out=y)
+        return y
+
+    def backward(self, dy, params, grads):
+        """dz = dy 1(y > 0); dgamma = sum dz xhat, dbeta = sum dz,
+        dx = gamma inv / M (M dz - dbeta - xhat dgamma)."""
+        rows = len(dy)
+        if self.relu and not self.masked_downstream:
+            mask = self.mask[:rows]
+            np.greater(self.y[:rows], 0, out=mask)
+            dy *= mask
+        c = dy.shape[-1]
+        dz, xhat = dy.reshape(-1, c), self.xhat[:rows].reshape(-1, c)
+        np.sum(dz, axis=0, out=grads[self.beta])
+        np.einsum("mc,mc->c", dz, xhat, out=grads[self.gamma])
+        if self.round:
+            self.round(grads[self.beta])
+            self.round(grads[self.gamma])
+        if self.dx is None:
+            return None
+        m = len(dz)
+        dx = self.dx[:rows]
+        flat_dx = dx.reshape(-1, c)
+        np.multiply(xhat, grads[self.gamma], out=flat_dx)
+        flat_dx += grads[self.beta]
+        flat_dx *= -1.0 / m
+        flat_dx += dz
+        flat_dx *= params[self.gamma] * self.inv
+        return self.round(dx) if self.round else dx
+
+    def update_statistics(self, params) -> None:
+        """running <- momentum running + (1 - momentum) batch (mean, biased variance)."""
+        for name, batch in ((self.mean, self.batch_mean), (self.var, self.batch_var)):
+            running = params[name]
+            running *= self.momentum
+            running += (1.0 - self.momentum) * batch
+
+
+OPS = {
+    Dense: DenseOp,
+    Conv2D: Conv2DOp,
+    MaxPool2D: MaxPool2DOp,
+    Flatten: FlattenOp,
+    Dropout: DropoutOp,
+    BatchNorm: BatchNormOp,
+}
 
 
 class Model:
@@ -285,17 +441,24 @@ class Model:
     computes no input gradient.
     """
 
-    def __init__(self, net: Net, input_shape, rows: int, dtype=np.float32):
+    def __init__(self, net: Net, input_shape, rows: int, dtype=np.float32, compute=None):
         self.net, self.input_shape = net, tuple(input_shape)
         self.rows, self.dtype = rows, np.dtype(dtype)
+        if compute not in (None, "bfloat16") or (compute and self.dtype != np.float32):
+            raise ValueError(f"compute must be None or bfloat16 (float32 weights), got {compute!r}")
+        self.compute = compute
         shapes = net.check(self.input_shape)
-        self.param_shapes = net.param_shapes(self.input_shape)
+        self.param_shapes = {
+            name: shape
+            for name, shape in net.param_shapes(self.input_shape).items()
+            if name in net.param_names
+        }
         first = net.param_layers[0] if net.param_layers else len(net.layers)
-        names = iter(net.param_names)
+        names = net.layer_weights()
         self.ops = [
             OPS[type(layer)](
                 layer,
-                (next(names), next(names)) if layer.has_params else (),
+                names.get(i, ()),
                 shapes[i],
                 shapes[i + 1],
                 rows,
@@ -306,8 +469,25 @@ class Model:
         ]
         self.first = first  # backward runs from the last layer down to this one
         for op, after in zip(self.ops, self.ops[1:]):
-            if isinstance(op, Conv2DOp) and op.relu and isinstance(after, MaxPool2DOp):
+            if (
+                isinstance(op, (Conv2DOp, BatchNormOp))
+                and op.relu
+                and isinstance(after, MaxPool2DOp)
+            ):
                 op.masked_downstream = after.relu_input = after.hit is not None
+        self.dropouts = [op for op in self.ops if isinstance(op, DropoutOp)]
+        self.norms = [op for op in self.ops if isinstance(op, BatchNormOp)]
+        # mixed precision: every op rounds what it writes; the weights it reads are
+        # bfloat16-rounded copies (``_compute_params``), and so is the input batch
+        self.rounded = self.rounded_x = None
+        if compute:
+            for op in self.ops:
+                if hasattr(op, "round"):
+                    op.round = to_bfloat16
+            trained = net.param_names
+            self.rounded = flat({k: np.zeros(self.param_shapes[k], self.dtype)
+                                 for k in trained}, self.dtype)  # fmt: skip
+            self.rounded_x = np.empty((rows, *self.input_shape), self.dtype)
         zeros = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
         self.grad, self.grads = flat(zeros, self.dtype)
         k = net.n_classes
@@ -321,20 +501,50 @@ class Model:
         self.row_bytes = sum(a.nbytes for a in arrays) // rows
         self.nbytes = self.row_bytes * rows + self.grad.nbytes
 
-    def forward(self, params, x) -> np.ndarray:
+    def forward(self, params, x, train: bool = False, keep=None) -> np.ndarray:
         """The logits of the batch ``x`` (a view of a buffer: the next call overwrites it);
-        ``x`` is ``(N, *input_shape)`` or any shape with N rows of the same size."""
+        ``x`` is ``(N, *input_shape)`` or any shape with N rows of the same size.
+        ``train``: as in a training step (batch norms on the batch's statistics, dropouts
+        applying ``keep``, one keep-mask per dropout layer, or keeping all when None);
+        else as in evaluation."""
         x = x.reshape(len(x), *self.input_shape)
+        for i, op in enumerate(self.dropouts):
+            op.keep = None if keep is None or not train else keep[i]
+        if self.compute:
+            params, x = self._compute_params(params), self._rounded_input(x)
         for op in self.ops:
-            x = op.forward(x, params)
+            x = op.forward(x, params, train)
         return x
 
-    def backward(self, params, x, onehot, scale: float) -> None:
+    def _compute_params(self, params):
+        """Under mixed precision: the trained weights rounded to bfloat16 (one pass over a
+        flat copy), the running statistics as they are; else ``params``."""
+        vector, views = self.rounded
+        for name, view in views.items():
+            np.copyto(view, params[name])
+        to_bfloat16(vector)
+        return {**params, **views}
+
+    def _rounded_input(self, x):
+        out = self.rounded_x[: len(x)]
+        np.copyto(out, x)
+        return to_bfloat16(out)
+
+    def update_statistics(self, params) -> None:
+        """Move every batch norm's running statistics in ``params`` by the batch of the
+        last training forward pass (a training step calls it once, after ``backward``)."""
+        for op in self.norms:
+            op.update_statistics(params)
+
+    def backward(self, params, x, onehot, scale: float, keep=None) -> None:
         """``grads`` <- ``scale`` times the summed per-image gradients of the cross-entropy
         of ``(x, onehot)`` (``scale = 1/N``: those of the mean loss; an SGD step folds
-        its learning rate in). dL/dz = scale (softmax(z) - onehot) on the shifted logits."""
+        its learning rate in), the forward pass as in training (``forward``'s ``keep``).
+        dL/dz = scale (softmax(z) - onehot) on the shifted logits."""
         rows = len(x)
-        z = self.forward(params, x)
+        z = self.forward(params, x, True, keep)
+        if self.compute:
+            params = self.rounded[1] | {k: params[k] for k in self.net.state_names}
         row_max, row_sum = self.row_max[:rows], self.row_sum[:rows]
         np.max(z, axis=1, keepdims=True, out=row_max)
         z -= row_max
@@ -347,11 +557,11 @@ class Model:
         for op in reversed(self.ops[self.first :]):
             dy = op.backward(dy, params, self.grads)
 
-    def loss_sums(self, params, x, y) -> tuple[float, int]:
+    def loss_sums(self, params, x, y, train: bool = False, keep=None) -> tuple[float, int]:
         """Summed cross-entropy (in float64) and number of correct predictions of a batch:
-        logsumexp(z) - z[y] on the shifted logits."""
+        logsumexp(z) - z[y] on the shifted logits (``forward``'s ``train`` and ``keep``)."""
         rows = len(x)
-        z = self.forward(params, x)
+        z = self.forward(params, x, train, keep)
         row_max = self.row_max[:rows]
         np.max(z, axis=1, keepdims=True, out=row_max)
         z -= row_max
@@ -382,20 +592,39 @@ def forward(net: Net, params, x: np.ndarray) -> np.ndarray:
     return Model(net, x.shape[1:], len(x), x.dtype).forward(params, x).copy()
 
 
-def gradients(net: Net, params, x: np.ndarray, y: np.ndarray):
-    """Mean cross-entropy of ``(x, y)`` and its gradients (a dict like ``params``), in the
-    params' dtype (float64 for finite-difference checks)."""
+def gradients(net: Net, params, x: np.ndarray, y: np.ndarray, keep=None):
+    """Mean cross-entropy of ``(x, y)`` and its gradients (of ``net.param_names``), in the
+    params' dtype (float64 for finite-difference checks), the forward pass as in
+    training: batch norms on the batch's statistics, dropouts applying ``keep``."""
     x = np.ascontiguousarray(x, dtype=_dtype(params))
     model = Model(net, x.shape[1:], len(x), x.dtype)
-    loss = model.loss_sums(params, x, np.asarray(y))[0] / len(x)
-    model.backward(params, x, one_hot(y, net.n_classes, x.dtype), 1.0 / len(x))
+    loss = model.loss_sums(params, x, np.asarray(y), True, keep)[0] / len(x)
+    model.backward(params, x, one_hot(y, net.n_classes, x.dtype), 1.0 / len(x), keep)
     return loss, {name: g.copy() for name, g in model.grads.items()}
 
 
-def evaluate(net: Net, params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def norm_inputs(net: Net, params, x: np.ndarray, keep=None) -> list[np.ndarray]:
+    """The input of every batch norm in a training forward pass of ``x`` (copies, in
+    layer order): what their batch statistics are taken over."""
+    x = np.ascontiguousarray(x, dtype=_dtype(params))
+    model = Model(net, x.shape[1:], len(x), x.dtype)
+    inputs = []
+    for op in model.norms:
+        forward = op.forward
+
+        def record(x, params, train, forward=forward):
+            inputs.append(np.array(x))
+            return forward(x, params, train)
+
+        op.forward = record
+    model.forward(params, x, True, keep)
+    return inputs
+
+
+def evaluate(net: Net, params, x: np.ndarray, y: np.ndarray, compute=None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in chunks whose layer
-    buffers stay within ``EVAL_BYTES``."""
+    buffers stay within ``EVAL_BYTES`` (``compute``: ``Model``'s)."""
     x = np.asarray(x, dtype=_dtype(params))
-    per_row = Model(net, x.shape[1:], 1, x.dtype).row_bytes
+    per_row = Model(net, x.shape[1:], 1, x.dtype, compute).row_bytes
     rows = max(1, min(len(x), EVAL_BYTES // per_row))
-    return Model(net, x.shape[1:], rows, x.dtype).evaluate(params, x, y)
+    return Model(net, x.shape[1:], rows, x.dtype, compute).evaluate(params, x, y)

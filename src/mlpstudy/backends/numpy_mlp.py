@@ -15,12 +15,31 @@ allocated once per run, so a step costs little beyond its matrix products:
   an optimizer updates every number (50,890 for the MLP) with a few in-place passes over
   one array (``SGD``, ``Momentum``, ``Adam`` below: equations in their docstrings).
 
+Regularisation (``mlpstudy.regularization``), written out like the rest:
+
+- ``l2``: after the backward pass each kernel's gradient gains lambda W (times the
+  gradient's scale: lr for SGD and momentum, whose learning rate is folded in), one
+  multiply and one add per kernel into a preallocated buffer; the optimizer sees the sum.
+- ``decoupled``: before the optimizer's step each kernel is scaled by (1 - lr wd) in
+  place (the optimizers' updates do not depend on the weights, so before or after the
+  step is the same formula).
+- ``dropout``: each epoch's keep-masks (``SharedStart.keep_masks``: the shared ones, or
+  NumPy's own stream's with an independent start) are sliced per step like the batch.
+- ``batchnorm``: the running statistics live outside the flat vector (no gradient, no
+  optimizer), updated after each step's backward pass (``Model.update_statistics``).
+
+Precision: ``float32`` and ``float64`` end to end (parameters, data, arithmetic);
+``bfloat16`` is mixed precision written out (``numpy_layers``, "Mixed precision"):
+float32 weights and optimizer, every product on bfloat16-rounded operands with float32
+accumulation, every layer output and gradient rounded to bfloat16.
+
 Implements ``base.Backend``, like every other backend module.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -29,7 +48,7 @@ from mlpstudy.cores import LoopCores
 from mlpstudy.nets import Net
 
 from . import info, numpy_layers
-from .base import EpochCallback, Params, RunResult, SharedStart, TrainSpec
+from .base import EpochCallback, KeepMasks, Params, RunResult, SharedStart, TrainSpec
 from .loop import run_epochs
 
 
@@ -54,10 +73,13 @@ def start(spec: TrainSpec) -> SharedStart | None:
     return SharedStart.of(spec, stream=None if spec.shared else "numpy")
 
 
-def gradients(net: Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
-    """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients (dict like
-    ``params``), in the dtype of ``params`` (float64 for finite-difference checks)."""
-    return numpy_layers.gradients(net, params, x, y)
+def gradients(
+    net: Net, params: Params, x: np.ndarray, y: np.ndarray, keep: KeepMasks | None = None
+) -> tuple[float, Params]:
+    """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients (of
+    ``net.param_names``), in the dtype of ``params`` (float64 for finite-difference
+    checks); batch norms on the batch's statistics, dropouts applying ``keep``."""
+    return numpy_layers.gradients(net, params, x, y, keep)
 
 
 def evaluate(net: Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -186,21 +208,19 @@ def train(
 ) -> RunResult:
     """Train the network with mini-batch ``spec.optimizer`` as ``spec`` says."""
     options = info("numpy").resolve_options(spec.options)
-    if spec.precision in info("numpy").cannot_run:
-        raise ValueError(
-            f"numpy cannot run precision {spec.precision!r}: "
-            f"{info('numpy').cannot_run[spec.precision]}"
-        )
     dtype = spec.param_dtype
     net, shape = spec.net, spec.input_shape
     run_start = start(spec)
-    flat, params = numpy_layers.flat(run_start.params, dtype)
+    trained = {k: run_start.params[k] for k in net.param_names}
+    flat, params = numpy_layers.flat(trained, dtype)
+    params.update({k: run_start.params[k].astype(dtype) for k in net.state_names})
     # Rows of images (N, H, W, C) as the net takes them: views of the contiguous arrays.
     x_train = np.ascontiguousarray(x_train, dtype=dtype).reshape(len(x_train), *shape)
     x_test = np.ascontiguousarray(x_test, dtype=dtype).reshape(len(x_test), *shape)
     onehot = numpy_layers.one_hot(y_train, net.n_classes, dtype)
     n, batch = len(x_train), spec.batch_size
-    model = numpy_layers.Model(net, shape, min(batch, n), dtype)
+    compute = "bfloat16" if spec.precision == "bfloat16" else None
+    model = numpy_layers.Model(net, shape, min(batch, n), dtype, compute)
     batch_x = np.empty((min(batch, n), *shape), dtype)
     batch_onehot = np.empty((min(batch, n), net.n_classes), dtype)
     optimizer = OPTIMIZERS[spec.optimizer](
@@ -208,23 +228,54 @@ def train(
     )
     bounds = [(s, min(s + batch, n)) for s in range(0, n, batch)]
     scales = {e - s: optimizer.grad_scale / (e - s) for s, e in bounds}  # (lr) / b
-    step = optimizer.step
+    step = _regularised_step(spec, optimizer, params, model)
 
     def shuffle(epoch):
-        return run_start.permutation(n)
+        order = run_start.permutation(n)
+        return order, run_start.keep_masks(n)
 
-    def train_epoch(order):
+    def train_epoch(data):
+        order, masks = data
         for s, e in bounds:  # mode="clip" skips the bounds check that forces a copy
             xb = np.take(x_train, order[s:e], axis=0, out=batch_x[: e - s], mode="clip")
             yb = np.take(onehot, order[s:e], axis=0, out=batch_onehot[: e - s], mode="clip")
-            model.backward(params, xb, yb, scales[e - s])
+            keep = [mask[s:e] for mask in masks] if masks else None
+            model.backward(params, xb, yb, scales[e - s], keep)
             step()
 
-    def evaluate_epoch():
-        loss, accuracy = evaluate(net, params, x_train, y_train)
-        return loss, accuracy, evaluate(net, params, x_test, y_test)[1]
+    def evaluate_epoch():  # as the model trains: under mixed precision, the bfloat16 model
+        loss, accuracy = numpy_layers.evaluate(net, params, x_train, y_train, compute)
+        return loss, accuracy, numpy_layers.evaluate(net, params, x_test, y_test, compute)[1]
 
+    penalty = (lambda: spec.penalty(params)) if spec.l2 else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
-    result.params = {name: params[name].copy() for name in net.param_names}
+        result = run_epochs(
+            spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores, penalty
+        )
+    result.params = {name: params[name].copy() for name in net.weight_names}
     return result
+
+
+def _regularised_step(spec: TrainSpec, optimizer, params: Params, model) -> Callable[[], None]:
+    """The step after a backward pass: the ``l2`` gradient (lambda W, at the gradient's
+    scale) into each kernel's gradient, the ``decoupled`` decay (W *= 1 - lr wd), the
+    optimizer's step, the batch norms' running statistics; just the optimizer's step
+    when there is none of these."""
+    kernels = [(params[k], model.grads[k]) for k in spec.net.kernel_names]
+    l2 = spec.l2 * optimizer.grad_scale
+    decay = 1.0 - spec.learning_rate * spec.weight_decay
+    buffers = [np.empty_like(w) for w, _ in kernels] if l2 else []
+    if not (l2 or spec.weight_decay or model.norms):
+        return optimizer.step
+
+    def step():
+        for (w, g), tmp in zip(kernels, buffers, strict=False):
+            np.multiply(w, l2, out=tmp)
+            g += tmp
+        if spec.weight_decay:
+            for w, _ in kernels:
+                w *= decay
+        optimizer.step()
+        model.update_statistics(params)
+
+    return step
