@@ -149,14 +149,15 @@ def study_dir(wildcards: dict[str, Any]) -> str:
 
 def label(column: str, value: Any) -> str:
     """An axis value as a study's name says it: ``shared start``, ``2 threads``,
-    ``no regularization``; any other value as it is."""
+    ``no regularization``, ``decoupled weight decay`` (``regularization.TITLES``); any
+    other value as it is."""
     value = fmt(value)
     if column == "start":
         return f"{value} start"
     if column == "threads":
         return f"{value} thread" + ("" if value == "1" else "s")
-    if column == "regularization" and value == regularization.DEFAULT:
-        return "no regularization"
+    if column == "regularization":
+        return regularization.TITLES.get(value, value)
     return value
 
 
