@@ -108,7 +108,8 @@ def test_studies_are_the_product_of_the_study_axes():
     )
     assert (
         runs.study_label(studies[-1])
-        == "fashion-mnist · cnn-small · bfloat16 · l2 penalty · adam · independent start · 2 threads"
+        == "fashion-mnist · cnn-small · bfloat16 · l2 penalty · adam · independent start · "
+        "2 threads"
     )
     assert (
         runs.study_label(studies[0])
