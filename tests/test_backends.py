@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlpstudy import backends
+from mlpstudy import backends, nets
 from mlpstudy.backends import (
     BACKENDS,
     REGISTRY,
@@ -364,15 +364,36 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
     assert "native_bfloat16" in machine.environment()
 
 
-def test_each_precision_sets_the_parameters_dtype_and_numpy_names_why_no_bfloat16():
+def test_each_precision_sets_the_parameters_dtype_and_every_backend_runs_each():
     dtypes = {p: TrainSpec(0.1, 32, 1, 0, 0, precision=p).param_dtype for p in PRECISIONS}
     assert dtypes == {"float32": np.float32, "float64": np.float64, "bfloat16": np.float32}
-    assert set(info("numpy").cannot_run) == {"bfloat16"}
-    assert all(not info(name).cannot_run for name in ("tensorflow", "jax", "torch"))
-    spec = TrainSpec(0.1, 32, 1, 0, 0, precision="bfloat16")
-    x = np.zeros((4, 784), np.float32)
-    with pytest.raises(ValueError, match="numpy cannot run precision 'bfloat16'"):
-        get_backend("numpy").train(spec, x, np.zeros(4, np.int64), x, np.zeros(4, np.int64))
+    assert all(not info(name).cannot_run for name in BACKENDS)
+
+
+def test_numpys_mixed_precision_rounds_products_operands_and_outputs_to_bfloat16():
+    """NumPy's bfloat16 step: every number a layer writes is a bfloat16 number (its low 16
+    bits zero), the weights stay float32 and move by float32 steps, and the logits are
+    the float32 model's to bfloat16's precision (a few u = 2^-9 relative), not equal."""
+    from mlpstudy.backends import numpy_layers
+
+    rng = np.random.default_rng(0)
+    net = nets.CATALOG["cnn-small"]
+    params = SharedStart(0, 0, net=net).params
+    x = rng.random((8, 28, 28, 1), dtype=np.float32)
+    mixed = numpy_layers.Model(net, (28, 28, 1), 8, np.float32, "bfloat16")
+    logits = mixed.forward(params, x, train=True).copy()
+    for op in mixed.ops:
+        y = getattr(op, "y", None)
+        if y is not None:
+            assert not np.any(y.view(np.uint32) & 0xFFFF), type(op).__name__
+    plain = numpy_layers.Model(net, (28, 28, 1), 8).forward(params, x).copy()
+    rel = np.abs(logits - plain).max() / np.abs(plain).max()
+    assert 0 < rel < 12 * 2.0**-9
+    mixed.backward(params, x, numpy_layers.one_hot(np.arange(8) % 10, 10, np.float32), 1 / 8)
+    for name, grad in mixed.grads.items():
+        assert not np.any(grad.view(np.uint32) & 0xFFFF), name  # bfloat16 gradients ...
+        assert params[name].dtype == np.float32  # ... for float32 master weights
+    assert np.any(params["W1"].view(np.uint32) & 0xFFFF)  # the weights are not rounded
 
 
 def test_a_keras_bfloat16_run_restores_the_policy_and_floatx():

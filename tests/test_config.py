@@ -218,7 +218,7 @@ def _checked(config: dict) -> dict:
 
 def test_precision_is_an_axis_of_float32_by_default_and_takes_every_precision():
     assert _checked(default_config())["precision"] == ["float32"]
-    config = {**default_config(), "backends": ["tensorflow", "jax", "torch"]}
+    config = {**default_config(), "backends": ["numpy", "tensorflow", "jax", "torch"]}
     config["precision"] = "[float32, float64, bfloat16]"  # as from the command line
     assert _checked(config)["precision"] == ["float32", "float64", "bfloat16"]
 
@@ -231,12 +231,20 @@ def test_precision_is_an_axis_of_float32_by_default_and_takes_every_precision():
         (["float32", "float32"], ["numpy"], ["config field 'precision'", "duplicate"]),
         (["float32", "bfloat16"], ["numpy", "torch"],
          ["config field 'precision[1]'", "backend 'numpy' cannot run 'bfloat16'",
-          "no bfloat16"]),
+          "its reason"]),
     ],
 )  # fmt: skip
 def test_a_precision_that_is_unknown_or_a_backend_cannot_run_is_rejected_naming_the_field(
-    precision, backends, fragments
+    precision, backends, fragments, monkeypatch
 ):
+    """Every backend runs every precision today; one that could not (its registry entry's
+    ``cannot_run``, here given to numpy) is rejected before any job, with its reason."""
+    import dataclasses
+
+    from mlpstudy.backends import REGISTRY
+
+    entry = dataclasses.replace(REGISTRY["numpy"], cannot_run={"bfloat16": "its reason"})
+    monkeypatch.setitem(REGISTRY, "numpy", entry)
     with pytest.raises(cfg.ConfigError) as error:
         _checked({**default_config(), "precision": precision, "backends": backends})
     for fragment in fragments:

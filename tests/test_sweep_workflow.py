@@ -120,11 +120,15 @@ def finished_train_runs(log_text: str) -> list[Path]:
 
 
 def test_resume_after_kill_9(tiny_sweep, tmp_path):
+    """kill -9 of the whole process group once a run has finished, then the same command
+    again: the finished runs are kept as they are, nothing half-written is taken, and the
+    table is the uninterrupted sweep's. The command asks for the table (every run and its
+    aggregation, not the figures and statistics after it: what the kill can interrupt)."""
     work = make_tiny_workdir(tmp_path)
     log_path = tmp_path / "first_attempt.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            snakemake_cmd(work),
+            snakemake_cmd(work, "results/tf_vs_np.csv"),
             env=env(),
             start_new_session=True,
             stdout=log,
@@ -150,7 +154,7 @@ def test_resume_after_kill_9(tiny_sweep, tmp_path):
     assert not (work / "results/tf_vs_np.csv").exists()
     assert not list((work / "results").rglob("*.part"))  # nothing half-written in place
 
-    snakemake(work)  # the same command again, no extra flags
+    snakemake(work, "results/tf_vs_np.csv")  # the same command again, no extra flags
 
     for d, before in stats.items():  # finished runs untouched
         assert before == [

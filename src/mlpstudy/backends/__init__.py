@@ -92,11 +92,6 @@ _OKABE_ITO = {
 }
 
 #: Why NumPy runs no bfloat16 (docs/backends.md, "Precision").
-_NUMPY_BFLOAT16 = (
-    "NumPy has no bfloat16 type or bfloat16 matrix product; its mixed precision would be "
-    "an emulation written for this study, not a framework's own (docs/backends.md)"
-)
-
 _ENTRIES = (
     BackendInfo(
         name="numpy",
@@ -108,7 +103,6 @@ _ENTRIES = (
         linestyle="-",
         marker="o",
         measured=Measured(peak_mb=404, epoch_s=0.72, startup_s=2.4),
-        cannot_run={"bfloat16": _NUMPY_BFLOAT16},
     ),
     BackendInfo(
         name="tensorflow",

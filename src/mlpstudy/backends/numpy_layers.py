@@ -45,6 +45,16 @@ upstream gradient dy = dL/dy (L the batch's loss):
   L = (1/N) sum_n (logsumexp(z_n) - z_n[y_n]) with logsumexp(z) = m + log sum exp(z - m),
   m = max z (no overflow, no log 0), and dL/dz = (softmax(z) - onehot) / N.
 
+Mixed precision (``compute="bfloat16"``, the ``bfloat16`` precision): the weights, the
+optimizer and the gradients' accumulation stay float32; every dense and conv product takes
+operands rounded to bfloat16 (a product of two bfloat16 numbers is exact in float32, and
+BLAS accumulates the products in float32: what a bfloat16 matrix product with float32
+accumulation computes), and every layer's output, every input gradient and every weight
+gradient is rounded to bfloat16 (``to_bfloat16``: round to nearest, ties to even, by
+``ml_dtypes``' cast), as a bfloat16 layer's are in Keras, PyTorch and JAX; the softmax
+and the loss take the bfloat16 logits in float32, and batch norm's statistics are
+float32. Max-pool, ReLU and flatten are exact on bfloat16 values.
+
 Parameters are a dict by ``Net.param_names`` in the canonical (Keras) layout; ``Model``'s
 gradients are views into one flat vector (``Model.grad``), laid out as ``flat`` lays out
 parameters, so an optimizer updates everything with a few passes over one array.
@@ -52,6 +62,7 @@ parameters, so an optimizer updates everything with a few passes over one array.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -62,6 +73,12 @@ EVAL_BYTES = 64 * 2**20
 #: Below this many input channels, im2col copies one window offset at a time (a long
 #: inner loop over the pixels) instead of every window at once (an inner loop over C).
 PER_OFFSET_CHANNELS = 4
+
+
+def to_bfloat16(a: np.ndarray) -> np.ndarray:
+    """``a`` (float32) rounded in place to the nearest bfloat16, ties to even; returns it."""
+    np.copyto(a, a.astype(ml_dtypes.bfloat16))
+    return a
 
 
 def flat(arrays: dict[str, np.ndarray], dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -95,12 +112,15 @@ class DenseOp:
         self.y = np.empty((rows, *out_shape), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
 
     def forward(self, x, params, train=False):
         self.x = x
         y = self.y[: len(x)]
         np.matmul(x, params[self.w], out=y)
         y += params[self.b]
+        if self.round:
+            self.round(y)
         if self.relu:
             np.maximum(y, 0, out=y)
         return y
@@ -112,11 +132,17 @@ class DenseOp:
             mask = self.mask[:rows]
             np.greater(self.y[:rows], 0, out=mask)
             dy *= mask
+        if self.round:
+            self.round(dy)
         np.matmul(self.x.T, dy, out=grads[self.w])
         np.sum(dy, axis=0, out=grads[self.b])
+        if self.round:
+            self.round(grads[self.w])
+            self.round(grads[self.b])
         if self.dx is None:
             return None
-        return np.matmul(dy, params[self.w].T, out=self.dx[:rows])
+        dx = np.matmul(dy, params[self.w].T, out=self.dx[:rows])
+        return self.round(dx) if self.round else dx
 
 
 class Conv2DOp:
@@ -144,6 +170,7 @@ class Conv2DOp:
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
         self.need_dx = need_dx
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
 
     def _cols6(self, rows):
         """X_col as (N, Ho, Wo, kh, kw, C): the same memory."""
@@ -170,6 +197,8 @@ class Conv2DOp:
         y = self.y[:rows]
         np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
         y += params[self.b]
+        if self.round:
+            self.round(y)
         if self.relu:
             np.maximum(y, 0, out=y)
         return y
@@ -183,10 +212,15 @@ class Conv2DOp:
             mask = self.mask[:rows]
             np.greater(self.y[:rows], 0, out=mask)
             dy *= mask
+        if self.round:
+            self.round(dy)
         dz = dy.reshape(-1, o)
         cols = self.cols[: rows * ho * wo]
         np.matmul(cols.T, dz, out=grads[self.w].reshape(-1, o))
         np.matmul(self.ones[: len(dz)], dz, out=grads[self.b])
+        if self.round:
+            self.round(grads[self.w])
+            self.round(grads[self.b])
         if not self.need_dx:
             return None
         # dX_col[(u, v)] = dz W[u, v]^T for every offset at once, over X_col's memory:
@@ -199,6 +233,8 @@ class Conv2DOp:
         dxp.fill(0)
         for (u, v), block in zip(self.offsets, blocks):
             dxp[:, _window(u, ho, sh), _window(v, wo, sw), :] += block.reshape(rows, ho, wo, c)
+        if self.round:
+            self.round(dxp)
         if self.dx is None:
             return dxp
         dx = self.dx[:rows]
@@ -292,6 +328,7 @@ class DropoutOp:
         self.y = np.empty((rows, *out_shape), dtype)
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
         self.keep = None  # set by Model for each training step: a bool array like x
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
 
     def forward(self, x, params, train=False):
         if not train or self.keep is None:
@@ -299,7 +336,7 @@ class DropoutOp:
         y = self.y[: len(x)]
         np.multiply(x, self.keep, out=y)
         y *= self.scale
-        return y
+        return self.round(y) if self.round else y
 
     def backward(self, dy, params, grads):
         if self.keep is None:
@@ -307,7 +344,7 @@ class DropoutOp:
         dx = self.dx[: len(dy)]
         np.multiply(dy, self.keep, out=dx)
         dx *= self.scale
-        return dx
+        return self.round(dx) if self.round else dx
 
 
 class BatchNormOp:
@@ -324,6 +361,7 @@ class BatchNormOp:
         c = in_shape[-1]
         self.batch_mean, self.batch_var, self.inv = (np.empty(c, dtype) for _ in range(3))
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
+        self.round = None  # set by Model: to_bfloat16 under mixed precision
 
     def forward(self, x, params, train=False):
         rows = len(x)
@@ -344,6 +382,8 @@ class BatchNormOp:
         y = self.y[:rows]
         np.multiply(xhat, params[self.gamma], out=y)
         y += params[self.beta]
+        if self.round:
+            self.round(y)
         if self.relu:
             np.maximum(y, 0, out=y)
         return y
@@ -360,6 +400,9 @@ class BatchNormOp:
         dz, xhat = dy.reshape(-1, c), self.xhat[:rows].reshape(-1, c)
         np.sum(dz, axis=0, out=grads[self.beta])
         np.einsum("mc,mc->c", dz, xhat, out=grads[self.gamma])
+        if self.round:
+            self.round(grads[self.beta])
+            self.round(grads[self.gamma])
         if self.dx is None:
             return None
         m = len(dz)
@@ -370,7 +413,7 @@ class BatchNormOp:
         flat_dx *= -1.0 / m
         flat_dx += dz
         flat_dx *= params[self.gamma] * self.inv
-        return dx
+        return self.round(dx) if self.round else dx
 
     def update_statistics(self, params) -> None:
         """running <- momentum running + (1 - momentum) batch (mean, biased variance)."""
@@ -398,9 +441,12 @@ class Model:
     computes no input gradient.
     """
 
-    def __init__(self, net: Net, input_shape, rows: int, dtype=np.float32):
+    def __init__(self, net: Net, input_shape, rows: int, dtype=np.float32, compute=None):
         self.net, self.input_shape = net, tuple(input_shape)
         self.rows, self.dtype = rows, np.dtype(dtype)
+        if compute not in (None, "bfloat16") or (compute and self.dtype != np.float32):
+            raise ValueError(f"compute must be None or bfloat16 (float32 weights), got {compute!r}")
+        self.compute = compute
         shapes = net.check(self.input_shape)
         self.param_shapes = {
             name: shape
@@ -431,6 +477,17 @@ class Model:
                 op.masked_downstream = after.relu_input = after.hit is not None
         self.dropouts = [op for op in self.ops if isinstance(op, DropoutOp)]
         self.norms = [op for op in self.ops if isinstance(op, BatchNormOp)]
+        # mixed precision: every op rounds what it writes; the weights it reads are
+        # bfloat16-rounded copies (``_compute_params``), and so is the input batch
+        self.rounded = self.rounded_x = None
+        if compute:
+            for op in self.ops:
+                if hasattr(op, "round"):
+                    op.round = to_bfloat16
+            trained = net.param_names
+            self.rounded = flat({k: np.zeros(self.param_shapes[k], self.dtype)
+                                 for k in trained}, self.dtype)  # fmt: skip
+            self.rounded_x = np.empty((rows, *self.input_shape), self.dtype)
         zeros = {name: np.zeros(shape, self.dtype) for name, shape in self.param_shapes.items()}
         self.grad, self.grads = flat(zeros, self.dtype)
         k = net.n_classes
@@ -453,9 +510,25 @@ class Model:
         x = x.reshape(len(x), *self.input_shape)
         for i, op in enumerate(self.dropouts):
             op.keep = None if keep is None or not train else keep[i]
+        if self.compute:
+            params, x = self._compute_params(params), self._rounded_input(x)
         for op in self.ops:
             x = op.forward(x, params, train)
         return x
+
+    def _compute_params(self, params):
+        """Under mixed precision: the trained weights rounded to bfloat16 (one pass over a
+        flat copy), the running statistics as they are; else ``params``."""
+        vector, views = self.rounded
+        for name, view in views.items():
+            np.copyto(view, params[name])
+        to_bfloat16(vector)
+        return {**params, **views}
+
+    def _rounded_input(self, x):
+        out = self.rounded_x[: len(x)]
+        np.copyto(out, x)
+        return to_bfloat16(out)
 
     def update_statistics(self, params) -> None:
         """Move every batch norm's running statistics in ``params`` by the batch of the
@@ -470,6 +543,8 @@ class Model:
         dL/dz = scale (softmax(z) - onehot) on the shifted logits."""
         rows = len(x)
         z = self.forward(params, x, True, keep)
+        if self.compute:
+            params = self.rounded[1] | {k: params[k] for k in self.net.state_names}
         row_max, row_sum = self.row_max[:rows], self.row_sum[:rows]
         np.max(z, axis=1, keepdims=True, out=row_max)
         z -= row_max
@@ -546,10 +621,10 @@ def norm_inputs(net: Net, params, x: np.ndarray, keep=None) -> list[np.ndarray]:
     return inputs
 
 
-def evaluate(net: Net, params, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def evaluate(net: Net, params, x: np.ndarray, y: np.ndarray, compute=None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in chunks whose layer
-    buffers stay within ``EVAL_BYTES``."""
+    buffers stay within ``EVAL_BYTES`` (``compute``: ``Model``'s)."""
     x = np.asarray(x, dtype=_dtype(params))
-    per_row = Model(net, x.shape[1:], 1, x.dtype).row_bytes
+    per_row = Model(net, x.shape[1:], 1, x.dtype, compute).row_bytes
     rows = max(1, min(len(x), EVAL_BYTES // per_row))
-    return Model(net, x.shape[1:], rows, x.dtype).evaluate(params, x, y)
+    return Model(net, x.shape[1:], rows, x.dtype, compute).evaluate(params, x, y)

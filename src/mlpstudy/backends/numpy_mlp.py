@@ -28,6 +28,11 @@ Regularisation (``mlpstudy.regularization``), written out like the rest:
 - ``batchnorm``: the running statistics live outside the flat vector (no gradient, no
   optimizer), updated after each step's backward pass (``Model.update_statistics``).
 
+Precision: ``float32`` and ``float64`` end to end (parameters, data, arithmetic);
+``bfloat16`` is mixed precision written out (``numpy_layers``, "Mixed precision"):
+float32 weights and optimizer, every product on bfloat16-rounded operands with float32
+accumulation, every layer output and gradient rounded to bfloat16.
+
 Implements ``base.Backend``, like every other backend module.
 """
 
@@ -203,11 +208,6 @@ def train(
 ) -> RunResult:
     """Train the network with mini-batch ``spec.optimizer`` as ``spec`` says."""
     options = info("numpy").resolve_options(spec.options)
-    if spec.precision in info("numpy").cannot_run:
-        raise ValueError(
-            f"numpy cannot run precision {spec.precision!r}: "
-            f"{info('numpy').cannot_run[spec.precision]}"
-        )
     dtype = spec.param_dtype
     net, shape = spec.net, spec.input_shape
     run_start = start(spec)
@@ -219,7 +219,8 @@ def train(
     x_test = np.ascontiguousarray(x_test, dtype=dtype).reshape(len(x_test), *shape)
     onehot = numpy_layers.one_hot(y_train, net.n_classes, dtype)
     n, batch = len(x_train), spec.batch_size
-    model = numpy_layers.Model(net, shape, min(batch, n), dtype)
+    compute = "bfloat16" if spec.precision == "bfloat16" else None
+    model = numpy_layers.Model(net, shape, min(batch, n), dtype, compute)
     batch_x = np.empty((min(batch, n), *shape), dtype)
     batch_onehot = np.empty((min(batch, n), net.n_classes), dtype)
     optimizer = OPTIMIZERS[spec.optimizer](
@@ -242,9 +243,9 @@ def train(
             model.backward(params, xb, yb, scales[e - s], keep)
             step()
 
-    def evaluate_epoch():
-        loss, accuracy = evaluate(net, params, x_train, y_train)
-        return loss, accuracy, evaluate(net, params, x_test, y_test)[1]
+    def evaluate_epoch():  # as the model trains: under mixed precision, the bfloat16 model
+        loss, accuracy = numpy_layers.evaluate(net, params, x_train, y_train, compute)
+        return loss, accuracy, numpy_layers.evaluate(net, params, x_test, y_test, compute)[1]
 
     penalty = (lambda: spec.penalty(params)) if spec.l2 else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
