@@ -1,19 +1,21 @@
 """Any network of ``mlpstudy.nets`` in JAX, as a JAX user writes it: pure functions of a
 parameter pytree.
 
-The parameters are a dict ``{"W1", "b1", "W2", "b2", ...}`` of device arrays in the
-layout the forward pass computes with, the canonical one (Keras' and Flax's: dense
-``x @ W``, W (in, out); conv kernels HWIO on NHWC images), so the shared start needs no
-conversion. ``forward`` walks the net's layers: ``jax.lax.conv_general_dilated`` with the
-net's explicit padding (TensorFlow's 'same' convention), ``jax.lax.reduce_window`` for
+The parameters are a dict ``{"W1", "b1", "W2", "b2", ...}`` (``Net.param_names``, batch
+norms' ``gamma{k}``, ``beta{k}`` included) of device arrays in the layout the forward pass
+computes with, the canonical one (Keras' and Flax's: dense ``x @ W``, W (in, out); conv
+kernels HWIO on NHWC images; one number per channel for a batch norm), so the shared start
+needs no conversion; batch norms' running statistics are a second dict beside it.
+``forward`` walks the net's layers: ``jax.lax.conv_general_dilated`` with the net's
+explicit padding (TensorFlow's 'same' convention), ``jax.lax.reduce_window`` for
 max-pooling, a reshape for flatten (NHWC order), a matrix product for dense. No flax:
 one forward function over the layer list is a dozen lines, while flax would add a
 dependency and a parameter tree of its own to convert to and from. The loss is
 ``optax``'s softmax cross-entropy on the logits: the net's softmax output layer sits
 inside the loss, where it is computed as log-softmax. ``jax.value_and_grad``
 differentiates it, an ``optax`` optimizer updates the parameters, and the whole step is
-one ``jax.jit``-compiled function whose parameter and optimizer-state buffers are donated
-(updated in place).
+one ``jax.jit``-compiled function whose parameter, optimizer-state and statistics
+buffers are donated (updated in place).
 The training and test sets become device arrays once per run; each step gathers its
 mini-batch inside the compiled step from the epoch's permutation.
 The per-epoch loss and accuracies come from one compiled call on each whole set, or
@@ -29,13 +31,16 @@ epoch, so ``first_epoch_s`` carries it (as Keras' tracing). It is also timed apa
 from ``jax.monitoring``'s compile events (tracing, lowering, XLA compilation), as
 ``metrics["compile_s"]``.
 
-Optimizers (``optax``): ``sgd(lr)``; ``sgd(lr, momentum, nesterov)``, whose trace
-``t = m t + g``, ``w -= lr t`` equals Keras' ``v = m v - lr g``, ``w += v`` with
-``v = -lr t`` for a constant learning rate; ``adam(lr, b1, b2, eps)``. optax adds
-``eps`` to sqrt(v_hat) (Kingma & Ba's Algorithm 1, as PyTorch); Keras, whose number the
-config's ``epsilon`` is, adds it to sqrt(v) before the bias correction, which is
-optax's form with ``eps_t = epsilon / sqrt(1 - beta_2^t)``. ``optax.inject_hyperparams``
-passes exactly that schedule as optax's ``eps``, so all backends run the same Adam
+Optimizers (``optax``), each built as optax builds its aliases, the optimizer's scaling of
+the gradient and then ``scale_by_learning_rate(lr)`` (so that the weight decays below
+have their place in one chain): ``sgd``, nothing (``identity``); ``momentum``,
+``trace(m, nesterov)``, whose ``t = m t + g``, ``w -= lr t`` equals Keras'
+``v = m v - lr g``, ``w += v`` with ``v = -lr t`` for a constant learning rate; ``adam``,
+``scale_by_adam(b1, b2, eps)``. optax adds ``eps`` to sqrt(v_hat) (Kingma & Ba's
+Algorithm 1, as PyTorch); Keras, whose number the config's ``epsilon`` is, adds it to
+sqrt(v) before the bias correction, which is optax's form with
+``eps_t = epsilon / sqrt(1 - beta_2^t)``. ``optax.inject_hyperparams`` passes exactly
+that schedule as ``scale_by_adam``'s ``eps``, so all backends run the same Adam
 (at step 1 with beta_2 = 0.999, optax's plain ``eps=1e-7`` is 32x smaller than Keras'
 effective one: 4 steps at lr 1e-3 from the shared start on random pixels ended up to
 1.9e-3 apart from Keras with it, under 1e-6 with the schedule).
@@ -54,7 +59,8 @@ Regularisation (``mlpstudy.regularization``: the conventions), as a JAX user wri
   (``SharedStart.keep_masks``) become device arrays beside the permutation and every step
   slices its rows s..e inside the compiled step (``lax.dynamic_slice``); with an
   independent start each step draws its own with ``jax.random.bernoulli`` from a key
-  folded from ``framework_seed`` ("dropout"), the epoch and the step's first row, so the
+  folded from ``framework_seed``'s key (``_DROPOUT_STREAM``: the kernels' and
+  permutations' keys stay what they were), the epoch and the step's first row, so the
   run is reproducible and the plain loop and the scanned epoch draw the same masks.
 - ``batchnorm``: written out in ``forward``: the batch's mean and biased variance over
   every axis but the last (training), ``(x - mean) rsqrt(var + epsilon) gamma + beta``,
@@ -65,8 +71,10 @@ Regularisation (``mlpstudy.regularization``: the conventions), as a JAX user wri
   Under bfloat16 a batch norm computes in float32, as Keras' does (its input cast up,
   gamma, beta and the statistics float32, its output cast back to bfloat16).
 
-A net without dropout and batch norm, trained without decay, runs the same step as
-before any of these: no masks, no statistics, no extra transformation in the chain.
+A net without dropout and batch norm, trained without decay, runs the step it ran before
+these existed: no masks, no statistics (an empty dict), no extra transformation in the
+chain; its compiled step and scanned epoch have the same operations (SGD, momentum; Adam's
+a few fewer, its learning rate now a constant) and its runs the same numbers, bit for bit.
 
 Implements ``base.Backend``, like every other backend module.
 """
