@@ -30,7 +30,8 @@ TINY = {
 }
 #: The tiny sweep's study: where its tables, figures and claims are.
 TINY_STUDY = (
-    "results/studies/dataset=tiny/net=mlp/precision=float32/optimizer=sgd/start=shared/threads=1"
+    "results/studies/dataset=tiny/net=mlp/precision=float32/regularization=none/optimizer=sgd/"
+    "start=shared/threads=1"
 )
 
 

@@ -11,6 +11,7 @@ CONFIG = {
     "datasets": ["mnist"],
     "nets": ["mlp"],
     "precision": ["float32"],
+    "regularization": ["none"],
     "optimizers": ["sgd"],
     "starts": ["shared"],
     "threads": [1],
@@ -24,15 +25,27 @@ CONFIG = {
 }
 EXPECTED = {
     "runs": [runs.key(r) for r in runs.grid(CONFIG)],
-    "spec": {"epochs": 2, "seed": 0, "optimizer_settings": {}, "options": {}},
+    "spec": {
+        "epochs": 2,
+        "seed": 0,
+        "optimizer_settings": {},
+        "options": {},
+        "regularization_settings": {},
+    },
 }
+#: What a run of the version before the regularization axis did not record.
+NEW_IN_METRICS = ("regularization", "regularization_settings", "final_train_objective")
 
 
-def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, **overrides):
+def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2,
+              earlier=False, **overrides):  # fmt: skip
+    """A finished run's files; ``earlier``: as the version before the regularization axis
+    wrote them (no regularisation in metrics.json, no ``train_objective`` in the history)."""
     wildcards = {
         "dataset": "mnist",
         "net": "mlp",
         "precision": "float32",
+        "regularization": "none",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
@@ -49,6 +62,8 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
         "dataset": "mnist",
         "net": "mlp",
         "precision": "float32",
+        "regularization": "none",
+        "regularization_settings": {},
         "optimizer": "sgd",
         "start": "shared",
         "learning_rate": float(lr),
@@ -61,6 +76,7 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
         "training_time_s": 1.5,
         "test_accuracy": 0.9,
         "final_train_loss": 0.3,
+        "final_train_objective": 0.3,
         "final_train_accuracy": 0.91,
         "step_time_s": 1.0,
         "eval_time_s": 0.4,
@@ -78,16 +94,21 @@ def write_run(root, lr="0.1", batch="32", trial="0", backend="numpy", epochs=2, 
         "environment": {"hostname": "h", "cpu_model": "AMD EPYC"},
     }
     metrics.update(overrides)
-    (run / "metrics.json").write_text(json.dumps(metrics))
-    pd.DataFrame(
+    history = pd.DataFrame(
         {
             "epoch": range(1, n_rows + 1),
             "train_loss": 0.5,
             "train_accuracy": 0.8,
             "test_accuracy": 0.8,
             "epoch_s": 0.7,
+            "train_objective": 0.5,
         }
-    ).to_csv(run / "history.csv", index=False)
+    )
+    if earlier:
+        metrics = {k: v for k, v in metrics.items() if k not in NEW_IN_METRICS}
+        history = history.drop(columns="train_objective")
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    history.to_csv(run / "history.csv", index=False)
     return str(run)
 
 
@@ -98,7 +119,7 @@ def complete_sweep(root):
 def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
     table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
     assert list(table.columns) == aggregate.COLUMNS
-    assert list(table.columns[:11]) == [
+    assert list(table.columns[:12]) == [
         "backend",
         "learning_rate",
         "batch_size",
@@ -108,6 +129,7 @@ def test_complete_sweep_gives_the_study_columns_first_then_the_axes(tmp_path):
         "dataset",
         "net",
         "precision",
+        "regularization",
         "optimizer",
         "start",
     ]
@@ -127,7 +149,8 @@ def test_missing_trial_is_named(tmp_path):
     runs = complete_sweep(tmp_path)[:-1]
     text = problems_for(tmp_path, runs)
     assert (
-        "missing run results/runs/dataset=mnist/net=mlp/precision=float32/optimizer=sgd/"
+        "missing run results/runs/dataset=mnist/net=mlp/precision=float32/regularization=none/"
+        "optimizer=sgd/"
         "start=shared/threads=1/"
         "backend=numpy/lr=0.01/batch=32/trial=1" in text
     )
@@ -161,20 +184,30 @@ def test_backend_option_mismatch_is_named(tmp_path):
 def test_duplicate_run_is_named(tmp_path):
     runs = complete_sweep(tmp_path)
     runs.append(runs[0])
-    duplicate = "duplicate run ('mnist', 'mlp', 'float32', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)"
+    duplicate = (
+        "duplicate run ('mnist', 'mlp', 'float32', 'none', 'sgd', 'shared', 1, 'numpy', 0.1, 32, 0)"
+    )
     assert duplicate in problems_for(tmp_path, runs)
 
 
 def test_metrics_that_disagree_with_their_directory(tmp_path):
     runs = complete_sweep(tmp_path)
     runs[3] = write_run(tmp_path, lr="0.01", trial="1", learning_rate=0.5)
-    said = "metrics say ('mnist', 'mlp', 'float32', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)"
+    said = (
+        "metrics say ('mnist', 'mlp', 'float32', 'none', 'sgd', 'shared', 1, 'numpy', 0.5, 32, 1)"
+    )
     assert said in problems_for(tmp_path, runs)
 
 
 @pytest.mark.parametrize(
     "field, value",
-    [("optimizer", "adam"), ("start", "independent"), ("dataset", "kmnist"), ("threads", 2)],
+    [
+        ("optimizer", "adam"),
+        ("start", "independent"),
+        ("dataset", "kmnist"),
+        ("threads", 2),
+        ("regularization", "l2"),
+    ],
 )
 def test_a_run_whose_metrics_name_another_axis_value_is_named(tmp_path, field, value):
     runs_ = complete_sweep(tmp_path)
@@ -186,6 +219,26 @@ def test_other_optimizer_settings_are_named(tmp_path):
     runs_ = complete_sweep(tmp_path)
     runs_[0] = write_run(tmp_path, lr="0.1", trial="0", optimizer_settings={"momentum": 0.5})
     assert "optimizer_settings={'momentum': 0.5}" in problems_for(tmp_path, runs_)
+
+
+def test_other_regularization_settings_are_named(tmp_path):
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(tmp_path, lr="0.1", trial="0", regularization_settings={"rate": 0.2})
+    text = problems_for(tmp_path, runs_)
+    assert "run of another config: regularization_settings={'rate': 0.2}, config has {}" in text
+
+
+def test_runs_recorded_before_the_regularization_axis_read_as_none_without_a_penalty(tmp_path):
+    """A metrics.json without ``regularization`` and a history without
+    ``train_objective``: a run of no regularisation, whose objective is its data loss."""
+    runs_ = complete_sweep(tmp_path)
+    runs_[0] = write_run(tmp_path, lr="0.1", trial="0", earlier=True, final_train_loss=0.25)
+    table, histories = aggregate.collect(runs_, EXPECTED)
+    assert table["regularization"].tolist() == ["none"] * 4
+    row = table.set_index(["learning_rate", "trial"]).loc[(0.1, 0)]
+    assert row["final_train_objective"] == row["final_train_loss"] == 0.25
+    assert list(histories.columns) == aggregate.KEYS + aggregate.HISTORY_COLUMNS
+    assert (histories["train_objective"] == histories["train_loss"]).all()
 
 
 def test_contended_runs_are_reported(tmp_path):
@@ -218,8 +271,8 @@ def test_diverged_run_with_short_history_is_a_result(tmp_path):
 
 def test_combine_refuses_duplicates():
     key = runs.parse(
-        "results/runs/dataset=mnist/net=mlp/precision=float32/optimizer=sgd/start=shared/threads=1/"
-        "backend=numpy/lr=0.1/batch=32/trial=0"
+        "results/runs/dataset=mnist/net=mlp/precision=float32/regularization=none/optimizer=sgd/"
+        "start=shared/threads=1/backend=numpy/lr=0.1/batch=32/trial=0"
     )
     t = pd.DataFrame({c: [v] for c, v in key.items()})
     with pytest.raises(aggregate.ConsistencyError, match="duplicate runs"):
@@ -297,3 +350,32 @@ def test_the_study_table_names_the_backend_model_and_older_tables_read_as_backen
     # the stages' readers: statistics and claims (run table), figures (histories)
     assert set(stats.load_runs(old_table)["backend"]) == {"numpy"}
     assert set(read_histories(old_hist)["backend"]) == {"numpy"}
+
+
+def test_tables_of_the_version_before_the_regularization_axis_read_as_this_versions(tmp_path):
+    """A run table without ``regularization`` and ``final_train_objective``, a history
+    table without ``regularization`` and ``train_objective``: the columns of this version,
+    in its order, as no regularisation (objective = data loss); they combine with new ones."""
+    from mlpstudy import stats
+    from mlpstudy.figures import read_histories, read_runs
+
+    table, histories = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
+    old_table, old_hist = tmp_path / "runs_numpy.csv", tmp_path / "histories_numpy.parquet"
+    table.drop(columns=["regularization", "final_train_objective"]).to_csv(old_table, index=False)
+    histories.drop(columns=["regularization", "train_objective"]).to_parquet(old_hist, index=False)
+    read = aggregate.read_table(old_table)
+    pd.testing.assert_frame_equal(read, aggregate.read_table(_written(table, tmp_path)))
+    assert read["regularization"].tolist() == ["none"] * 4
+    pd.testing.assert_frame_equal(aggregate.read_histories(old_hist), histories)
+    combined = aggregate.combine([read, aggregate.read_table(_written(table, tmp_path, "jax"))])
+    assert list(combined.columns) == aggregate.COLUMNS and len(combined) == 8
+    # the stages' readers: statistics and claims, figures
+    assert set(stats.load_runs(old_table)["regularization"]) == {"none"}
+    assert set(read_runs(old_table)["regularization"]) == {"none"}
+    assert list(read_histories(old_hist).columns) == aggregate.KEYS + aggregate.HISTORY_COLUMNS
+
+
+def _written(table, root, backend="numpy"):
+    path = root / f"new_{backend}.csv"
+    aggregate.write_csv(table.assign(backend=backend), path)
+    return path

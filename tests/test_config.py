@@ -28,6 +28,13 @@ def test_default_config_is_valid_and_matches_the_contract():
         "momentum": {"momentum": 0.9, "nesterov": False},
         "adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     }
+    assert config["regularization"] == ["none"]
+    assert config["regularization_settings"] == {
+        "l2": {"lambda": 5e-4},
+        "decoupled": {"weight_decay": 5e-4},
+        "dropout": {"rate": 0.5},
+        "batchnorm": {"epsilon": 1e-3, "momentum": 0.99},
+    }
 
 
 @pytest.mark.parametrize(
@@ -113,7 +120,7 @@ def test_replaced_keys_say_what_replaces_them(key, value, replacement):
 
 
 def test_the_schema_derives_its_names_from_the_code():
-    from mlpstudy import datasets
+    from mlpstudy import datasets, regularization
     from mlpstudy.backends import REGISTRY
     from mlpstudy.backends.optimizers import SETTINGS
 
@@ -121,6 +128,11 @@ def test_the_schema_derives_its_names_from_the_code():
     assert props["datasets"]["items"]["enum"] == list(datasets.CATALOG)
     assert props["optimizers"]["items"]["enum"] == list(SETTINGS)
     assert props["backends"]["items"]["enum"] == list(REGISTRY)
+    assert props["regularization"]["items"]["enum"] == list(regularization.REGULARIZATIONS)
+    blocks = props["regularization_settings"]["properties"]
+    assert list(blocks) == [k for k in regularization.REGULARIZATIONS if k != "none"]
+    for kind, block in blocks.items():
+        assert block["properties"] == regularization.SETTINGS[kind]["properties"]
     for name, info in REGISTRY.items():
         assert props[name] == info.options_schema()
 
@@ -260,6 +272,62 @@ def test_the_retired_dtype_option_says_precision_replaces_it(backend):
     line = next(ln for ln in str(err.value).splitlines() if f"'{backend}.dtype'" in ln)
     assert "no longer exists" in line and "precision" in line
     assert "unknown key" not in str(err.value)
+
+
+def test_regularization_is_an_axis_of_none_by_default_with_every_settings_default():
+    from mlpstudy import regularization
+
+    given = {k: v for k, v in default_config().items() if not k.startswith("regularization")}
+    config = _checked(given)
+    assert config["regularization"] == ["none"]
+    assert config["regularization_settings"] == {
+        kind: defaults for kind, defaults in regularization.DEFAULTS.items() if defaults
+    }
+    config = {**default_config(), "regularization": "[none, l2, decoupled, dropout, batchnorm]"}
+    config["regularization_settings"] = "{l2: {lambda: 0.01}, dropout: {rate: 0}}"  # CLI text
+    config = _checked(config)
+    assert config["regularization"] == list(regularization.REGULARIZATIONS)
+    assert config["regularization_settings"]["l2"] == {"lambda": 0.01}
+    assert config["regularization_settings"]["dropout"] == {"rate": 0}
+    assert config["regularization_settings"]["batchnorm"] == {"epsilon": 1e-3, "momentum": 0.99}
+
+
+@pytest.mark.parametrize(
+    "key, value, field, fragment",
+    [
+        ("regularization", ["elastic"], "regularization[0]", "'elastic' is not one of"),
+        ("regularization", [], "regularization", "must not be empty"),
+        ("regularization", ["l2", "l2"], "regularization", "duplicate"),
+        ("regularization_settings", {"l2": {"lambda": -1e-4}},
+         "regularization_settings.l2.lambda", "less than the minimum of 0"),
+        ("regularization_settings", {"l2": {"lambda": "strong"}},
+         "regularization_settings.l2.lambda", "not of type 'number'"),
+        ("regularization_settings", {"decoupled": {"weight_decay": -1}},
+         "regularization_settings.decoupled.weight_decay", "less than the minimum of 0"),
+        ("regularization_settings", {"dropout": {"rate": 1.0}},
+         "regularization_settings.dropout.rate", "greater than or equal to the maximum of 1"),
+        ("regularization_settings", {"dropout": {"rate": -0.1}},
+         "regularization_settings.dropout.rate", "less than the minimum of 0"),
+        ("regularization_settings", {"batchnorm": {"epsilon": 0}},
+         "regularization_settings.batchnorm.epsilon", "less than or equal to the minimum of 0"),
+        ("regularization_settings", {"batchnorm": {"momentum": 1}},
+         "regularization_settings.batchnorm.momentum", "greater than or equal to the maximum"),
+        ("regularization_settings", {"l2": {"alpha": 0.1}},
+         "regularization_settings.l2", "unknown key(s) 'alpha'"),
+        ("regularization_settings", {"elastic": {"l1": 0.1}},
+         "regularization_settings", "unknown key(s) 'elastic'"),
+        ("regularization_settings", {"none": {}},
+         "regularization_settings", "unknown key(s) 'none'"),
+        ("regularization_settings", {"l2": {"lambda": float("inf")}},
+         "regularization_settings.l2.lambda", "not a finite number"),
+    ],
+)  # fmt: skip
+def test_a_bad_regularization_or_setting_is_rejected_naming_the_field(key, value, field, fragment):
+    config = {**default_config(), key: value}
+    with pytest.raises(cfg.ConfigError) as err:
+        _checked(config)
+    line = next(ln for ln in str(err.value).splitlines() if f"config field '{field}'" in ln)
+    assert fragment in line
 
 
 def test_nets_default_to_the_studys_mlp_and_take_the_catalog_and_definitions():

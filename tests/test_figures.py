@@ -33,8 +33,8 @@ from mlpstudy.figures.transforms import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-STUDY = {"dataset": "mnist", "net": "mlp", "precision": "float32", "optimizer": "sgd",
-         "start": "shared", "threads": 1}  # fmt: skip
+STUDY = {"dataset": "mnist", "net": "mlp", "precision": "float32", "regularization": "none",
+         "optimizer": "sgd", "start": "shared", "threads": 1}  # fmt: skip
 
 # Two backends that exist only in these tests, registered like any other: the figures
 # must draw them from their registry entries alone.
@@ -443,7 +443,8 @@ def test_draw_names_unknown_figures_and_misused_backend():
 # -- the registry of figures ---------------------------------------------------------------
 
 STUDY_DIR = (
-    "results/studies/dataset=mnist/net=mlp/precision=float32/optimizer=sgd/start=shared/threads=1"
+    "results/studies/dataset=mnist/net=mlp/precision=float32/regularization=none/optimizer=sgd/"
+    "start=shared/threads=1"
 )
 
 
@@ -533,7 +534,7 @@ def test_no_report_category_is_a_name_snakemakes_report_already_uses():
 
 def test_a_studys_results_are_grouped_under_its_name():
     wildcards = {**STUDY, "threads": "2", "figure": "time_heatmap", "backend": "fake-a"}
-    label = "mnist · mlp · float32 · sgd · shared start · 2 threads"
+    label = "mnist · mlp · float32 · no regularization · sgd · shared start · 2 threads"
     assert report.study_category(wildcards) == label
     assert report.figure_subcategory(wildcards) == FIGURES["time_heatmap"].subcategory
     assert report.figure_labels(wildcards) == {
@@ -652,7 +653,9 @@ def test_overview_refuses_a_table_without_the_study_columns():
 
 def test_study_labels_name_only_the_axes_that_vary():
     one = pd.DataFrame([{**STUDY}])
-    assert study_labels(one) == ["mnist · mlp · float32 · sgd · shared start · 1 thread"]
+    assert study_labels(one) == [
+        "mnist · mlp · float32 · no regularization · sgd · shared start · 1 thread"
+    ]
     many = pd.DataFrame(
         [{**STUDY, "dataset": d, "threads": t} for d in ("mnist", "kmnist") for t in (1, 2)]
     )
@@ -662,6 +665,8 @@ def test_study_labels_name_only_the_axes_that_vary():
         "kmnist · 1 thread",
         "kmnist · 2 threads",
     ]
+    regularized = pd.DataFrame([{**STUDY, "regularization": r} for r in ("none", "dropout")])
+    assert study_labels(regularized) == ["no regularization", "dropout"]
 
 
 def test_overview_figure_has_one_marker_per_backend_and_study_at_its_value(tmp_path):

@@ -28,6 +28,7 @@ TINY_STUDY_AXES = {
     "dataset": "tiny",
     "net": "mlp",
     "precision": "float32",
+    "regularization": "none",
     "optimizer": "sgd",
     "start": "shared",
     "threads": 1,
@@ -195,13 +196,41 @@ def test_figures_per_study_and_the_overview_across_studies(tmp_path):
         assert files == {t for t in targets if f"optimizer={optimizer}/" in t}
 
 
-def test_one_backends_figures_train_only_that_backend(tmp_path):
-    # the smallest grid will do: the check is which run directories exist
-    work = make_tiny_workdir(tmp_path, learning_rates=[0.1], batch_sizes=[64], trials=1)
+def test_one_backends_targets_train_only_it_and_l2_is_a_study_that_records_its_penalty(tmp_path):
+    """The smallest grid (the check is which run directories exist) with regularization
+    [none, l2], asking for NumPy's figures of the none study and NumPy's table of the l2
+    study: only NumPy trains. The two studies come out under their regularization= paths,
+    each run records its regularisation and its settings (the config's lambda, as its
+    float32 number), and the l2 run's objective is its data loss plus a penalty."""
+    lam = 0.01
+    work = make_tiny_workdir(tmp_path, learning_rates=[0.1], batch_sizes=[64], trials=1,
+                             regularization=["none", "l2"],
+                             regularization_settings={"l2": {"lambda": lam}})  # fmt: skip
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    studies = {s["regularization"]: runs.study_dir(s) for s in runs.studies(config)}
+    assert list(studies) == ["none", "l2"] and studies["none"] == TINY_STUDY
     first, other = BACKENDS[:2]
     mine = [registry.figure_path(TINY_STUDY, n, first) for n in registry.names(per_backend=True)]
-    snakemake(work, *mine)
+    l2_table = f"{studies['l2']}/tables/runs_{first}.csv"
+    snakemake(work, *mine, l2_table, f"{studies['l2']}/tables/histories_{first}.parquet")
     assert all((work / t).exists() for t in mine)
     backends = {p.name for p in (work / "results/runs").glob("**/backend=*")}
     assert backends == {f"backend={first}"}
     assert not (work / TINY_STUDY / f"tables/runs_{other}.csv").exists()
+    want = {"none": {}, "l2": {"lambda": float(np.float32(lam))}}
+    final = {}
+    for kind, study in studies.items():
+        table = aggregate.read_table(work / study / f"tables/runs_{first}.csv")
+        assert table["regularization"].tolist() == [kind]
+        (found,) = (work / "results/runs").glob(f"**/regularization={kind}/**/metrics.json")
+        metrics = json.loads(found.read_text())
+        assert (metrics["regularization"], metrics["regularization_settings"]) == (kind, want[kind])
+        history = pd.read_csv(found.parent / "history.csv")
+        final[kind] = table.iloc[0]
+        assert table["final_train_objective"].tolist() == history["train_objective"].tolist()[-1:]
+        if kind == "none":
+            assert (history["train_objective"] == history["train_loss"]).all()
+        else:  # lambda/2 sum(W**2) > 0 on top of the data loss
+            assert (history["train_objective"] > history["train_loss"]).all()
+    # the penalty's gradient changed the training: another data loss
+    assert final["l2"]["final_train_loss"] != final["none"]["final_train_loss"]

@@ -44,8 +44,11 @@ def test_numpy_job_writes_its_files_and_imports_no_heavier_library(tmp_path):
         "train_accuracy",
         "test_accuracy",
         "epoch_s",
+        "train_objective",
     ]
     assert list(history["epoch"]) == [1, 2]
+    # no regularisation: the objective is the data loss
+    assert history["train_objective"].tolist() == history["train_loss"].tolist()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["backend"] == "numpy" and metrics["epochs"] == 2 and not metrics["diverged"]
     assert "model" not in metrics  # the backend under one name (before: "model" too)
@@ -58,6 +61,8 @@ def test_numpy_job_writes_its_files_and_imports_no_heavier_library(tmp_path):
     assert metrics["requested_options"] == {} and metrics["environment"]["python"]
     assert "slurm_job_id" not in metrics["environment"]  # not under SLURM here
     assert metrics["precision"] == "float32"
+    assert (metrics["regularization"], metrics["regularization_settings"]) == ("none", {})
+    assert metrics["final_train_objective"] == metrics["final_train_loss"]
     assert metrics["environment"]["native_bfloat16"] in (True, False, None)
     assert sorted(p.name for p in run.iterdir()) == ["history.csv", "metrics.json"]
 

@@ -43,6 +43,7 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
                 "dataset": "tiny",
                 "net": net,
                 "precision": "float32",
+                "regularization": "none",
                 "optimizer": "sgd",
                 "start": "shared",
                 "threads": 1,
@@ -61,18 +62,22 @@ def test_every_net_is_a_study_and_the_backends_agree_from_the_shared_start(tmp_p
 
 def test_finished_runs_of_the_old_layout_are_kept_after_migrating(tiny_sweep, tmp_path):
     """The tiny sweep's runs, put back into the first layout (no net=, no precision=, no
-    precision in metrics.json, no Snakemake metadata), are kept by ``mlpstudy.migrate``: a
-    dry run trains nothing."""
+    regularization=; no precision, regularisation or objective in metrics.json and
+    history.csv; no Snakemake metadata), are kept by ``mlpstudy.migrate`` in one pass: a
+    dry run trains nothing, and the tables read them as runs without regularisation."""
     work = tmp_path / "work"
     shutil.copytree(tiny_sweep, work, symlinks=True)
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     for metrics_path in sorted((work / "results/runs").rglob("metrics.json")):
         run = metrics_path.parent
         metrics = json.loads(metrics_path.read_text())
-        for key in ("net", "net_definition", "input_shape", "precision"):
+        for key in ("net", "net_definition", "input_shape", "precision", "regularization",
+                    "regularization_settings", "final_train_objective"):  # fmt: skip
             metrics.pop(key)
+        history = pd.read_csv(run / "history.csv").drop(columns="train_objective")
+        history.to_csv(run / "history.csv", index=False)
         metrics_path.write_text(json.dumps(metrics))
-        old = Path(str(run).replace("/net=mlp/precision=float32/", "/"))
+        old = Path(str(run).replace("/net=mlp/precision=float32/regularization=none/", "/"))
         old.parent.mkdir(parents=True, exist_ok=True)
         run.rename(old)
     shutil.rmtree(work / "results/studies")
@@ -85,7 +90,10 @@ def test_finished_runs_of_the_old_layout_are_kept_after_migrating(tiny_sweep, tm
     snakemake(work, "results/tf_vs_np.csv")
     table = pd.read_csv(work / "results/tf_vs_np.csv")
     assert len(table) == 16 and set(table["net"]) == {"mlp"}
-    assert set(table["precision"]) == {"float32"}
+    assert set(table["precision"]) == {"float32"} and set(table["regularization"]) == {"none"}
+    assert (table["final_train_objective"] == table["final_train_loss"]).all()
+    histories = aggregate.read_histories(work / "results/histories.parquet")
+    assert (histories["train_objective"] == histories["train_loss"]).all()
 
 
 def test_every_precision_is_a_study_and_float64_backends_agree(tmp_path):
@@ -106,8 +114,8 @@ def test_every_precision_is_a_study_and_float64_backends_agree(tmp_path):
     assert table["native_bfloat16"].tolist() == [native] * 4 or native is None
     for precision in ("float32", "float64"):
         study = work / runs.study_dir(
-            {"dataset": "tiny", "net": "mlp", "precision": precision, "optimizer": "sgd",
-             "start": "shared", "threads": 1}
+            {"dataset": "tiny", "net": "mlp", "precision": precision, "regularization": "none",
+             "optimizer": "sgd", "start": "shared", "threads": 1}
         )  # fmt: skip
         assert set(pd.read_csv(study / "runs.csv")["precision"]) == {precision}
         found = next((work / "results/runs").glob(f"*/*/precision={precision}/**/metrics.json"))

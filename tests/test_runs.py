@@ -12,6 +12,7 @@ CONFIG = {
     "datasets": ["mnist", "fashion-mnist"],
     "nets": ["mlp", "cnn-small"],
     "precision": ["float32", "bfloat16"],
+    "regularization": ["none", "l2"],
     "optimizers": ["sgd", "adam"],
     "starts": ["shared", "independent"],
     "threads": [1, 2],
@@ -22,24 +23,27 @@ CONFIG = {
     "epochs": 2,
     "seed": 7,
     "optimizer_settings": {"adam": {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}},
+    "regularization_settings": {"l2": {"lambda": 0.001}, "dropout": {"rate": 0.25}},
     "tensorflow": {"deterministic": True},
 }
 
 
 def test_paths_name_every_axis_in_order():
     assert runs.RUN_DIR == (
-        "results/runs/dataset={dataset}/net={net}/precision={precision}/optimizer={optimizer}/start={start}/"
+        "results/runs/dataset={dataset}/net={net}/precision={precision}/"
+        "regularization={regularization}/optimizer={optimizer}/start={start}/"
         "threads={threads}/backend={backend}/lr={lr}/batch={batch}/trial={trial}"
     )
     assert runs.STUDY_DIR == (
         "results/studies/dataset={dataset}/net={net}/precision={precision}/"
-        "optimizer={optimizer}/start={start}/"
+        "regularization={regularization}/optimizer={optimizer}/start={start}/"
         "threads={threads}"
     )
     assert runs.KEY_COLUMNS == [
         "dataset",
         "net",
         "precision",
+        "regularization",
         "optimizer",
         "start",
         "threads",
@@ -52,11 +56,12 @@ def test_paths_name_every_axis_in_order():
 
 def test_grid_is_the_full_product_in_a_stable_order():
     grid = runs.grid(CONFIG)
-    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
+    assert len(grid) == 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 2 * 3
     assert grid[0] == {
         "dataset": "mnist",
         "net": "mlp",
         "precision": "float32",
+        "regularization": "none",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
@@ -79,7 +84,7 @@ def test_grid_narrows_by_fixed_axes():
         threads=2,
         backend="tensorflow",
     )
-    assert len(one) == 2 * 2 * 2 * 3
+    assert len(one) == 2 * 2 * 2 * 2 * 3
     assert {(r["optimizer"], r["threads"], r["backend"]) for r in one} == {
         ("adam", "2", "tensorflow")
     }
@@ -87,26 +92,32 @@ def test_grid_narrows_by_fixed_axes():
 
 def test_studies_are_the_product_of_the_study_axes():
     studies = runs.studies(CONFIG)
-    assert len(studies) == 64
+    assert len(studies) == 128
     assert studies[0] == {
         "dataset": "mnist",
         "net": "mlp",
         "precision": "float32",
+        "regularization": "none",
         "optimizer": "sgd",
         "start": "shared",
         "threads": "1",
     }
     assert runs.study_dir(studies[-1]) == (
-        "results/studies/dataset=fashion-mnist/net=cnn-small/precision=bfloat16/optimizer=adam/start=independent/"
-        "threads=2"
+        "results/studies/dataset=fashion-mnist/net=cnn-small/precision=bfloat16/"
+        "regularization=l2/optimizer=adam/start=independent/threads=2"
     )
     assert (
         runs.study_label(studies[-1])
-        == "fashion-mnist · cnn-small · bfloat16 · adam · independent start · 2 threads"
+        == "fashion-mnist · cnn-small · bfloat16 · l2 penalty · adam · independent start · "
+        "2 threads"
+    )
+    assert (
+        runs.study_label(studies[0])
+        == "mnist · mlp · float32 · no regularization · sgd · shared start · 1 thread"
     )
 
 
-@pytest.mark.parametrize("index", [0, 1, 77, 383])
+@pytest.mark.parametrize("index", [0, 1, 77, 383, 767])
 def test_path_key_and_spec_round_trip_for_every_axis(index):
     wildcards = runs.grid(CONFIG)[index]
     path = runs.run_dir(wildcards) + "/metrics.json"
@@ -122,6 +133,7 @@ def test_path_key_and_spec_round_trip_for_every_axis(index):
         spec.optimizer,
         spec.threads,
         spec.precision,
+        spec.regularization,
     ) == (
         key["learning_rate"],
         key["batch_size"],
@@ -130,6 +142,7 @@ def test_path_key_and_spec_round_trip_for_every_axis(index):
         key["optimizer"],
         key["threads"],
         key["precision"],
+        key["regularization"],
     )
     assert (spec.epochs, spec.seed) == (2, 7)
     assert spec.options == CONFIG.get(key["backend"], {})
@@ -147,8 +160,31 @@ def test_spec_carries_the_settings_of_its_own_optimizer_only():
     assert runs.train_spec_kwargs(sgd, CONFIG)["optimizer_settings"] == {}
 
 
+def test_spec_carries_the_settings_of_its_own_regularization_resolved_keys_appended():
+    """The config's ``regularization_settings[<kind>]`` over the kind's defaults, as the
+    float32 numbers every backend computes with; the two keys come last in the params
+    (Snakemake compares them as text: the keys of before keep their places)."""
+    grid = runs.grid(CONFIG, optimizer="sgd")
+    l2 = next(r for r in grid if r["regularization"] == "l2")
+    none = next(r for r in grid if r["regularization"] == "none")
+    kwargs = runs.train_spec_kwargs(l2, CONFIG)
+    assert kwargs["regularization"] == "l2"
+    assert kwargs["regularization_settings"] == {"lambda": float(np.float32(0.001))}
+    assert list(kwargs)[-3:] == ["precision", "regularization", "regularization_settings"]
+    spec = TrainSpec(**kwargs)
+    assert spec.l2 == kwargs["regularization_settings"]["lambda"] and spec.weight_decay == 0
+    assert runs.train_spec_kwargs(none, CONFIG)["regularization_settings"] == {}
+    # no settings in the config: the defaults (mlpstudy.regularization.SETTINGS)
+    bare = {k: v for k, v in CONFIG.items() if k != "regularization_settings"}
+    assert runs.train_spec_kwargs(l2, bare)["regularization_settings"] == {
+        "lambda": float(np.float32(5e-4))
+    }
+    given = runs.settings(CONFIG, "sgd", "numpy", "l2")
+    assert given["regularization_settings"] == kwargs["regularization_settings"]
+
+
 def test_a_path_missing_an_axis_is_named():
-    missing = "missing dataset, net, precision, optimizer, start, threads"
+    missing = "missing dataset, net, precision, regularization, optimizer, start, threads"
     with pytest.raises(ValueError, match=missing):
         runs.parse("results/runs/backend=numpy/lr=0.1/batch=32/trial=0")
 

@@ -13,8 +13,8 @@ from mlpstudy.comparison import paired
 from mlpstudy.figures import scaling, style
 from mlpstudy.figures.transforms import t_interval
 
-STUDY = {"dataset": "mnist", "precision": "float32", "optimizer": "sgd", "start": "shared",
-         "threads": 1}  # fmt: skip
+STUDY = {"dataset": "mnist", "precision": "float32", "regularization": "none", "optimizer": "sgd",
+         "start": "shared", "threads": 1}  # fmt: skip
 N_TRAIN = {"mnist": 1000, "kmnist": 1000}
 SHAPES = {"mnist": (28, 28, 1), "kmnist": (28, 28, 1)}
 EPOCHS = 2

@@ -188,7 +188,14 @@ def test_every_axis_as_a_sweep_axis(tmp_path):
     snakemake(work, "results/tf_vs_np.csv")
     table = aggregate.read_table(work / "results/tf_vs_np.csv")
     assert len(table) == 2 * 2 * 2 * 2
-    assert list(table.columns[6:11]) == ["dataset", "net", "precision", "optimizer", "start"]
+    assert list(table.columns[6:12]) == [
+        "dataset",
+        "net",
+        "precision",
+        "regularization",
+        "optimizer",
+        "start",
+    ]
     assert not table.duplicated(KEYS).any()
     counts = table.groupby(["dataset", "optimizer", "start"]).size()
     assert len(counts) == 8 and (counts == 2).all()
@@ -198,6 +205,7 @@ def test_every_axis_as_a_sweep_axis(tmp_path):
                 "dataset": ds,
                 "net": "mlp",
                 "precision": "float32",
+                "regularization": "none",
                 "optimizer": opt,
                 "start": start,
                 "threads": 1,

@@ -178,3 +178,19 @@ def test_tensorflow_feeds_fit_the_rows_in_order_on_the_runs_threads(threads):
     assert options.autotune.enabled is False
     assert options.threading.private_threadpool_size == threads
     assert options.threading.max_intra_op_parallelism == 1
+
+
+def test_a_precision_the_backend_cannot_run_fails_before_the_framework_import(monkeypatch):
+    """One place checks ``cannot_run`` at run time, for every backend (the config check
+    says it before any job; a direct call gets it here, before any import or timing)."""
+    import dataclasses
+
+    from mlpstudy import training
+    from mlpstudy.backends import REGISTRY
+
+    entry = dataclasses.replace(REGISTRY["numpy"], cannot_run={"float64": "no reason"})
+    monkeypatch.setitem(REGISTRY, "numpy", entry)
+    monkeypatch.setattr(training, "import_framework", lambda name: pytest.fail("imported"))
+    spec = TrainSpec(0.1, 32, 1, 0, 0, precision="float64")
+    with pytest.raises(ValueError, match="numpy cannot run precision 'float64': no reason"):
+        training.run_training("numpy", spec, None, None, None, None)

@@ -3,9 +3,13 @@
 This module owns the tables' format. ``results/tf_vs_np.csv`` (study 6.2), each study's
 ``runs.csv`` and each backend's ``runs_<backend>.csv`` have one row per run and the same
 ``COLUMNS``: the study's six first, in its order, then ``dataset, net, precision,
-optimizer, start``, then the rest. ``histories.parquet`` holds every run's per-epoch
-history in long format (``KEYS`` + the history columns).
+regularization, optimizer, start``, then the rest. ``histories.parquet`` holds every run's
+per-epoch history in long format (``KEYS`` + ``HISTORY_COLUMNS``).
 Nothing is written unless every check passes; a failure names the offending runs.
+
+A run, or a table, of a version before a column existed reads with the value every run
+had then (``earlier``): regularization ``none``, and the training objective equal to the
+data loss (there was no penalty).
 
 The backend's column is ``backend`` everywhere but in the study's own table,
 ``tf_vs_np.csv``, which names it ``model`` as the study does (``PAPER_NAMES``,
@@ -23,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from mlpstudy import runs, timing
+from mlpstudy import regularization, runs, timing
 from mlpstudy.atomic import atomic_path
+from mlpstudy.backends import base
 from mlpstudy.backends.loop import steady_epoch_s
 
 #: The study's own columns (section 6.2), in its order (its table names the backend
@@ -39,9 +44,10 @@ PAPER_COLUMNS = [
 ]
 TABLE_COLUMNS = (
     PAPER_COLUMNS
-    + ["dataset", "net", "precision", "optimizer", "start"]
+    + ["dataset", "net", "precision", "regularization", "optimizer", "start"]
     + [
         "final_train_loss",
+        "final_train_objective",
         "final_train_accuracy",
         "epochs",
         "seed",
@@ -89,12 +95,19 @@ KEYS = runs.KEY_COLUMNS
 DETERMINISTIC_COLUMNS = KEYS + [
     "test_accuracy",
     "final_train_loss",
+    "final_train_objective",
     "final_train_accuracy",
     "epochs",
     "seed",
     "diverged",
 ]
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "test_accuracy", "epoch_s"]
+#: A run's history columns (``base.HISTORY_COLUMNS``, what every backend writes).
+HISTORY_COLUMNS = list(base.HISTORY_COLUMNS)
+#: What a run of a version before the regularization axis ran (``earlier``).
+EARLIER_REGULARIZATION = regularization.DEFAULT
+#: Columns that runs and tables of versions before the axis lack -> the column they equal
+#: there: without a penalty, the training objective is the data loss.
+EARLIER_OBJECTIVES = {"train_objective": "train_loss", "final_train_objective": "final_train_loss"}
 #: This module's column -> its name in the study's own table (``tf_vs_np.csv``), and in
 #: every table of the previous versions.
 PAPER_NAMES = {"backend": "model"}
@@ -110,6 +123,10 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     env = metrics.get("environment", {})
     row = {col: metrics.get(col) for col in COLUMNS}
+    if "regularization" not in metrics:  # a run of a version before the axis
+        row["regularization"] = EARLIER_REGULARIZATION
+    if "final_train_objective" not in metrics:
+        row["final_train_objective"] = row["final_train_loss"]
     row.update(
         hostname=env.get("hostname"),
         cpu_model=env.get("cpu_model"),
@@ -118,6 +135,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
         slurm_node=env.get("slurm_node"),
         requested_options=metrics.get("requested_options", {}),
         optimizer_settings=metrics.get("optimizer_settings", {}),
+        regularization_settings=metrics.get("regularization_settings", {}),
         run_dir=str(run_dir),
     )
     if row["contended"] is None:  # a run recorded before re-timing existed
@@ -128,7 +146,7 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], pd.DataFrame]:
     if bench.exists():
         b = pd.read_csv(bench, sep="\t").iloc[-1]
         row.update(job_wall_s=float(b["s"]), job_max_rss_mb=float(b["max_rss"]))
-    history = pd.read_csv(run_dir / "history.csv")
+    history = earlier(pd.read_csv(run_dir / "history.csv"))
     if row["steady_epoch_s"] is None:
         row["steady_epoch_s"] = steady_epoch_s(list(history["epoch_s"]))
     for column in reversed(KEYS):
@@ -140,8 +158,9 @@ def check(rows: list[dict], histories: list[pd.DataFrame], expected: dict) -> li
     """Every problem that stops these runs from being the sweep ``expected`` describes.
 
     ``expected``: ``runs``, the keys (``{column: value}``, ``mlpstudy.runs.key``) of every
-    run the config asks for here, and ``spec``: ``epochs``, ``seed``,
-    ``optimizer_settings`` and ``options`` (the backend options the config asks for).
+    run the config asks for here, and ``spec`` (``mlpstudy.runs.settings``): ``epochs``,
+    ``seed``, ``optimizer_settings``, ``regularization_settings`` and ``options`` (the
+    backend options the config asks for).
     """
     problems = []
     seen: dict[tuple, str] = {}
@@ -162,7 +181,7 @@ def check(rows: list[dict], histories: list[pd.DataFrame], expected: dict) -> li
             problems.append(f"{where}: metrics say {key}, directory says {path_key}")
         if key not in want_keys:
             problems.append(f"{where}: not in the configured grid")
-        for name in ("epochs", "seed", "optimizer_settings"):
+        for name in ("epochs", "seed", "optimizer_settings", "regularization_settings"):
             if row.get(name) != spec[name]:
                 problems.append(
                     f"{where}: run of another config: {name}={row.get(name)!r}, "
@@ -232,16 +251,41 @@ def renamed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns=old) if old else frame
 
 
+def earlier(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (a run table, a long history table or one run's history) with what one
+    of a version before the regularization axis lacks: the ``regularization`` column
+    (``none``, in a table that names its runs) and the objectives (``EARLIER_OBJECTIVES``:
+    equal to the data loss), each where this module's order puts it (``COLUMNS``, or
+    ``KEYS`` + ``HISTORY_COLUMNS``). A table of this version is returned unchanged."""
+    missing = {
+        column: frame[source]
+        for column, source in EARLIER_OBJECTIVES.items()
+        if column not in frame.columns and source in frame.columns
+    }
+    if "regularization" not in frame.columns and "dataset" in frame.columns:
+        missing["regularization"] = EARLIER_REGULARIZATION
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for column, values in missing.items():
+        order = COLUMNS if column in COLUMNS else KEYS + HISTORY_COLUMNS
+        before = [c for c in order[: order.index(column)] if c in frame.columns]
+        frame.insert(frame.columns.get_loc(before[-1]) + 1 if before else 0, column, values)
+    return frame
+
+
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """A run table (``runs_<backend>.csv``, ``runs.csv``, ``tf_vs_np.csv``), its backend
-    column named ``backend``."""
-    return renamed(pd.read_csv(path))
+    column named ``backend``, and what tables of earlier versions lack filled in
+    (``earlier``)."""
+    return earlier(renamed(pd.read_csv(path)))
 
 
 def read_histories(path: str | os.PathLike) -> pd.DataFrame:
     """A long history table (``histories_<backend>.parquet``, ``histories.parquet``), its
-    backend column named ``backend``."""
-    return renamed(pd.read_parquet(path))
+    backend column named ``backend``, and what tables of earlier versions lack filled in
+    (``earlier``)."""
+    return earlier(renamed(pd.read_parquet(path)))
 
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> None:

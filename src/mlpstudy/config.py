@@ -1,9 +1,10 @@
 """The workflow's configuration: complete the schema, coerce command-line strings, validate.
 
 ``load_schema`` reads ``workflow/schemas/config.schema.yaml`` and fills in what the code
-defines once: the dataset names (``mlpstudy.datasets.CATALOG``), the optimizers and their
-settings (``mlpstudy.backends.optimizers.SETTINGS``), the backends and each one's options
-block (``mlpstudy.backends.REGISTRY``).
+defines once: the dataset names (``mlpstudy.datasets.CATALOG``), the regularisations and
+their settings (``mlpstudy.regularization.SETTINGS``), the optimizers and their settings
+(``mlpstudy.backends.optimizers.SETTINGS``), the backends and each one's options block
+(``mlpstudy.backends.REGISTRY``).
 
 ``snakemake --config 'learning_rates=[0.1,0.01]'`` hands list items over as strings, so
 values are first converted according to the types the schema declares, then validated.
@@ -47,8 +48,9 @@ def load_schema(path: str | Path, config: dict | None = None) -> dict:
 
 
 def complete_schema(schema: dict, config: dict | None = None) -> dict:
-    """Fill in the names and blocks the code defines (datasets, optimizers, backends)."""
-    from mlpstudy import nets
+    """Fill in the names and blocks the code defines (datasets, nets, precisions,
+    regularisations, optimizers, backends)."""
+    from mlpstudy import nets, regularization
     from mlpstudy.backends import REGISTRY
     from mlpstudy.backends.base import PRECISIONS
     from mlpstudy.backends.optimizers import SETTINGS
@@ -69,19 +71,28 @@ def complete_schema(schema: dict, config: dict | None = None) -> dict:
         {k: v for k, v in nets.definitions_schema().items() if k != "default"}
     )
     props["precision"]["items"]["enum"] = list(PRECISIONS)
+    props["regularization"]["items"]["enum"] = list(regularization.REGULARIZATIONS)
+    props["regularization_settings"].update(_settings_blocks(regularization.SETTINGS))
     props["optimizers"]["items"]["enum"] = list(SETTINGS)
-    props["optimizer_settings"].update(
-        additionalProperties=False,
-        properties={
-            name: {**fragment, "default": {}}
-            for name, fragment in SETTINGS.items()
-            if fragment.get("properties")
-        },
-    )
+    props["optimizer_settings"].update(_settings_blocks(SETTINGS))
     props["backends"]["items"]["enum"] = list(REGISTRY)
     for name, info in REGISTRY.items():
         props[name] = info.options_schema()
     return schema
+
+
+def _settings_blocks(settings: dict[str, dict]) -> dict:
+    """The schema of a ``<kind>_settings`` object from a ``SETTINGS`` registry (name ->
+    JSON-schema fragment of its settings): one block per name that has settings, each
+    defaulting to ``{}``, no other key."""
+    return {
+        "additionalProperties": False,
+        "properties": {
+            name: {**fragment, "default": {}}
+            for name, fragment in settings.items()
+            if fragment.get("properties")
+        },
+    }
 
 
 def _types(schema: dict) -> set[str]:

@@ -112,6 +112,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
         },
     },
 }
+#: Each regularisation as a study's name says it (``runs.label``).
+TITLES: dict[str, str] = {
+    "none": "no regularization",
+    "l2": "l2 penalty",
+    "decoupled": "decoupled weight decay",
+    "dropout": "dropout",
+    "batchnorm": "batch norm",
+}
 #: The regularisations of the axis, in the config's order.
 REGULARIZATIONS: tuple[str, ...] = tuple(SETTINGS)
 #: name -> {setting: default}.

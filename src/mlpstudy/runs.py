@@ -1,16 +1,19 @@
 """A run's identity, defined once: its axes, and everything derived from them.
 
-A run is one point of the sweep: (dataset, net, precision, optimizer, start, threads,
-backend, learning rate, batch size, trial). ``AXES`` lists them in path order; from it derive
+A run is one point of the sweep: (dataset, net, precision, regularization, optimizer,
+start, threads, backend, learning rate, batch size, trial). ``AXES`` lists them in path
+order; from it derive
 
 - the run directory (``RUN_DIR``, hive-style ``name=value`` parts) and the study
   directory (``STUDY_DIR``), with Snakemake wildcards named after the axes;
 - the wildcard constraints (``wildcard_constraints``);
 - the grid of runs a config asks for (``grid``) and its studies (``studies``);
 - the table key columns (``KEY_COLUMNS``) and a run's key from its path (``parse``);
-- the training spec's fields (``train_spec_kwargs``).
+- the training spec's fields (``train_spec_kwargs``);
+- a study's name for people (``study_label``, from each axis value's ``label``).
 
-A *study* is one (dataset, net, precision, optimizer, start, threads): inside it, runs
+A *study* is one (dataset, net, precision, regularization, optimizer, start, threads):
+inside it, runs
 differ by backend, learning rate, batch size and trial only, which is the shape of the
 original study, so its figures, statistics and claims apply per study unchanged.
 
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mlpstudy import datasets, nets
+from mlpstudy import datasets, nets, regularization
 from mlpstudy.backends.optimizers import resolve
 
 
@@ -59,7 +62,7 @@ class Axis:
     parse: Callable[[str], Any]
     #: Regular expression of a valid wildcard value when the config does not list them.
     pattern: str
-    #: Whether the study (dataset, net, precision, optimizer, start, threads) includes it.
+    #: Whether the study (every axis but backend, lr, batch and trial) includes it.
     study: bool
 
     def values(self, config: dict) -> list[Any]:
@@ -77,6 +80,7 @@ AXES: tuple[Axis, ...] = (
     Axis("dataset", "dataset", "datasets", str, _NAME, study=True),
     Axis("net", "net", "nets", str, _NAME, study=True),
     Axis("precision", "precision", "precision", str, _NAME, study=True),
+    Axis("regularization", "regularization", "regularization", str, _NAME, study=True),
     Axis("optimizer", "optimizer", "optimizers", str, _NAME, study=True),
     Axis("start", "start", "starts", str, _NAME, study=True),
     Axis("threads", "threads", "threads", int, r"[1-9][0-9]*", study=True),
@@ -143,14 +147,25 @@ def study_dir(wildcards: dict[str, Any]) -> str:
     return STUDY_DIR.format(**study_of(wildcards))
 
 
+def label(column: str, value: Any) -> str:
+    """An axis value as a study's name says it: ``shared start``, ``2 threads``,
+    ``no regularization``, ``decoupled weight decay`` (``regularization.TITLES``); any
+    other value as it is."""
+    value = fmt(value)
+    if column == "start":
+        return f"{value} start"
+    if column == "threads":
+        return f"{value} thread" + ("" if value == "1" else "s")
+    if column == "regularization":
+        return regularization.TITLES.get(value, value)
+    return value
+
+
 def study_label(wildcards: dict[str, Any]) -> str:
-    """A study's name for people, e.g. ``mnist · mlp · float32 · sgd · shared start · 1 thread``."""
+    """A study's name for people, every study axis' ``label`` in order, e.g.
+    ``mnist · mlp · float32 · no regularization · sgd · shared start · 1 thread``."""
     s = study_of(wildcards)
-    threads = f"{s['threads']} thread" + ("" if s["threads"] == "1" else "s")
-    return (
-        f"{s['dataset']} · {s['net']} · {s['precision']} · {s['optimizer']} · "
-        f"{s['start']} start · {threads}"
-    )
+    return " · ".join(label(a.column, s[a.name]) for a in STUDY_AXES)
 
 
 def parse(path: str) -> dict[str, Any]:
@@ -170,17 +185,23 @@ def key(wildcards: dict[str, Any]) -> dict[str, Any]:
     return {a.column: a.parse(fmt(wildcards[a.name])) for a in AXES}
 
 
-def settings(config: dict, optimizer: str, backend: str) -> dict[str, Any]:
+def settings(
+    config: dict, optimizer: str, backend: str, regularization_kind: str = regularization.DEFAULT
+) -> dict[str, Any]:
     """What a run takes from the config beyond its identity: epochs, seed, its optimizer's
     settings (as every backend computes with them: defaults filled in, real numbers in
-    float32, ``optimizers.resolve``) and its backend's options (what aggregation checks
-    every run against)."""
+    float32, ``optimizers.resolve``), its backend's options (what aggregation checks
+    every run against) and its regularisation's settings (the config's
+    ``regularization_settings[<kind>]``, resolved the same way: ``regularization.resolve``).
+    """
     given = config.get("optimizer_settings", {}).get(optimizer, {})
+    kind_settings = config.get("regularization_settings", {}).get(regularization_kind, {})
     return {
         "epochs": config["epochs"],
         "seed": config["seed"],
         "optimizer_settings": resolve(optimizer, given),
         "options": dict(config.get(backend, {})),
+        "regularization_settings": regularization.resolve(regularization_kind, kind_settings),
     }
 
 
@@ -195,10 +216,12 @@ def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]
     definition reruns its runs).
 
     They are the training rule's ``params``, which Snakemake compares as text: keep the
-    key order, or every finished run counts as changed.
+    key order, or every finished run counts as changed; a new key goes at the end (the
+    runs of before it have moved to new paths, ``mlpstudy.migrate``, and have no
+    Snakemake metadata to compare).
     """
     k = key(wildcards)
-    given = settings(config, k["optimizer"], k["backend"])
+    given = settings(config, k["optimizer"], k["backend"], k["regularization"])
     return {
         "learning_rate": k["learning_rate"],
         "batch_size": k["batch_size"],
@@ -213,4 +236,6 @@ def train_spec_kwargs(wildcards: dict[str, Any], config: dict) -> dict[str, Any]
         "net": {"name": k["net"], "layers": net_of(config, k["net"]).to_config()},
         "input_shape": list(datasets.get(k["dataset"]).image_shape),
         "precision": k["precision"],
+        "regularization": k["regularization"],
+        "regularization_settings": given["regularization_settings"],
     }

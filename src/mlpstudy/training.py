@@ -30,7 +30,7 @@ import time
 from threadpoolctl import threadpool_info
 
 from . import cores
-from .backends import framework_modules, get_backend
+from .backends import framework_modules, get_backend, info
 from .backends.base import EpochCallback, RunResult, TrainSpec
 
 
@@ -113,6 +113,9 @@ def run_training(
 ) -> RunResult:
     """Train backend ``backend_name`` as ``spec`` says, in this process; return the result."""
     framework_modules(backend_name)  # unknown name: ValueError before touching anything
+    reason = info(backend_name).cannot_run.get(spec.precision)
+    if reason:  # the config check says it before any job; a direct call learns it here
+        raise ValueError(f"{backend_name} cannot run precision {spec.precision!r}: {reason}")
     # strict: the timed loop waits (untimed) for spec.threads dedicated cores and pins
     # every thread to them while it runs; the set-up before it stays where the job
     # started. throughput: record the mode only; None: nothing (mlpstudy.cores).

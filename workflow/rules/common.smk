@@ -131,7 +131,9 @@ def expected_sweep(wildcards):
     fixed = {**runs.study_of(wildcards), "backend": wildcards.backend}
     return {
         "runs": [runs.key(r) for r in runs.grid(config, **fixed)],
-        "spec": runs.settings(config, wildcards.optimizer, wildcards.backend),
+        "spec": runs.settings(
+            config, wildcards.optimizer, wildcards.backend, wildcards.regularization
+        ),
     }
 
 

@@ -1,5 +1,5 @@
-# Study sections 5-6: one job per run (dataset, optimizer, start, threads, backend,
-# learning rate, batch size, trial; mlpstudy.runs.AXES).
+# Study sections 5-6: one job per run (dataset, net, precision, regularization, optimizer,
+# start, threads, backend, learning rate, batch size, trial; mlpstudy.runs.AXES).
 
 
 rule train:
@@ -23,8 +23,9 @@ rule train:
         mem_mb=train_mem_mb,
         runtime=train_runtime_min,
     params:
-        # The run's TrainSpec: its identity plus epochs, seed, optimizer settings and
-        # backend options; changing any of these reruns exactly the affected runs.
+        # The run's TrainSpec: its identity plus epochs, seed, optimizer and
+        # regularisation settings and backend options; changing any of these reruns
+        # exactly the affected runs.
         spec=train_spec,
         timing=config["timing"],
     script:

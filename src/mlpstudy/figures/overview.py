@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from mlpstudy.atomic import atomic_path
-from mlpstudy.runs import STUDY_COLUMNS
+from mlpstudy.runs import STUDY_COLUMNS, label
 
 from . import style
 from .plots import _save
@@ -129,17 +129,10 @@ def study_labels(table: pd.DataFrame) -> list[str]:
 
 def axis_labels(table: pd.DataFrame, columns) -> list[str]:
     """One label per row from ``columns``, naming only those that vary between rows (all
-    of them when none does), e.g. ``mnist · sgd · shared start · 1 thread``."""
+    of them when none does), each value as ``mlpstudy.runs.label`` says it, e.g.
+    ``mnist · sgd · shared start · 1 thread``."""
     varying = [c for c in columns if table[c].nunique() > 1] or list(columns)
-
-    def name(column, value):
-        if column == "start":
-            return f"{value} start"
-        if column == "threads":
-            return f"{value} thread" + ("" if int(value) == 1 else "s")
-        return str(value)
-
-    return [" · ".join(name(c, row[c]) for c in varying) for _, row in table.iterrows()]
+    return [" · ".join(label(c, row[c]) for c in varying) for _, row in table.iterrows()]
 
 
 def plot_overview(table, out_path) -> Figure:
