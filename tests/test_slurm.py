@@ -201,9 +201,11 @@ def test_tiny_sweep_through_slurm_profile_matches_a_local_run(cluster, slurm_env
     on_slurm = make_tiny_workdir(tmp_path / "slurm", **SWEEP)
     here = make_tiny_workdir(tmp_path / "local", **SWEEP)
 
-    proc = snakemake(on_slurm, "--profile", str(PROFILE), *FAST)
+    # the table: every run (SLURM's part) and their aggregation; the figures and
+    # statistics after it run where Snakemake runs either way, and other tests draw them
+    proc = snakemake(on_slurm, TABLE, "--profile", str(PROFILE), *FAST)
     submitted = submissions(proc)
-    local = snakemake(here)
+    local = snakemake(here, TABLE)
     assert not submissions(local)
 
     metrics = sorted((on_slurm / "results/runs").rglob("metrics.json"))
