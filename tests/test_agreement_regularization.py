@@ -129,8 +129,15 @@ def assert_grads_close(a, b, names, rtol, atol):
 @pytest.mark.parametrize("net_id", NETS)
 @pytest.mark.parametrize("name", OTHERS)
 def test_gradients_of_one_batch_agree_with_numpy(name, net_id, kind):
+    """float32 within 1e-4 relative (1e-5 of the largest entry absolute); with batch norm
+    1e-4 of the largest entry: a batch norm's per-channel sums run over M = N H W numbers
+    (21632 for cnn-small's first map here), and PyTorch's CPU kernel accumulates them in
+    float32: measured against the float64 gradient, PyTorch's float32 gradients err by up
+    to 3.7e-5 of the largest entry, NumPy's and JAX's (float64 or pairwise sums) 1.5e-6.
+    float64 within 1e-6."""
     module, reference = backend(name), get_backend("numpy")
-    for dtype, rtol, atol in ((np.float32, 1e-4, 1e-5), (np.float64, 1e-6, 1e-9)):
+    atol32 = 1e-4 if kind == "batchnorm" else 1e-5
+    for dtype, rtol, atol in ((np.float32, 1e-4, atol32), (np.float64, 1e-6, 1e-9)):
         net, params, x, y, keep = batch(net_id, kind, 32, dtype, seed=2)
         loss, grads = module.gradients(net, params, x, y, keep)
         if grads["W1"].dtype != dtype:
@@ -143,7 +150,7 @@ def test_gradients_of_one_batch_agree_with_numpy(name, net_id, kind):
         assert_grads_close(grads, expected, set(net.param_names) - cancelled, rtol, atol)
         for k in cancelled:  # a true 0: rounding noise only, beside the kernel's gradient
             kernel = np.abs(expected["W" + k[1:]]).max()
-            assert np.abs(grads[k]).max() <= 1e-5 * kernel >= np.abs(expected[k]).max(), k
+            assert np.abs(grads[k]).max() <= atol * kernel >= np.abs(expected[k]).max(), k
 
 
 @pytest.mark.parametrize("kind", ["dropout", "batchnorm"])

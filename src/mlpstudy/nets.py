@@ -684,11 +684,13 @@ def to_torch(net: Net, input_shape: Shape, params: Mapping[str, np.ndarray]):
 
 def _with_norms(net: Net, params, out: dict) -> dict:
     """``out`` with the batch norms' weights of ``params`` (one number per channel, the
-    same in every layout), in ``weight_names`` order."""
+    same in every layout), in ``weight_names`` order; those ``params`` lacks are left out
+    (gradients have no running statistics)."""
     for i in net.norm_layers:
         for name in net.layer_weights()[i]:
-            out[name] = np.array(params[name])
-    return {name: out[name] for name in net.weight_names}
+            if name in params:
+                out[name] = np.array(params[name])
+    return {name: out[name] for name in net.weight_names if name in out}
 
 
 def from_torch(net: Net, input_shape: Shape, params: Mapping[str, np.ndarray]):
