@@ -23,6 +23,26 @@ permutation's order (``tf.gather``). With the independent start, Keras draws its
 He-uniform weights and each epoch is gathered in a ``tf.random.shuffle`` order (what
 ``fit(shuffle=True)`` does for arrays), all seeded by ``keras.utils.set_random_seed``.
 
+Regularisation (``mlpstudy.regularization``: the conventions), with Keras' own mechanisms
+where they compute exactly that:
+
+- ``l2``: ``kernel_regularizer=keras.regularizers.L2(lambda / 2)`` on every dense and conv
+  layer (Keras' ``L2(l)`` is ``l sum(W**2)``): ``fit`` adds it to the loss, so each
+  kernel's gradient gains lambda W. ``test_on_batch``'s loss includes it too, so the data
+  loss comes from a compiled ``SparseCategoricalCrossentropy`` metric beside it.
+- ``decoupled``: the optimizer's ``weight_decay`` (Keras 3: ``W -= W wd lr`` before the
+  update, at the weights the gradient was taken at), every trainable variable but the
+  kernels excluded (``exclude_from_weight_decay``; Keras decays all of them otherwise).
+- ``dropout``: with the shared start, ``SharedDropout``: the epoch's keep-masks
+  (``SharedStart.keep_masks``) are held in a variable assigned at shuffle time, with the
+  position of the next step's rows, which each training call slices and advances (the
+  epoch's batches come in order, so step rows s..e take masks s..e); ``fit`` stays as it
+  is. With an independent start, ``keras.layers.Dropout`` seeded from the run's seed.
+- ``batchnorm``: ``keras.layers.BatchNormalization(epsilon, momentum)``: Keras'
+  conventions are the project's (momentum on the old statistics, the batch's biased
+  variance), only epsilon and momentum are set explicitly; under ``mixed_bfloat16`` it
+  computes in float32 and returns bfloat16 (Keras' own upcast).
+
 Implements ``base.Backend``, like every other backend module.
 """
 
@@ -44,6 +64,7 @@ from mlpstudy.cores import LoopCores
 from . import info
 from .base import (
     EpochCallback,
+    KeepMasks,
     Params,
     RunResult,
     SharedStart,
@@ -112,12 +133,40 @@ def optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
     raise ValueError(f"no Keras optimizer for {spec.optimizer!r}")
 
 
+class SharedDropout(keras.layers.Layer):
+    """Inverted dropout by given keep-masks (``x * keep / (1 - rate)`` in training, the
+    identity in evaluation): ``feed`` puts an epoch's masks (``(rows, *shape)``, bool) in a
+    variable and rewinds the position; each training call takes the next rows of them.
+    Both are plain ``tf.Variable``s, not Keras weights: the run's input, not the model's."""
+
+    def __init__(self, rate: float, rows: int, shape: tuple[int, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.scale = 1.0 / (1.0 - rate)
+        self.masks = tf.Variable(tf.zeros((rows, *shape), tf.uint8), trainable=False)
+        self.position = tf.Variable(0, dtype=tf.int32, trainable=False)
+
+    def feed(self, masks: np.ndarray) -> None:
+        self.masks.assign(np.asarray(masks, np.uint8))
+        self.position.assign(0)
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        rows = tf.shape(x)[0]
+        keep = self.masks[self.position : self.position + rows]
+        self.position.assign_add(rows)
+        # tf.constant, not tf.cast: a cast of a Python float rounds it to float32 first
+        return x * tf.cast(keep, x.dtype) * tf.constant(self.scale, x.dtype)
+
+
 def build_model(
     net: nets.Net,
     input_shape: tuple[int, ...],
     params: Params | None = None,
     seed: int | None = None,
     dtype="float32",
+    l2: float = 0.0,
+    mask_rows: int | None = None,
 ):
     """``net`` as a Keras ``Sequential`` on inputs of ``input_shape``; ``params`` (the
     canonical layout, Keras' own) override its initial weights. Without them, kernel k
@@ -128,8 +177,14 @@ def build_model(
     ``mixed_bfloat16`` (float32 variables, bfloat16 compute); under a mixed policy the
     softmax of the output layer is its own float32 ``Activation`` layer, as Keras' mixed
     precision guide prescribes (a bfloat16 softmax would round the probabilities the loss
-    takes the log of), and the input stays float32."""
+    takes the log of), and the input stays float32.
+
+    ``l2``: each kernel's ``keras.regularizers.L2(l2 / 2)``. A dropout is ``SharedDropout``
+    for epochs of ``mask_rows`` rows (the shared keep-masks), or without them Keras'
+    ``Dropout`` (seeded from ``seed``); a batch norm Keras' ``BatchNormalization`` with the
+    net's epsilon and momentum, then its activation."""
     mixed = dtype.startswith("mixed_")
+    regularizer = keras.regularizers.L2(l2 / 2) if l2 else None
     shapes = net.shapes(input_shape)
     input_dtype = "float32" if mixed else dtype
     layers, k = [keras.Input(shape=tuple(input_shape), dtype=input_dtype)], 0
@@ -140,6 +195,22 @@ def build_model(
             continue
         if isinstance(layer, nets.MaxPool2D):
             layers.append(keras.layers.MaxPooling2D(layer.pool, layer.stride, dtype=dtype))
+            continue
+        if isinstance(layer, nets.Dropout):
+            if mask_rows is not None:
+                layers.append(SharedDropout(layer.rate, mask_rows, shape, dtype=dtype))
+            else:
+                drop_seed = None if seed is None else seed + 1000 + len(layers)
+                layers.append(keras.layers.Dropout(layer.rate, seed=drop_seed, dtype=dtype))
+            continue
+        if isinstance(layer, nets.BatchNorm):
+            layers.append(
+                keras.layers.BatchNormalization(
+                    epsilon=layer.epsilon, momentum=layer.momentum, dtype=dtype
+                )
+            )
+            if layer.activation != "linear":
+                layers.append(keras.layers.Activation(layer.activation, dtype=dtype))
             continue
         init = keras.initializers.HeUniform(seed=None if seed is None else seed + k)
         k += 1
@@ -152,6 +223,7 @@ def build_model(
                     padding=layer.padding,  # 'same': TensorFlow's convention, nets' own
                     activation=layer.activation,
                     kernel_initializer=init,
+                    kernel_regularizer=regularizer,
                     dtype=dtype,
                 )
             )
@@ -160,22 +232,44 @@ def build_model(
             activation = None if softmax_apart else layer.activation
             layers.append(
                 keras.layers.Dense(
-                    layer.units, activation=activation, kernel_initializer=init, dtype=dtype
+                    layer.units,
+                    activation=activation,
+                    kernel_initializer=init,
+                    kernel_regularizer=regularizer,
+                    dtype=dtype,
                 )
             )
             if softmax_apart:
                 layers.append(keras.layers.Activation("softmax", dtype="float32"))
     model = keras.Sequential(layers)
     if params is not None:
-        model.set_weights([np.asarray(params[name], input_dtype) for name in net.param_names])
+        model.set_weights([np.asarray(params[name], input_dtype) for name in net.weight_names])
     return model
 
 
-def gradients(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
+def _shared_dropouts(model) -> list[SharedDropout]:
+    return [layer for layer in model.layers if isinstance(layer, SharedDropout)]
+
+
+def _kernels(model) -> list:
+    """The dense and conv layers' kernels: what weight decay decays."""
+    return [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+
+
+def gradients(
+    net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray, keep: KeepMasks | None = None
+) -> tuple[float, Params]:
     """Mean cross-entropy of the batch ``(x, y)`` for ``net`` and its gradients, by
-    ``tf.GradientTape`` (in the dtype of ``params``: float64 works too)."""
+    ``tf.GradientTape`` (in the dtype of ``params``: float64 works too), in training mode
+    (batch norms on the batch's statistics, dropouts applying ``keep``)."""
     dtype = params["W1"].dtype.name
-    model = build_model(net, x.shape[1:], params, dtype=dtype)
+    model = build_model(net, x.shape[1:], params, dtype=dtype, mask_rows=len(x))
+    for layer, mask in zip(_shared_dropouts(model), keep or ()):
+        layer.feed(mask)
+    if keep is None:  # no masks: the dropouts keep everything, unscaled
+        for layer in _shared_dropouts(model):
+            layer.scale = 1.0
+            layer.feed(np.ones(tuple(layer.masks.shape), bool))
     x = tf.constant(x, dtype=dtype)
     with tf.GradientTape() as tape:
         loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
@@ -240,29 +334,50 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
         keras.utils.set_random_seed(seed)
     dtype, net = spec.param_dtype.name, spec.net
     shape = model_input(net, spec.input_shape)
+    n = len(x_train)
     model = build_model(
-        net, shape, run_start.params if run_start is not None else None, seed, _policy(spec)
+        net,
+        shape,
+        run_start.params if run_start is not None else None,
+        seed,
+        _policy(spec),
+        l2=spec.l2,
+        mask_rows=n if run_start is not None else None,
     )
+    opt = optimizer(spec)
+    if spec.weight_decay:
+        opt.weight_decay = spec.weight_decay
+        kernels = {id(v) for v in _kernels(model)}
+        opt.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if id(v) not in kernels]
+        )
+    metrics = ["accuracy"]
+    if spec.l2:  # the reported loss includes the penalty: the data loss apart
+        metrics.append(keras.metrics.SparseCategoricalCrossentropy(name="data_loss"))
     model.compile(
-        optimizer=optimizer(spec),
+        optimizer=opt,
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=metrics,
         jit_compile=options["jit_compile"],
         steps_per_execution=options["steps_per_execution"],
     )
     options["jit_compile"] = model.jit_compile  # "auto" resolved by Keras
-    n = len(x_train)
     # Tensors once: fit and test_on_batch then skip converting 60000x784 floats each call.
     x_train, x_test = (np.asarray(x, dtype).reshape(len(x), *shape) for x in (x_train, x_test))
     x_train, y_train = _tensor(x_train), tf.constant(y_train)
     x_test, y_test = _tensor(x_test), tf.constant(y_test)
     rows = eval_rows(net, shape, np.dtype(dtype).itemsize)
 
+    dropouts = _shared_dropouts(model)
+
     def shuffle(epoch):
         if run_start is None:
             order = tf.random.shuffle(tf.range(n))
         else:
             order = run_start.permutation(n)
+            masks = run_start.keep_masks(n)  # every epoch, as every backend draws them
+            for layer, mask in zip(dropouts, masks):
+                layer.feed(mask)
         x, y = tf.gather(x_train, order), tf.gather(y_train, order)
         return batches(x, y, spec.batch_size, spec.threads)
 
@@ -273,8 +388,12 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
         loss, accuracy = _evaluate(model, x_train, y_train, rows)
         return loss, accuracy, _evaluate(model, x_test, y_test, rows)[1]
 
-    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores)
-    result.params = dict(zip(net.param_names, model.get_weights(), strict=True))
+    def penalty():
+        return spec.penalty(dict(zip(net.weight_names, model.get_weights(), strict=True)))
+
+    result = run_epochs(spec, shuffle, train_epoch, evaluate_epoch, on_epoch, options, cores,
+                        penalty if spec.l2 else None)  # fmt: skip
+    result.params = dict(zip(net.weight_names, model.get_weights(), strict=True))
     return result
 
 
@@ -304,12 +423,13 @@ def _evaluate(model: keras.Model, x, y, rows: int) -> tuple[float, float]:
     n = len(x)
     if rows >= n:
         scores = model.test_on_batch(x, y, return_dict=True)
-        return scores["loss"], scores["accuracy"]
+        return scores.get("data_loss", scores["loss"]), scores["accuracy"]
     loss = accuracy = 0.0
     for s in range(0, n, rows):
         scores = model.test_on_batch(x[s : s + rows], y[s : s + rows], return_dict=True)
         size = min(rows, n - s)
-        loss, accuracy = loss + scores["loss"] * size, accuracy + scores["accuracy"] * size
+        data_loss = scores.get("data_loss", scores["loss"])
+        loss, accuracy = loss + data_loss * size, accuracy + scores["accuracy"] * size
     return loss / n, accuracy / n
 
 
