@@ -14,6 +14,7 @@ biased variance). Every other backend is then compared with it:
 - one step of the whole training set: the textbook update, running statistics included;
 - two epochs at batch 32: training losses and objectives to 1e-4 relative, equal
   accuracies; the dropout runs apply the shared keep-masks, so they agree step for step;
+- one float64 epoch: losses and objectives to 1e-10 relative, every weight to 1e-8;
 - and the regularisation is not ignored: every regularised run leaves the plain run
   of the same start by far more than the agreement's tolerance.
 
@@ -84,9 +85,11 @@ def data(net_id: str):
 @functools.cache
 def trained(name: str, net_id: str, kind: str, case: str, what: str = "epochs"):
     """One run of backend ``name`` (cached). ``what`` "epochs": two epochs at batch 32;
-    "step": one step of the whole training set."""
+    "step": one step of the whole training set; "float64": one float64 epoch at batch 32."""
     if what == "step":
         spec = spec_of(net_id, kind, case, NETS[net_id][2], 1, seed=4, trial=2)
+    elif what == "float64":
+        spec = spec_of(net_id, kind, case, 32, 1, precision="float64")
     else:
         spec = spec_of(net_id, kind, case, 32, 2)
     return backend(name).train(spec, *data(net_id))
@@ -329,6 +332,39 @@ def test_two_epochs_agree_with_numpy(name, net_id, kind, case):
         scale = np.abs(reference[k]).max()
         np.testing.assert_allclose(final[k], reference[k], rtol=1e-3, atol=1e-3 * scale,
                                    err_msg=k)  # fmt: skip
+
+
+#: One float64 epoch per regularisation (and a CNN's dropout and batch norm).
+FLOAT64_CASES = [
+    ("mlp", "l2", "adam"),
+    ("mlp", "decoupled", "momentum"),
+    ("mlp", "dropout", "sgd"),
+    ("mlp", "batchnorm", "adam"),
+    ("cnn-small", "dropout", "sgd"),
+    ("cnn-small", "batchnorm", "sgd"),
+]
+
+
+@pytest.mark.parametrize(("net_id", "kind", "case"), FLOAT64_CASES)
+@pytest.mark.parametrize("name", OTHERS)
+def test_one_float64_epoch_agrees_with_numpy_to_1e_10(name, net_id, kind, case):
+    """In float64 every backend's run is NumPy's to rounding, step for step: the same
+    keep-masks, batch statistics, running statistics, penalty and decay; 6 orders below
+    float32's tolerance, so the implementations compute the same function."""
+    run, reference = (
+        trained(name, net_id, kind, case, "float64"),
+        trained("numpy", net_id, kind, case, "float64"),
+    )
+    (row,), (ref,) = run.history, reference.history
+    assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-10, abs=0)
+    assert row["train_objective"] == pytest.approx(ref["train_objective"], rel=1e-10, abs=0)
+    cancelled = cancelled_biases(spec_of(net_id, kind, case, 32, 1).net)
+    for k, value in reference.params.items():
+        assert run.params[k].dtype == np.float64, k
+        if k not in cancelled:
+            scale = np.abs(value).max()
+            np.testing.assert_allclose(run.params[k], value, rtol=1e-8, atol=1e-10 * scale,
+                                       err_msg=k)  # fmt: skip
 
 
 @pytest.mark.parametrize(("net_id", "kind", "case"), CASES)

@@ -147,7 +147,7 @@ class KerasBatchNorm(nn.Module):
             return nn.functional.batch_norm(x, *stats, self.weight, self.bias, False, 0.0, self.eps)
         with torch.no_grad():  # the batch's statistics, kept for update_statistics
             dims = [d for d in range(x.dim()) if d != 1]
-            x32 = x.float()
+            x32 = x if x.dtype == torch.float64 else x.float()  # bfloat16: float32 sums
             self.batch = (x32.mean(dims), x32.var(dims, unbiased=False))
         return nn.functional.batch_norm(x, None, None, self.weight, self.bias, True, 0.0,
                                         self.eps)  # fmt: skip
