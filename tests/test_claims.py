@@ -582,7 +582,7 @@ def test_report_states_conditions_intervals_power_and_family(tmp_path):
     md = (tmp_path / "out" / "claims.md").read_text()
     html = (tmp_path / "out" / "claims.html").read_text()
     assert md.startswith(
-        "# Claims of the study, tested on this run: dataset=mnist, "
+        "# Claims of the study, tested on this run: dataset=mnist, regularization=none, "
         "optimizer=sgd, start=independent, threads=1"
     )
     for text in (
@@ -657,13 +657,18 @@ def test_starts_attribute_the_accuracy_differences_when_the_run_supports_it(tmp_
         [f[0] for f in files], [f[1] for f in files], tmp_path / "starts.md", tmp_path / "s.html"
     )
     (pair,) = pairs
-    assert pair.group == {"dataset": "mnist", "optimizer": "sgd", "threads": "1"}
+    assert pair.group == {
+        "dataset": "mnist",
+        "regularization": "none",
+        "optimizer": "sgd",
+        "threads": "1",
+    }
     assert pair.verdict == "supported" and pair.spread.details["floored2"]
     assert pair.sentences[0].startswith("With a shared start the two implementations reach")
     assert "come from their starts, not from the implementations" in pair.sentences[0]
     assert list(pair.claims["shared"]) == list(range(1, 10))
     md = (tmp_path / "starts.md").read_text()
-    assert "## dataset=mnist, optimizer=sgd, threads=1" in md
+    assert "## dataset=mnist, regularization=none, optimizer=sgd, threads=1" in md
     # the nine claims under each start, the table the README shows
     assert "| # | claim | section | shared start | independent start (the study's) |" in md
     for r in pair.claims["independent"].values():
@@ -679,7 +684,7 @@ def test_the_readme_table_from_the_command_line(tmp_path, capsys):
     ]
     starts.main([str(f[0]) for f in files])  # histories.parquet beside each runs.csv
     out = capsys.readouterr().out
-    assert out.startswith("dataset=mnist, optimizer=sgd, threads=1")
+    assert out.startswith("dataset=mnist, regularization=none, optimizer=sgd, threads=1")
     assert out.count("\n| ") == 1 + 9  # header and nine claims
     assert "independent start (the study's)" in out and "The study's own setting" in out
 
@@ -699,5 +704,6 @@ def test_a_study_without_its_counterpart_is_listed(tmp_path):
     f = study_files(tmp_path, W.realistic_world("shared", **W.SMALL))
     pairs, lone = starts.compare_starts([f[0]], [f[1]])
     assert pairs == [] and lone == [
-        "dataset=mnist, optimizer=sgd, threads=1: only start shared in this run"
+        "dataset=mnist, regularization=none, optimizer=sgd, threads=1: "
+        "only start shared in this run"
     ]
