@@ -185,10 +185,10 @@ def forward(
     dropout, batch norms with ``params``' running ``mean{k}``, ``var{k}``.
 
     ``compute="bfloat16"`` (or ``"float16"``): mixed precision as a JAX user writes it
-    (jmp's and Flax's ``dtype``/``param_dtype`` convention): the dense and conv weights and ``x`` are cast
-    to bfloat16 here, those layers compute in bfloat16, and the logits come back as
-    float32, so the loss, the gradients of the (float32) parameters and the optimizer
-    stay float32. A batch norm computes in float32 (``_batch_norm``)."""
+    (jmp's and Flax's ``dtype``/``param_dtype`` convention): the dense and conv weights
+    and ``x`` are cast to bfloat16 here, those layers compute in bfloat16, and the
+    logits come back as float32, so the loss, the gradients of the (float32) parameters
+    and the optimizer stay float32. A batch norm computes in float32 (``_batch_norm``)."""
     if compute is not None:
         cast = {name for i in net.param_layers for name in net.layer_weights()[i]}
         params = {k: v.astype(compute) if k in cast else v for k, v in params.items()}

@@ -49,15 +49,15 @@ upstream gradient dy = dL/dy (L the batch's loss):
   m = max z (no overflow, no log 0), and dL/dz = (softmax(z) - onehot) / N.
 
 Mixed precision (``compute="bfloat16"``, the ``bfloat16`` precision; ``"float16"`` the
-same with float16 rounding, ``to_float16``, and no loss scaling: NumPy provides none): the
-weights, the optimizer and the gradients' accumulation stay float32; every dense and conv product takes
-operands rounded to bfloat16 (a product of two bfloat16 numbers is exact in float32, and
-BLAS accumulates the products in float32: what a bfloat16 matrix product with float32
-accumulation computes), and every layer's output, every input gradient and every weight
-gradient is rounded to bfloat16 (``to_bfloat16``: round to nearest, ties to even, by
-``ml_dtypes``' cast), as a bfloat16 layer's are in Keras, PyTorch and JAX; the softmax
-and the loss take the bfloat16 logits in float32, and batch norm's statistics are
-float32. Max-pool, ReLU and flatten are exact on bfloat16 values.
+same with float16 rounding, ``to_float16``, and no loss scaling: NumPy provides none):
+the weights, the optimizer and the gradients' accumulation stay float32; every dense and
+conv product takes operands rounded to bfloat16 (a product of two bfloat16 numbers is
+exact in float32, and BLAS accumulates the products in float32: what a bfloat16 matrix
+product with float32 accumulation computes), and every layer's output, every input
+gradient and every weight gradient is rounded to bfloat16 (``to_bfloat16``: round to
+nearest, ties to even, by ``ml_dtypes``' cast), as a bfloat16 layer's are in Keras,
+PyTorch and JAX; the softmax and the loss take the bfloat16 logits in float32, and batch
+norm's statistics are float32. Max-pool, ReLU and flatten are exact on bfloat16 values.
 
 Parameters are a dict by ``Net.param_names`` in the canonical (Keras) layout; ``Model``'s
 gradients are views into one flat vector (``Model.grad``), laid out as ``flat`` lays out
