@@ -366,7 +366,15 @@ def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path, flags, native):
 
 def test_each_precision_sets_the_parameters_dtype_and_every_backend_runs_each():
     dtypes = {p: TrainSpec(0.1, 32, 1, 0, 0, precision=p).param_dtype for p in PRECISIONS}
-    assert dtypes == {"float32": np.float32, "float64": np.float64, "bfloat16": np.float32}
+    assert dtypes == {
+        "float32": np.float32,
+        "float64": np.float64,
+        "bfloat16": np.float32,
+        "float16": np.float32,
+    }
+    computes = {p: TrainSpec(0.1, 32, 1, 0, 0, precision=p).compute for p in PRECISIONS}
+    assert computes == {"float32": None, "float64": None, "bfloat16": "bfloat16",
+                        "float16": "float16"}  # fmt: skip
     assert all(not info(name).cannot_run for name in BACKENDS)
 
 

@@ -231,14 +231,14 @@ def _checked(config: dict) -> dict:
 def test_precision_is_an_axis_of_float32_by_default_and_takes_every_precision():
     assert _checked(default_config())["precision"] == ["float32"]
     config = {**default_config(), "backends": ["numpy", "tensorflow", "jax", "torch"]}
-    config["precision"] = "[float32, float64, bfloat16]"  # as from the command line
-    assert _checked(config)["precision"] == ["float32", "float64", "bfloat16"]
+    config["precision"] = "[float32, float64, bfloat16, float16]"  # as from the command line
+    assert _checked(config)["precision"] == ["float32", "float64", "bfloat16", "float16"]
 
 
 @pytest.mark.parametrize(
     "precision, backends, fragments",
     [
-        (["float16"], ["numpy"], ["config field 'precision[0]'", "'float16' is not one of"]),
+        (["float8"], ["numpy"], ["config field 'precision[0]'", "'float8' is not one of"]),
         ([], ["numpy"], ["config field 'precision'", "must not be empty"]),
         (["float32", "float32"], ["numpy"], ["config field 'precision'", "duplicate"]),
         (["float32", "bfloat16"], ["numpy", "torch"],

@@ -62,10 +62,13 @@ HISTORY_COLUMNS = (
 #: The start modes: one shared draw for every backend, or each framework its own.
 STARTS = ("shared", "independent")
 #: The numeric precisions (the ``precision`` axis): float32 and float64 end to end, and
-#: bfloat16 = mixed precision, float32 master weights and bfloat16 compute, as each
-#: framework does it (docs/backends.md). The registry says which a backend runs
-#: (``BackendInfo.precisions``).
-PRECISIONS = ("float32", "float64", "bfloat16")
+#: bfloat16 and float16 = mixed precision, float32 master weights and bfloat16 (float16)
+#: compute, as each framework does it, float16 with the loss scaling the framework
+#: provides (docs/backends.md). The registry says which a backend cannot run
+#: (``BackendInfo.cannot_run``).
+PRECISIONS = ("float32", "float64", "bfloat16", "float16")
+#: The mixed precisions: precision -> the dtype the layers compute in.
+MIXED = {"bfloat16": "bfloat16", "float16": "float16"}
 
 #: The network's weights by ``Net.weight_names`` (the trained ``param_names`` and a batch
 #: norm's running statistics ``state_names``), as NumPy arrays in Keras' layout (the
@@ -90,7 +93,8 @@ class TrainSpec:
     defaults, so after construction ``optimizer_settings`` holds every number used.
     ``precision`` is one of ``PRECISIONS``: the dtype of parameters, data and arithmetic
     (``float32``, ``float64``), or mixed precision with float32 parameters and bfloat16
-    compute (``bfloat16``; ``param_dtype`` is the parameters' dtype in each case).
+    or float16 compute (``bfloat16``, ``float16``: ``compute``; ``param_dtype`` is the
+    parameters' dtype in each case).
     ``options`` holds backend-specific knobs (the registry's ``BackendInfo.options``);
     a backend ignores the ones it does not know and records the ones it used in
     ``RunResult.metrics["options"]``. ``net`` is a ``nets.Net`` or its config form
@@ -180,9 +184,15 @@ class TrainSpec:
         )
 
     @property
+    def compute(self) -> str | None:
+        """The dtype the layers compute in under mixed precision (``MIXED``), else None."""
+        return MIXED.get(self.precision)
+
+    @property
     def param_dtype(self) -> np.dtype:
         """The dtype of the parameters, the data and the optimizer's state: float64 for
-        ``precision="float64"``, else float32 (bfloat16's master weights are float32)."""
+        ``precision="float64"``, else float32 (mixed precision's master weights are
+        float32)."""
         return np.dtype(np.float64 if self.precision == "float64" else np.float32)
 
 

@@ -184,11 +184,11 @@ def forward(
     dropout layer; None: they keep everything, unscaled). Else as in evaluation: no
     dropout, batch norms with ``params``' running ``mean{k}``, ``var{k}``.
 
-    ``compute="bfloat16"``: mixed precision as a JAX user writes it (jmp's and Flax's
-    ``dtype``/``param_dtype`` convention): the dense and conv weights and ``x`` are cast
-    to bfloat16 here, those layers compute in bfloat16, and the logits come back as
-    float32, so the loss, the gradients of the (float32) parameters and the optimizer
-    stay float32. A batch norm computes in float32 (``_batch_norm``)."""
+    ``compute="bfloat16"`` (or ``"float16"``): mixed precision as a JAX user writes it
+    (jmp's and Flax's ``dtype``/``param_dtype`` convention): the dense and conv weights
+    and ``x`` are cast to bfloat16 here, those layers compute in bfloat16, and the
+    logits come back as float32, so the loss, the gradients of the (float32) parameters
+    and the optimizer stay float32. A batch norm computes in float32 (``_batch_norm``)."""
     if compute is not None:
         cast = {name for i in net.param_layers for name in net.layer_weights()[i]}
         params = {k: v.astype(compute) if k in cast else v for k, v in params.items()}
@@ -345,8 +345,9 @@ def train(
 
     ``precision="float64"`` runs inside ``jax.enable_x64``: the run computes in float64,
     and the process' other JAX computations keep their float32 default. ``"bfloat16"``
-    computes the forward pass in bfloat16 (``forward``) with float32 parameters, loss,
-    optimizer state and batch-norm statistics.
+    (``"float16"``) computes the forward pass in bfloat16 (float16) (``forward``) with
+    float32 parameters, loss, optimizer state and batch-norm statistics; JAX and optax
+    provide no loss scaling (the ``jmp`` library would), so float16 runs without.
     """
     options = info("jax").resolve_options(spec.options)
     with jax.enable_x64(spec.precision == "float64"):
@@ -355,7 +356,7 @@ def train(
 
 def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> RunResult:
     dtype, net = spec.param_dtype, spec.net
-    compute = "bfloat16" if spec.precision == "bfloat16" else None
+    compute = spec.compute
     shape = model_input(net, spec.input_shape)
     n, batch = len(x_train), spec.batch_size
     run_start = start(spec)

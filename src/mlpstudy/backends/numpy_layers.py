@@ -48,15 +48,16 @@ upstream gradient dy = dL/dy (L the batch's loss):
   L = (1/N) sum_n (logsumexp(z_n) - z_n[y_n]) with logsumexp(z) = m + log sum exp(z - m),
   m = max z (no overflow, no log 0), and dL/dz = (softmax(z) - onehot) / N.
 
-Mixed precision (``compute="bfloat16"``, the ``bfloat16`` precision): the weights, the
-optimizer and the gradients' accumulation stay float32; every dense and conv product takes
-operands rounded to bfloat16 (a product of two bfloat16 numbers is exact in float32, and
-BLAS accumulates the products in float32: what a bfloat16 matrix product with float32
-accumulation computes), and every layer's output, every input gradient and every weight
-gradient is rounded to bfloat16 (``to_bfloat16``: round to nearest, ties to even, by
-``ml_dtypes``' cast), as a bfloat16 layer's are in Keras, PyTorch and JAX; the softmax
-and the loss take the bfloat16 logits in float32, and batch norm's statistics are
-float32. Max-pool, ReLU and flatten are exact on bfloat16 values.
+Mixed precision (``compute="bfloat16"``, the ``bfloat16`` precision; ``"float16"`` the
+same with float16 rounding, ``to_float16``, and no loss scaling: NumPy provides none):
+the weights, the optimizer and the gradients' accumulation stay float32; every dense and
+conv product takes operands rounded to bfloat16 (a product of two bfloat16 numbers is
+exact in float32, and BLAS accumulates the products in float32: what a bfloat16 matrix
+product with float32 accumulation computes), and every layer's output, every input
+gradient and every weight gradient is rounded to bfloat16 (``to_bfloat16``: round to
+nearest, ties to even, by ``ml_dtypes``' cast), as a bfloat16 layer's are in Keras,
+PyTorch and JAX; the softmax and the loss take the bfloat16 logits in float32, and batch
+norm's statistics are float32. Max-pool, ReLU and flatten are exact on bfloat16 values.
 
 Parameters are a dict by ``Net.param_names`` in the canonical (Keras) layout; ``Model``'s
 gradients are views into one flat vector (``Model.grad``), laid out as ``flat`` lays out
@@ -82,6 +83,17 @@ def to_bfloat16(a: np.ndarray) -> np.ndarray:
     """``a`` (float32) rounded in place to the nearest bfloat16, ties to even; returns it."""
     np.copyto(a, a.astype(ml_dtypes.bfloat16))
     return a
+
+
+def to_float16(a: np.ndarray) -> np.ndarray:
+    """``a`` (float32) rounded in place to the nearest float16 (IEEE half: 11 significant
+    bits, largest 65504; beyond it inf, below 6e-8 zero), ties to even; returns it."""
+    np.copyto(a, a.astype(np.float16))
+    return a
+
+
+#: compute dtype -> its rounding (``Model``'s ``compute``).
+ROUNDINGS = {"bfloat16": to_bfloat16, "float16": to_float16}
 
 
 def flat(arrays: dict[str, np.ndarray], dtype) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -115,7 +127,7 @@ class DenseOp:
         self.y = np.empty((rows, *out_shape), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
-        self.round = None  # set by Model: to_bfloat16 under mixed precision
+        self.round = None  # set by Model: its compute's rounding under mixed precision
 
     def forward(self, x, params, train=False):
         self.x = x
@@ -173,7 +185,7 @@ class Conv2DOp:
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
         self.need_dx = need_dx
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
-        self.round = None  # set by Model: to_bfloat16 under mixed precision
+        self.round = None  # set by Model: its compute's rounding under mixed precision
 
     def _cols6(self, rows):
         """X_col as (N, Ho, Wo, kh, kw, C): the same memory."""
@@ -331,7 +343,7 @@ class DropoutOp:
         self.y = np.empty((rows, *out_shape), dtype)
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
         self.keep = None  # set by Model for each training step: a bool array like x
-        self.round = None  # set by Model: to_bfloat16 under mixed precision
+        self.round = None  # set by Model: its compute's rounding under mixed precision
 
     def forward(self, x, params, train=False):
         if not train or self.keep is None:
@@ -364,7 +376,7 @@ class BatchNormOp:
         c = in_shape[-1]
         self.batch_mean, self.batch_var, self.inv = (np.empty(c, dtype) for _ in range(3))
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
-        self.round = None  # set by Model: to_bfloat16 under mixed precision
+        self.round = None  # set by Model: its compute's rounding under mixed precision
 
     def forward(self, x, params, train=False):
         rows = len(x)
@@ -447,8 +459,13 @@ class Model:
     def __init__(self, net: Net, input_shape, rows: int, dtype=np.float32, compute=None):
         self.net, self.input_shape = net, tuple(input_shape)
         self.rows, self.dtype = rows, np.dtype(dtype)
-        if compute not in (None, "bfloat16") or (compute and self.dtype != np.float32):
-            raise ValueError(f"compute must be None or bfloat16 (float32 weights), got {compute!r}")
+        if (compute is not None and compute not in ROUNDINGS) or (
+            compute and self.dtype != np.float32
+        ):
+            raise ValueError(
+                f"compute must be None or one of {', '.join(ROUNDINGS)} (float32 weights), "
+                f"got {compute!r}"
+            )
         self.compute = compute
         shapes = net.check(self.input_shape)
         self.param_shapes = {
@@ -486,7 +503,7 @@ class Model:
         if compute:
             for op in self.ops:
                 if hasattr(op, "round"):
-                    op.round = to_bfloat16
+                    op.round = ROUNDINGS[compute]
             trained = net.param_names
             self.rounded = flat({k: np.zeros(self.param_shapes[k], self.dtype)
                                  for k in trained}, self.dtype)  # fmt: skip
@@ -525,13 +542,13 @@ class Model:
         vector, views = self.rounded
         for name, view in views.items():
             np.copyto(view, params[name])
-        to_bfloat16(vector)
+        ROUNDINGS[self.compute](vector)
         return {**params, **views}
 
     def _rounded_input(self, x):
         out = self.rounded_x[: len(x)]
         np.copyto(out, x)
-        return to_bfloat16(out)
+        return ROUNDINGS[self.compute](out)
 
     def update_statistics(self, params) -> None:
         """Move every batch norm's running statistics in ``params`` by the batch of the

@@ -31,7 +31,8 @@ Regularisation (``mlpstudy.regularization``), written out like the rest:
 Precision: ``float32`` and ``float64`` end to end (parameters, data, arithmetic);
 ``bfloat16`` is mixed precision written out (``numpy_layers``, "Mixed precision"):
 float32 weights and optimizer, every product on bfloat16-rounded operands with float32
-accumulation, every layer output and gradient rounded to bfloat16.
+accumulation, every layer output and gradient rounded to bfloat16; ``float16`` the same
+with float16 rounding and no loss scaling (NumPy provides none).
 
 Implements ``base.Backend``, like every other backend module.
 """
@@ -219,7 +220,7 @@ def train(
     x_test = np.ascontiguousarray(x_test, dtype=dtype).reshape(len(x_test), *shape)
     onehot = numpy_layers.one_hot(y_train, net.n_classes, dtype)
     n, batch = len(x_train), spec.batch_size
-    compute = "bfloat16" if spec.precision == "bfloat16" else None
+    compute = spec.compute
     model = numpy_layers.Model(net, shape, min(batch, n), dtype, compute)
     batch_x = np.empty((min(batch, n), *shape), dtype)
     batch_onehot = np.empty((min(batch, n), net.n_classes), dtype)

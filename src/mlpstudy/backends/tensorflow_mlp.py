@@ -306,7 +306,10 @@ def train(
     ``"bfloat16"`` sets the global dtype policy ``mixed_bfloat16`` for the run
     (``keras.mixed_precision.set_global_policy``; the layers get it too, see
     ``build_model``): float32 variables and optimizer, bfloat16 compute, no loss scaling
-    (bfloat16 has float32's exponent range). Both are restored after the run.
+    (bfloat16 has float32's exponent range); ``"float16"`` the policy ``mixed_float16``,
+    with Keras' dynamic loss scaling (``compile`` wraps the optimizer in a
+    ``LossScaleOptimizer``: the loss times 2^15 at first, halved on a step with inf/NaN
+    gradients, which it skips). Both are restored after the run.
     """
     options = info("tensorflow").resolve_options(spec.options)
     floatx, policy = keras.config.floatx(), keras.mixed_precision.global_policy()
@@ -320,8 +323,10 @@ def train(
 
 
 def _policy(spec: TrainSpec) -> str:
-    """The Keras dtype policy of ``spec``'s precision."""
-    return "mixed_bfloat16" if spec.precision == "bfloat16" else spec.param_dtype.name
+    """The Keras dtype policy of ``spec``'s precision: ``mixed_bfloat16``,
+    ``mixed_float16`` (with which ``compile`` wraps the optimizer in Keras' dynamic
+    ``LossScaleOptimizer``), else the parameters' dtype."""
+    return f"mixed_{spec.compute}" if spec.compute else spec.param_dtype.name
 
 
 def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> RunResult:

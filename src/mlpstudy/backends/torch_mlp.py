@@ -368,6 +368,7 @@ def train(
     )
     opt = optimizer(spec, model)
     hand_decay = _hand_decay(spec, model)
+    scaler = grad_scaler(spec)
     criterion = nn.CrossEntropyLoss()
     n, batch = len(x_train), spec.batch_size
     # Tensors once per run (from_numpy shares NumPy's memory when it is in ``dtype`` and
@@ -403,10 +404,11 @@ def train(
             keep = None if masks is None else [mask[s : s + batch] for mask in masks]
             opt.zero_grad()
             loss = batch_loss(x_train[idx], y_train[idx], keep)
-            loss.backward()
+            scaler.scale(loss).backward()
             keras_epsilon()
             hand_decay()
-            opt.step()
+            scaler.step(opt)  # opt.step() itself unless float16 (then on unscaled grads)
+            scaler.update()
             for norm in model.norms:
                 norm.update_statistics()
 
@@ -429,11 +431,24 @@ def train(
 
 def autocast(spec: TrainSpec):
     """The context of a forward pass and its loss: ``torch.autocast("cpu",
-    dtype=torch.bfloat16)`` for ``precision="bfloat16"`` (PyTorch's mixed precision: the
-    float32 weights stay, ``nn.Linear``/``nn.Conv2d`` run on bfloat16 copies of their
-    inputs and weights, ``cross_entropy`` in float32; the backward pass follows the
-    casts), else one that changes nothing."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.precision == "bfloat16")
+    dtype=torch.bfloat16)`` for ``precision="bfloat16"`` (``torch.float16`` for
+    ``"float16"``; PyTorch's mixed precision: the float32 weights stay,
+    ``nn.Linear``/``nn.Conv2d`` run on bfloat16 copies of their inputs and weights,
+    ``cross_entropy`` in float32; the backward pass follows the casts), else one that
+    changes nothing."""
+    dtype = getattr(torch, spec.compute) if spec.compute else torch.bfloat16
+    return torch.autocast("cpu", dtype=dtype, enabled=spec.compute is not None)
+
+
+def grad_scaler(spec: TrainSpec) -> torch.amp.GradScaler:
+    """PyTorch's dynamic loss scaling for float16 (``torch.amp.GradScaler("cpu")``: the
+    loss times the scale, halved after a step with inf/NaN gradients, which it skips,
+    doubled after 2000 clean ones), disabled (a pass-through) for every other precision.
+    The initial scale is Keras' 2^15 (its ``LossScaleOptimizer``; PyTorch's default is
+    2^16, which overflowed float16 in cnn-small's first backward pass here and skipped
+    that step: 7.5e-2 off the float32 run after an epoch, 7e-5 at 2^15); the halving,
+    doubling and 2000 steps are both frameworks' defaults."""
+    return torch.amp.GradScaler("cpu", init_scale=2.0**15, enabled=spec.precision == "float16")
 
 
 def _keras_epsilon(spec: TrainSpec, opt: torch.optim.Optimizer):
