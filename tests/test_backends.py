@@ -213,7 +213,7 @@ def test_start_depends_on_seed_trial_and_stream():
         ("start", "own", "start must be one of shared, independent"),
         ("start", True, "start must be one of"),
         ("optimizer", "rmsprop", "optimizer must be one of sgd, momentum, adam"),
-        ("precision", "float16", "precision must be one of float32, float64, bfloat16"),
+        ("precision", "float8", "precision must be one of float32, float64, bfloat16, float16"),
     ],
 )
 def test_spec_rejects_bad_values_by_name(field, value, message):
