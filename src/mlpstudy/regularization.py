@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from mlpstudy import nets
-from mlpstudy.backends.optimizers import as_float32, check_setting
+from mlpstudy.backends.optimizers import resolve_settings
 
 #: The study's setting, the config's default: no regularisation.
 DEFAULT = "none"
@@ -137,19 +137,12 @@ def resolve(kind: str, settings: Mapping[str, Any] | None = None) -> dict[str, A
         raise ValueError(
             f"regularization must be one of {', '.join(REGULARIZATIONS)}, got {kind!r}"
         )
-    settings = dict(settings or {})
-    properties = SETTINGS[kind]["properties"]
-    unknown = sorted(set(settings) - set(properties))
-    if unknown:
-        raise ValueError(
-            f"regularization_settings.{kind}: unknown setting(s) {', '.join(unknown)} "
-            f"(known: {', '.join(properties) or 'none'})"
-        )
-    for key, value in settings.items():
-        problem = check_setting(value, properties[key])
-        if problem:
-            raise ValueError(f"regularization_settings.{kind}.{key} {problem}, got {value!r}")
-    return {key: as_float32(value) for key, value in {**DEFAULTS[kind], **settings}.items()}
+    return resolve_settings(
+        SETTINGS[kind]["properties"],
+        settings,
+        f"regularization_settings.{kind}",
+        lambda key: f"regularization_settings.{kind}.{key}",
+    )
 
 
 def apply(net: nets.Net, kind: str, settings: Mapping[str, Any] | None = None) -> nets.Net:

@@ -71,20 +71,29 @@ def resolve(optimizer: str, settings: dict[str, Any] | None = None) -> dict[str,
     backend computes with (``as_float32``; idempotent)."""
     if optimizer not in SETTINGS:
         raise ValueError(f"optimizer must be one of {', '.join(SETTINGS)}, got {optimizer!r}")
+    return resolve_settings(
+        SETTINGS[optimizer]["properties"],
+        settings,
+        f"optimizer_settings for {optimizer!r}",
+        lambda key: f"optimizer_settings.{key} for {optimizer!r}",
+    )
+
+
+def resolve_settings(properties: dict, settings, where: str, field) -> dict[str, Any]:
+    """``settings`` over the defaults of ``properties`` (a settings schema's), checked
+    (a ValueError names ``where`` for an unknown setting, ``field(key)`` for a bad value),
+    every real number as the float32 number nearest to it. Shared by the optimizers' and
+    the regularisations' settings."""
     settings = dict(settings or {})
-    properties = SETTINGS[optimizer]["properties"]
     unknown = sorted(set(settings) - set(properties))
     if unknown:
         known = ", ".join(properties) or "none"
-        raise ValueError(
-            f"optimizer_settings for {optimizer!r}: unknown setting(s) {', '.join(unknown)} "
-            f"(known: {known})"
-        )
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)} (known: {known})")
     for key, value in settings.items():
         problem = check_setting(value, properties[key])
         if problem:
-            raise ValueError(f"optimizer_settings.{key} for {optimizer!r} {problem}, got {value!r}")
-    resolved = {**OPTIMIZERS[optimizer], **settings}
+            raise ValueError(f"{field(key)} {problem}, got {value!r}")
+    resolved = {**{k: p["default"] for k, p in properties.items()}, **settings}
     return {
         key: as_float32(value) if properties[key]["type"] == "number" else value
         for key, value in resolved.items()
