@@ -122,6 +122,11 @@ TITLES: dict[str, str] = {
 }
 #: The regularisations of the axis, in the config's order.
 REGULARIZATIONS: tuple[str, ...] = tuple(SETTINGS)
+#: name -> {setting: default}.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    name: {key: prop["default"] for key, prop in schema["properties"].items()}
+    for name, schema in SETTINGS.items()
+}
 
 
 def resolve(kind: str, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
