@@ -379,3 +379,14 @@ def _written(table, root, backend="numpy"):
     path = root / f"new_{backend}.csv"
     aggregate.write_csv(table.assign(backend=backend), path)
     return path
+
+
+def test_the_tables_carry_each_runs_optimizer_and_regularisation_settings(tmp_path):
+    """The numbers a run used (its metrics.json's) reach the table, as JSON objects."""
+    table, _ = aggregate.collect(complete_sweep(tmp_path), EXPECTED)
+    assert set(aggregate.SETTINGS_COLUMNS) <= set(table.columns)
+    assert (table["optimizer_settings"] == "{}").all()
+    assert (table["regularization_settings"] == "{}").all()
+    written = tmp_path / "t.csv"
+    aggregate.write_csv(table, written)
+    assert aggregate.read_table(written)["regularization_settings"].tolist() == ["{}"] * 4

@@ -87,6 +87,10 @@ EXTRA_COLUMNS = [
     "slurm_job_id",
     "slurm_node",
 ]
+#: The numbers a run's optimizer and regularisation used (``metrics.json``'s), as JSON
+#: objects with sorted keys, e.g. ``{"lambda": 0.0005000000237487257}``.
+SETTINGS_COLUMNS = ["optimizer_settings", "regularization_settings"]
+EXTRA_COLUMNS += SETTINGS_COLUMNS
 COLUMNS = TABLE_COLUMNS + EXTRA_COLUMNS
 #: The columns that name a run (mlpstudy.runs.AXES), in sort order.
 KEYS = runs.KEY_COLUMNS
@@ -225,6 +229,8 @@ def collect(run_dirs: list[str], expected: dict) -> tuple[pd.DataFrame, pd.DataF
             + "\n".join(f"  - {p}" for p in problems)
         )
     table = pd.DataFrame(rows, columns=COLUMNS)
+    for column in SETTINGS_COLUMNS:
+        table[column] = [json.dumps(row[column], sort_keys=True) for row in rows]
     table = table.sort_values(KEYS, ignore_index=True)
     long = (
         pd.concat(histories, ignore_index=True)
