@@ -24,24 +24,43 @@ He-uniform weights and each epoch is gathered in a ``tf.random.shuffle`` order (
 ``fit(shuffle=True)`` does for arrays), all seeded by ``keras.utils.set_random_seed``.
 
 Regularisation (``mlpstudy.regularization``: the conventions), with Keras' own mechanisms
-where they compute exactly that:
+where they compute exactly that. A net and run without any build, compile and fit what
+they did before: no regularizer, no extra metric, no decay, no mask layer.
 
 - ``l2``: ``kernel_regularizer=keras.regularizers.L2(lambda / 2)`` on every dense and conv
-  layer (Keras' ``L2(l)`` is ``l sum(W**2)``): ``fit`` adds it to the loss, so each
-  kernel's gradient gains lambda W. ``test_on_batch``'s loss includes it too, so the data
-  loss comes from a compiled ``SparseCategoricalCrossentropy`` metric beside it.
-- ``decoupled``: the optimizer's ``weight_decay`` (Keras 3: ``W -= W wd lr`` before the
-  update, at the weights the gradient was taken at), every trainable variable but the
-  kernels excluded (``exclude_from_weight_decay``; Keras decays all of them otherwise).
+  layer (Keras' ``L2(l)`` is ``l sum(W**2)``; biases and batch norms get none): ``fit``
+  adds it to the loss, so each kernel's gradient gains ``lambda W`` and the optimizer
+  sees it. ``test_on_batch``'s ``loss`` includes it too, so the data loss (the history's
+  ``train_loss``) comes from a compiled ``SparseCategoricalCrossentropy`` metric beside
+  it, in the same one call per chunk; the objective adds ``spec.penalty`` of the weights.
+  The metric is exact, but ``fit`` updates it every step too (measured: ~10 % of an MLP
+  epoch at batch 32, noisy; nothing on a CNN's step); the loss minus the penalty costs
+  nothing per step, but a float32 loss of 0.47 less a penalty of 0.47 left a data loss of
+  1e-3 off by 4e-5 relative (mlp-wide, 3 epochs), a third of the agreement's budget.
+- ``decoupled``: the optimizer's own ``weight_decay`` (``Adam`` with it is Keras'
+  ``AdamW``). Keras 3 (``BaseOptimizer.apply``, the TensorFlow optimizer's
+  ``_apply_weight_decay``) decays ``W -= W * wd * lr`` with the optimizer's learning rate
+  right before ``_backend_update_step``, so at the weights the gradient was taken at, and
+  the update itself sees no decay: the convention. It decays every trainable variable
+  unless told, so ``exclude_from_weight_decay`` gets every one but the kernels (biases,
+  gammas, betas).
 - ``dropout``: with the shared start, ``SharedDropout``: the epoch's keep-masks
-  (``SharedStart.keep_masks``) are held in a variable assigned at shuffle time, with the
-  position of the next step's rows, which each training call slices and advances (the
-  epoch's batches come in order, so step rows s..e take masks s..e); ``fit`` stays as it
-  is. With an independent start, ``keras.layers.Dropout`` seeded from the run's seed.
-- ``batchnorm``: ``keras.layers.BatchNormalization(epsilon, momentum)``: Keras'
-  conventions are the project's (momentum on the old statistics, the batch's biased
-  variance), only epsilon and momentum are set explicitly; under ``mixed_bfloat16`` it
-  computes in float32 and returns bfloat16 (Keras' own upcast).
+  (``SharedStart.keep_masks``, drawn right after the epoch's permutation) are assigned at
+  shuffle time to a uint8 variable of the layer (one byte a number: cnn-dropout's
+  60000 x 1600 epoch is 96 MB), beside the position of the next step's rows, which each
+  training call slices and advances. The epoch's batches come in order, so the step over
+  rows s..e takes masks s..e, the short last batch included, also with
+  ``steps_per_execution`` or XLA. ``fit``, the data pipeline and evaluation stay as they
+  are (masks fed through ``tf.data`` as a second input would change the model's inputs
+  and evaluation's calls). With an independent start, ``keras.layers.Dropout`` seeded
+  from the run's seed: Keras' own generator.
+- ``batchnorm``: ``keras.layers.BatchNormalization(epsilon, momentum)``, then the batch
+  norm's activation as an ``Activation`` layer: Keras' conventions are the project's
+  (``momentum`` weighs the old statistics; the batch's biased variance, ``tf.nn.moments``,
+  in the running variance too), only epsilon and momentum are set explicitly. Under
+  ``mixed_bfloat16`` and ``mixed_float16`` it is Keras' default: float32 variables, the
+  statistics and normalisation computed in float32 (the layer upcasts its input), the
+  output cast to the compute dtype.
 
 Implements ``base.Backend``, like every other backend module.
 """
@@ -114,30 +133,44 @@ def start(spec: TrainSpec) -> SharedStart | None:
     return SharedStart.of(spec) if spec.shared else None
 
 
-def optimizer(spec: TrainSpec) -> keras.optimizers.Optimizer:
-    """Keras' own optimizer for ``spec.optimizer``, with the spec's numbers."""
+def optimizer(spec: TrainSpec, model: keras.Model | None = None) -> keras.optimizers.Optimizer:
+    """Keras' own optimizer for ``spec.optimizer``, with the spec's numbers; a decoupled
+    decay is its ``weight_decay`` on ``model``'s kernels alone (module docstring)."""
     lr, settings = spec.learning_rate, spec.optimizer_settings
+    decay = {"weight_decay": spec.weight_decay} if spec.weight_decay else {}
     if spec.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr)
-    if spec.optimizer == "momentum":
-        return keras.optimizers.SGD(
-            learning_rate=lr, momentum=settings["momentum"], nesterov=settings["nesterov"]
+        opt = keras.optimizers.SGD(learning_rate=lr, **decay)
+    elif spec.optimizer == "momentum":
+        opt = keras.optimizers.SGD(
+            learning_rate=lr, momentum=settings["momentum"], nesterov=settings["nesterov"], **decay
         )
-    if spec.optimizer == "adam":
-        return keras.optimizers.Adam(
+    elif spec.optimizer == "adam":  # with weight_decay: Keras' AdamW (the same class's step)
+        opt = keras.optimizers.Adam(
             learning_rate=lr,
             beta_1=settings["beta_1"],
             beta_2=settings["beta_2"],
             epsilon=settings["epsilon"],  # Keras' default is 1e-7, PyTorch's 1e-8: explicit
+            **decay,
         )
-    raise ValueError(f"no Keras optimizer for {spec.optimizer!r}")
+    else:
+        raise ValueError(f"no Keras optimizer for {spec.optimizer!r}")
+    if decay:  # Keras decays every trainable variable unless told: biases, gammas, betas not
+        if model is None:
+            raise ValueError("a decoupled decay needs the model whose kernels it decays")
+        kernels = {id(v) for v in _kernels(model)}
+        opt.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if id(v) not in kernels]
+        )
+    return opt
 
 
 class SharedDropout(keras.layers.Layer):
-    """Inverted dropout by given keep-masks (``x * keep / (1 - rate)`` in training, the
-    identity in evaluation): ``feed`` puts an epoch's masks (``(rows, *shape)``, bool) in a
-    variable and rewinds the position; each training call takes the next rows of them.
-    Both are plain ``tf.Variable``s, not Keras weights: the run's input, not the model's."""
+    """Inverted dropout by given keep-masks: ``x * keep / (1 - rate)`` in training, the
+    identity in evaluation. ``feed`` puts an epoch's masks (``(rows, *shape)``, bool) in a
+    uint8 variable and rewinds the position; each training call takes the next rows of
+    them and advances it, so the k-th step of an epoch fed in order gets its own rows.
+    Both are plain ``tf.Variable``s, not Keras weights: the run's input, not the model's
+    (``get_weights`` stays ``Net.weight_names``)."""
 
     def __init__(self, rate: float, rows: int, shape: tuple[int, ...], **kwargs):
         super().__init__(**kwargs)
@@ -146,7 +179,8 @@ class SharedDropout(keras.layers.Layer):
         self.position = tf.Variable(0, dtype=tf.int32, trainable=False)
 
     def feed(self, masks: np.ndarray) -> None:
-        self.masks.assign(np.asarray(masks, np.uint8))
+        masks = np.ascontiguousarray(masks, bool)
+        self.masks.assign(masks.view(np.uint8))  # a bool is a byte: no copy of the epoch's
         self.position.assign(0)
 
     def call(self, x, training=False):
@@ -263,13 +297,13 @@ def gradients(
     ``tf.GradientTape`` (in the dtype of ``params``: float64 works too), in training mode
     (batch norms on the batch's statistics, dropouts applying ``keep``)."""
     dtype = params["W1"].dtype.name
+    if keep is None:  # the dropouts keep everything, unscaled: the net without them
+        net = nets.Net(
+            net.name, [layer for layer in net.layers if not isinstance(layer, nets.Dropout)]
+        )
     model = build_model(net, x.shape[1:], params, dtype=dtype, mask_rows=len(x))
-    for layer, mask in zip(_shared_dropouts(model), keep or ()):
+    for layer, mask in zip(_shared_dropouts(model), keep or (), strict=True):
         layer.feed(mask)
-    if keep is None:  # no masks: the dropouts keep everything, unscaled
-        for layer in _shared_dropouts(model):
-            layer.scale = 1.0
-            layer.feed(np.ones(tuple(layer.masks.shape), bool))
     x = tf.constant(x, dtype=dtype)
     with tf.GradientTape() as tape:
         loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
@@ -349,18 +383,11 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
         l2=spec.l2,
         mask_rows=n if run_start is not None else None,
     )
-    opt = optimizer(spec)
-    if spec.weight_decay:
-        opt.weight_decay = spec.weight_decay
-        kernels = {id(v) for v in _kernels(model)}
-        opt.exclude_from_weight_decay(
-            var_list=[v for v in model.trainable_variables if id(v) not in kernels]
-        )
     metrics = ["accuracy"]
     if spec.l2:  # the reported loss includes the penalty: the data loss apart
         metrics.append(keras.metrics.SparseCategoricalCrossentropy(name="data_loss"))
     model.compile(
-        optimizer=opt,
+        optimizer=optimizer(spec, model),
         loss="sparse_categorical_crossentropy",
         metrics=metrics,
         jit_compile=options["jit_compile"],
@@ -380,9 +407,9 @@ def _train(spec, options, x_train, y_train, x_test, y_test, on_epoch, cores) -> 
             order = tf.random.shuffle(tf.range(n))
         else:
             order = run_start.permutation(n)
-            masks = run_start.keep_masks(n)  # every epoch, as every backend draws them
-            for layer, mask in zip(dropouts, masks):
-                layer.feed(mask)
+            if dropouts:  # the epoch's keep-masks, right after its permutation
+                for layer, mask in zip(dropouts, run_start.keep_masks(n), strict=True):
+                    layer.feed(mask)
         x, y = tf.gather(x_train, order), tf.gather(y_train, order)
         return batches(x, y, spec.batch_size, spec.threads)
 
