@@ -641,10 +641,17 @@ def norm_inputs(net: Net, params, x: np.ndarray, keep=None) -> list[np.ndarray]:
     return inputs
 
 
+def evaluator(net: Net, input_shape, n: int, dtype, compute=None) -> Model:
+    """The model that evaluates up to ``n`` images of ``input_shape`` in chunks whose layer
+    buffers stay within ``EVAL_BYTES`` (``compute``: ``Model``'s). Training builds it once:
+    a model built per evaluation places its buffers anew each epoch (measured: the study's
+    MLP, 25-40 ms of page faults on MNIST's 70,000 images, a quarter of the evaluation)."""
+    per_row = Model(net, input_shape, 1, dtype, compute).row_bytes
+    rows = max(1, min(n, EVAL_BYTES // per_row))
+    return Model(net, input_shape, rows, dtype, compute)
+
+
 def evaluate(net: Net, params, x: np.ndarray, y: np.ndarray, compute=None) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)``, in chunks whose layer
-    buffers stay within ``EVAL_BYTES`` (``compute``: ``Model``'s)."""
+    """Mean cross-entropy and accuracy of ``params`` on ``(x, y)`` (:func:`evaluator`)."""
     x = np.asarray(x, dtype=_dtype(params))
-    per_row = Model(net, x.shape[1:], 1, x.dtype, compute).row_bytes
-    rows = max(1, min(len(x), EVAL_BYTES // per_row))
-    return Model(net, x.shape[1:], rows, x.dtype, compute).evaluate(params, x, y)
+    return evaluator(net, x.shape[1:], len(x), x.dtype, compute).evaluate(params, x, y)

@@ -244,9 +244,12 @@ def train(
             model.backward(params, xb, yb, scales[e - s], keep)
             step()
 
+    rows = max(len(x_train), len(x_test))
+    evaluator = numpy_layers.evaluator(net, shape, rows, dtype, compute)
+
     def evaluate_epoch():  # as the model trains: under mixed precision, the bfloat16 model
-        loss, accuracy = numpy_layers.evaluate(net, params, x_train, y_train, compute)
-        return loss, accuracy, numpy_layers.evaluate(net, params, x_test, y_test, compute)[1]
+        loss, accuracy = evaluator.evaluate(params, x_train, y_train)
+        return loss, accuracy, evaluator.evaluate(params, x_test, y_test)[1]
 
     penalty = (lambda: spec.penalty(params)) if spec.l2 else None
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
