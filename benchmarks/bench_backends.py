@@ -1,7 +1,8 @@
 """Per-epoch time of each backend against the compute bound and plain references.
 
     .venv/bin/python benchmarks/bench_backends.py [--quick] [--data results/data/mnist]
-        [--nets mlp cnn ...] [--epochs 1] [--trials 1] [--figure scaling.png]
+        [--nets mlp cnn ...] [--epochs 2] [--trials 1] [--figure scaling.png]
+        [--n-train 60000] [--n-test 10000]
     .venv/bin/python benchmarks/bench_backends.py --references [--quick] [--data ...]
 
 One thread everywhere. Every implementation runs in its own subprocess (fresh
@@ -11,7 +12,8 @@ parquet splits given with ``--data``.
 
 **Across nets** (the default; issue 18): every backend (``--impls``, default numpy,
 tensorflow, jax, torch) on every catalog net (``--nets``) at batch 32, 128 and 512,
-``--epochs`` epochs (default 1) and ``--trials`` fresh runs each (default 1; trial k of
+``--epochs`` epochs (default 2: the first carries tracing and compilation, the
+figures are the steady state after it) and ``--trials`` fresh runs each (default 1; trial k of
 every backend shares its seed). Per (net, batch): s/epoch with the steps and the
 evaluation apart, peak memory, and the net's compute bound measured in the same run
 from its own shapes: each parameterised layer's matrix products of a training step,
@@ -448,6 +450,7 @@ def child(
     if impl in BACKEND_RUNS:
         from mlpstudy import nets
         from mlpstudy.backends.base import TrainSpec
+        from mlpstudy.runs import STUDY_COLUMNS
         from mlpstudy.training import run_training
 
         backend, options = BACKEND_RUNS[impl]
@@ -469,11 +472,12 @@ def child(
         out.update(
             epoch_s=[row["epoch_s"] for row in result.history],
             epoch_cpu_s=[b - a for a, b in zip(cpu_marks, cpu_marks[1:])],
-            step_s=m["step_time_s"] / epochs,
-            eval_s=m["eval_time_s"] / epochs,
+            step_s=m["steady_step_s"],
+            eval_s=m["steady_eval_s"],
             loop_s=m["training_time_s"],
             import_s=m["import_time_s"],
             threads=m["thread_settings"],
+            study={c: m[c] for c in STUDY_COLUMNS if c in m},  # the run's own coordinates
         )
     elif impl == "numpy-textbook":
         from threadpoolctl import threadpool_limits
@@ -666,8 +670,10 @@ def main(argv=None) -> int:
     parser.add_argument("--child-net", help=argparse.SUPPRESS)
     parser.add_argument("--trial", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--n-train", type=int, default=60000, help=argparse.SUPPRESS)
-    parser.add_argument("--n-test", type=int, default=10000, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--n-train", type=int, default=60000, help="training rows (the split's first n)"
+    )
+    parser.add_argument("--n-test", type=int, default=10000, help="test rows (the first n)")
     args = parser.parse_args(argv)
     if args.unpinned:
         os.environ["BENCH_UNPINNED"] = "1"  # inherited by the children
@@ -733,7 +739,7 @@ def references(args) -> int:
         f"-> {next(iter(bound.values())):.3f} s.",
         "",
         "s/epoch (wall) and CPU s/epoch (this process, all its threads): medians over "
-        "epochs 2..; steps/eval: wall, means over all epochs (backends only); "
+        "epochs 2..; steps/eval: wall, the same medians (backends only); "
         "keras-plain evaluates at its training batch size (fit's validation_data, "
         "evaluate in a callback). import s: the framework's import in that job "
         "(backends only); job overhead s: the job's wall time minus its training loop. "
@@ -775,10 +781,8 @@ def per_trial_frame(runs: list[dict], n_train: int, dataset: str):
         per_image = sum(nets.CATALOG[r["net"]].flops(IMAGE_SHAPE))
         rows.append(
             {
+                **r["study"],
                 "dataset": dataset,
-                "optimizer": "sgd",
-                "start": "shared",
-                "threads": 1,
                 "backend": r["impl"],
                 "net": r["net"],
                 "batch_size": r["batch_size"],
@@ -901,7 +905,7 @@ def across_nets(parser, args) -> int:
     if refs:
         parser.error(f"{', '.join(refs)}: written for the study's MLP only; use --references")
     n_train, n_test = (2000, 500) if args.quick else (args.n_train, args.n_test)
-    epochs = args.epochs or 1
+    epochs = args.epochs or 2  # the second is the steady state: the first traces, compiles
     load_start = os.getloadavg()[0]
     bounds, runs, failed = {}, [], []
     for net in names:
@@ -934,7 +938,7 @@ def across_nets(parser, args) -> int:
         f"at the end: {os.getloadavg()[0]:.1f}.",
         "",
         "s/epoch: the median over the epochs after the first (the only one with one epoch: "
-        "it then carries tracing and compilation); steps and eval: means over all epochs; "
+        "it then carries tracing and compilation), and the same for the steps and the eval; "
         "each a mean over trials. *bound*: the net's matrix products of the epoch timed "
         "alone in a pinned single-thread child (steps: every step's forward and backward "
         f"products; eval: the forward products over the training and test sets, timed on "

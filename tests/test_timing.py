@@ -298,6 +298,28 @@ def test_a_diverged_run_has_a_steady_state_of_the_epochs_it_ran():
     assert result.metrics["first_epoch_s"] == epochs[0]
 
 
+def test_the_steps_and_the_evaluation_have_their_own_steady_state():
+    """The first epoch's steps and evaluation carry tracing: the steady state of each
+    part is the median of its later epochs (so, with one long first epoch, well under a
+    third of the sum), beside their sums over all epochs; with one epoch, that one."""
+
+    def run(steps, evals):
+        spec = TrainSpec(0.1, 1, len(steps), 0, 0)
+        steps, evals = iter(steps), iter(evals)
+
+        def evaluate():
+            busy(next(evals))
+            return 0.5, 0.5, 0.5
+
+        return run_epochs(spec, lambda e: None, lambda d: busy(next(steps)), evaluate).metrics
+
+    m = run([0.08, 0.02, 0.02, 0.02], [0.08, 0.02, 0.02, 0.02])
+    assert 0 < m["steady_step_s"] < m["step_time_s"] / 3
+    assert 0 < m["steady_eval_s"] < m["eval_time_s"] / 3
+    one = run([0.01], [0.01])
+    assert (one["steady_step_s"], one["steady_eval_s"]) == (one["step_time_s"], one["eval_time_s"])
+
+
 def test_the_loop_records_faults_clock_and_huge_pages():
     metrics = train()
     assert isinstance(metrics["major_faults"], int) and metrics["major_faults"] >= 0

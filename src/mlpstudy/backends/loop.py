@@ -15,7 +15,9 @@ A backend supplies three callables and this module does the rest:
 start of the training loop to its end, per-epoch evaluation included. ``epoch_s`` in the
 history is one epoch's shuffle + steps + evaluation; ``first_epoch_s`` is the first
 one's (it carries any tracing or compilation), ``steady_epoch_s`` the steady state
-(:func:`steady_epoch_s`: the median of the epochs after the first). ``cpu_time_s``
+(:func:`steady_epoch_s`: the median of the epochs after the first); ``step_time_s`` and
+``eval_time_s`` are the steps' and the evaluations' time summed over the epochs,
+``steady_step_s`` and ``steady_eval_s`` their steady state, per epoch. ``cpu_time_s``
 is the process's CPU time over the loop, all threads together: above
 ``training_time_s`` means several cores were busy. The conditions of the timing
 (``wall_cpu_ratio``, ``steal_s``, ``pinned_cpus``, ``overlapping_runs``, ``timing_mode``,
@@ -63,6 +65,7 @@ def run_epochs(
     (:func:`mlpstudy.cores.timed_loop`); return the result."""
     history: list[dict[str, Any]] = []
     spent = {"shuffle": 0.0, "step": 0.0, "eval": 0.0}
+    per_epoch = {"step": [], "eval": []}  # for the steady state of each part
     diverged_epoch = None
     with timed_loop(cores) as allocation, timing.LoopConditions(allocation) as conditions:
         cpu_start, wall_start = time.process_time(), time.perf_counter()
@@ -78,6 +81,8 @@ def run_epochs(
             spent["shuffle"] += t1 - t0
             spent["step"] += t2 - t1
             spent["eval"] += t3 - t2
+            per_epoch["step"].append(t2 - t1)
+            per_epoch["eval"].append(t3 - t2)
             row = {
                 "epoch": epoch,
                 "train_loss": float(train_loss),
@@ -104,6 +109,8 @@ def run_epochs(
         "shuffle_time_s": spent["shuffle"],
         "first_epoch_s": history[0]["epoch_s"],
         "steady_epoch_s": steady_epoch_s([row["epoch_s"] for row in history]),
+        "steady_step_s": steady_epoch_s(per_epoch["step"]),
+        "steady_eval_s": steady_epoch_s(per_epoch["eval"]),
         "cpu_time_s": cpu_time,
         "final_train_loss": last["train_loss"],
         "final_train_objective": last["train_objective"],
