@@ -13,7 +13,10 @@ then each run again alone (strict timing, ``--cores 1``). It prints, per phase, 
 and batch size, the coefficient of variation across trials of the training time
 (target <= 5 %) and of the steady-state epoch time (target <= 3 %), the contended loops
 left after re-timing (target: none in the published table) and the attempts it took,
-and the huge-page coverage and CPU clock the runs recorded. About 8 minutes on a quiet
+the huge-page coverage and CPU clock the runs recorded, and the machine's own spread:
+the CV across trials of each run's speed probe (``probe_s``, a fixed reference product
+timed on the loop's core before and after it, ``mlpstudy.speed``) and of the steady
+epoch over it. About 8 minutes on a quiet
 2-core machine (up to 12 if many loops have to be re-timed).
 
 1. **Sweep**: the default command, ``snakemake --cores N`` (default 2), every target
@@ -240,10 +243,11 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
     print(
         "| phase | backend | batch | trials | CV training time (<= 5 %) "
         "| CV steady epoch (<= 3 %) | steady epoch s, median | first epoch s, median "
+        "| CV probe (the machine) | CV steady epoch / probe "
         "| contended published | attempts | data on huge pages, min | process on huge "
         "pages, median | cpu MHz |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     met = True
     for phase, found in phases.items():
         cells: dict[tuple, list[dict]] = {}
@@ -260,12 +264,16 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
             marks = ["" if good else " NO" for good in ok]
             mhz = sorted({round(r["cpu_mhz"]) for r in rows if r.get("cpu_mhz")})
             data_share = [r.get("data_hugepage_share") for r in rows]
+            normalised = [
+                r["steady_epoch_s"] / r["probe_s"] if r.get("probe_s") else None for r in rows
+            ]
             print(
                 f"| {phase} | {cell[CELL.index('backend')]} | {cell[CELL.index('batch_size')]} "
                 f"| {len(rows)} | {got['training_time_s']:.1%}{marks[0]} "
                 f"| {got['steady_epoch_s']:.1%}{marks[1]} "
                 f"| {median(r.get('steady_epoch_s') for r in rows):.3f} "
                 f"| {median(r.get('first_epoch_s') for r in rows):.3f} "
+                f"| {cv(r.get('probe_s') for r in rows):.1%} | {cv(normalised):.1%} "
                 f"| {contended} | {sum(r.get('timing_attempts') or 1 for r in rows)} "
                 f"| {min((v for v in data_share if v is not None), default=float('nan')):.2f} "
                 f"| {median(r.get('process_hugepage_share') for r in rows):.2f} "

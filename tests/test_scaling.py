@@ -100,6 +100,29 @@ def test_time_per_step_is_the_steps_time_over_the_steps_and_flops_the_batchs_wor
     assert row["trials"] == TRIALS
 
 
+def test_the_time_per_step_is_the_steady_state_where_the_table_has_it():
+    """A first epoch that traces and compiles does not count against a framework: with
+    ``steady_step_s`` (the steps' time of the median epoch after the first) the time per
+    step is it over one epoch's steps; a run recorded before the column (NaN) falls back
+    on the mean over every epoch, and a contended run has neither."""
+    table = runs({"numpy": numpy_times})
+    per_epoch = np.ceil(N_TRAIN["mnist"] / table["batch_size"])
+    table["steady_step_s"] = table["step_time_s"] / EPOCHS  # the steady state...
+    table["step_time_s"] *= 3  # ...and a sum over the epochs that a slow first epoch inflated
+    older = (table["trial"] == 1) & (table["net"] == "mlp") & (table["batch_size"] == 32)
+    table.loc[older, "steady_step_s"] = np.nan
+    table["contended"] = False
+    table.loc[table["trial"] == 2, "contended"] = True
+    trials = per_trial(table).set_index(["net", "batch_size", "trial"])["time_per_step_s"]
+    steady = (table["steady_step_s"] / per_epoch).groupby(
+        [table["net"], table["batch_size"], table["trial"]]
+    ).mean()
+    assert trials[("mlp", 128, 0)] == pytest.approx(steady[("mlp", 128, 0)])
+    assert trials[("mlp", 128, 0)] == pytest.approx(numpy_times("mlp", 128, 0))
+    assert trials[("mlp", 32, 1)] == pytest.approx(3 * numpy_times("mlp", 32, 1))  # the mean
+    assert trials.xs(2, level="trial").isna().all()
+
+
 def test_diverged_and_contended_runs_have_no_time():
     table = runs({"numpy": numpy_times})
     table["contended"] = False

@@ -55,6 +55,7 @@ TABLE_COLUMNS = (
         "eval_time_s",
         "first_epoch_s",
         "steady_epoch_s",
+        "steady_step_s",
         "cpu_time_s",
         "threads",
         "diverged",
@@ -63,7 +64,8 @@ TABLE_COLUMNS = (
 #: The conditions of each timing (mlpstudy.timing, docs/timing.md): ``contended`` is
 #: whether the published loop was still contended after re-timing (``timing_attempts``
 #: loops timed, ``mlpstudy.jobs``); what the workflow cannot control is recorded too
-#: (huge-page coverage of the data and of the process, the CPU's clock).
+#: (huge-page coverage of the data and of the process, the CPU's clock, the machine's
+#: speed on the loop's core by a fixed reference kernel, ``probe_s``).
 TIMING_COLUMNS = [
     *timing.COLUMNS,
     "others_cpu_s",
@@ -74,6 +76,7 @@ TIMING_COLUMNS = [
     "cpu_mhz",
     "data_hugepage_share",
     "process_hugepage_share",
+    "probe_s",
 ]
 EXTRA_COLUMNS = [
     "diverged_epoch",

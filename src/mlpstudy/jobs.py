@@ -58,6 +58,8 @@ ATTEMPT_FIELDS = (
     "cpu_mhz",
     "process_hugepage_share",
     "data_hugepage_share",
+    "probe_s",
+    "probe_drift",
 )
 
 

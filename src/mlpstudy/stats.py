@@ -40,6 +40,8 @@ METRICS = {
     "steady_epoch_s": "log",
 }
 TIME_METRICS = ("training_time_s", "step_time_s", "steady_epoch_s")
+#: Every time of a run's loop in the table: blanked where the run diverged or was contended.
+LOOP_TIMES = (*TIME_METRICS, "eval_time_s", "steady_step_s")
 # Accuracies are fractions of the test set; one backend may store them as float32 (an
 # identical 0.6416667 becomes 0.64166665077). Rounded to 6 decimals before any statistic.
 ACCURACY_DECIMALS = 6
@@ -69,7 +71,7 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
     table["learning_rate"] = table["learning_rate"].astype(float)
     table["batch_size"] = table["batch_size"].astype(int)
     table["trial"] = table["trial"].astype(int)
-    for col in ("training_time_s", "test_accuracy", *TIME_METRICS[1:], "eval_time_s"):
+    for col in ("test_accuracy", *LOOP_TIMES):
         if col in table.columns:
             table[col] = pd.to_numeric(table[col], errors="coerce").astype(float)
     table["test_accuracy"] = table["test_accuracy"].round(ACCURACY_DECIMALS)
@@ -86,7 +88,7 @@ def check_runs(table: pd.DataFrame) -> pd.DataFrame:
     if "contended" in table.columns:
         table["contended"] = table["contended"].map(_as_bool).astype(bool)
         slow |= table["contended"]
-    for col in (*TIME_METRICS, "eval_time_s"):
+    for col in LOOP_TIMES:
         if col in table.columns:
             table.loc[slow, col] = np.nan
     for axis in STUDY_AXES:

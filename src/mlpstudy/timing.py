@@ -33,6 +33,11 @@ metrics (table columns in **bold**):
   during the loop and that were last seen on its pinned CPUs, largest first, as
   ``"comm[pid] seconds"`` (from ``/proc/*/task/*/stat`` and ``schedstat``, read before
   and after the loop; a task that moved to another CPU by the end is missed).
+- **probe_s**: the machine's speed on the loop's core while it ran: the seconds of a
+  fixed reference product (``mlpstudy.speed.probe_s``), the mean of its timings just
+  before and just after the loop (outside its timers), and ``probe_drift`` their ratio
+  (after / before). Runs whose times differ as their probes do differ by the machine,
+  not by the code. Taken only where the loop is pinned (a workflow job), None elsewhere.
 
 :func:`contention` is the one rule that says whether a loop was contended, from these
 conditions; ``mlpstudy.jobs`` re-times a run whose loop was (docs/timing.md).
@@ -41,10 +46,11 @@ conditions; ``mlpstudy.jobs`` re-times a run whose loop was (docs/timing.md).
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from pathlib import Path
 
-from . import cores, memory
+from . import cores, memory, speed
 
 #: A loop whose wall time exceeds its CPU time by more than this was contended.
 CONTENDED_WALL_CPU = 1.10
@@ -100,6 +106,7 @@ class LoopConditions:
         self._hugepages: float | None = None
         self._tasks: dict | None = None
         self._suspects: list[str] | None = None
+        self._probes: list[float] = []
 
     def _snapshot(self):
         return cpu_times(self.stat_path), time.process_time(), major_faults()
@@ -114,6 +121,8 @@ class LoopConditions:
         self._look()
         self._mhz = [cpu_mhz(self.pinned[0] if self.pinned else None)]
         self._tasks = task_times() if self.pinned else None
+        if self.pinned:  # the speed of the loop's core, before it (outside its timers)
+            self._probes.append(speed.probe_s())
         self._start = self._snapshot()
         return self
 
@@ -123,6 +132,8 @@ class LoopConditions:
     def __exit__(self, *exc) -> None:
         self._end = self._snapshot()
         try:
+            if self.pinned and self._probes:  # and after it
+                self._probes.append(speed.probe_s())
             self._mhz.append(cpu_mhz(self.pinned[0] if self.pinned else None))
             self._hugepages = memory.process_hugepage_share()
             if self._tasks is not None:
@@ -160,6 +171,8 @@ class LoopConditions:
             "cpu_mhz_source": self._mhz[0][1],
             "process_hugepage_share": self._hugepages,
             "others_on_cores": self._suspects if others and others > TICK_NOISE_S else [],
+            "probe_s": statistics.mean(self._probes) if self._probes else None,
+            "probe_drift": self._probes[-1] / self._probes[0] if len(self._probes) > 1 else None,
         }
 
 

@@ -2,9 +2,12 @@
 each framework overtakes hand-written NumPy.
 
 - :func:`per_trial`: one row per (panel, backend, net, batch size, trial): the time of one
-  optimisation step, ``step_time_s / (epochs * ceil(n_train / batch_size))`` (the steps
-  only, evaluation and shuffling left out), averaged over the learning rates of that
-  trial (the work of a step does not depend on the learning rate), and the work of one
+  optimisation step in the steady state, ``steady_step_s / ceil(n_train / batch_size)``
+  (the steps' time of the median epoch after the first, which carries tracing and
+  compilation; evaluation and shuffling left out; for a run recorded before the column,
+  ``step_time_s / (epochs * ceil(n_train / batch_size))``), averaged over the learning
+  rates of that trial (the work of a step does not depend on the learning rate), and the
+  work of one
   step, ``batch_size * sum(net.flops(image_shape))`` (forward and backward FLOPs per
   image, ``mlpstudy.nets``; a partial last batch is counted as a full one). Diverged
   and contended runs have no time (``mlpstudy.stats.check_runs``, the statistics' rule).
@@ -133,12 +136,13 @@ def per_trial(
         (d, n): sum(known[n].flops(tuple(image_shapes[d])))
         for d, n in runs[["dataset", "net"]].drop_duplicates().itertuples(index=False)
     }
-    steps = [
-        e * math.ceil(n_train[d] / b)
-        for d, b, e in runs[["dataset", "batch_size", "epochs"]].itertuples(index=False)
-    ]
+    per_epoch = np.asarray(
+        [math.ceil(n_train[d] / b) for d, b in runs[["dataset", "batch_size"]].values], float
+    )
+    mean_step = runs["step_time_s"] / (runs["epochs"].to_numpy(float) * per_epoch)
+    steady = runs["steady_step_s"] / per_epoch if "steady_step_s" in runs else np.nan
     runs = runs.assign(
-        time_per_step_s=runs["step_time_s"] / np.asarray(steps, float),
+        time_per_step_s=np.where(np.isfinite(steady), steady, mean_step),
         flops_per_step=[
             b * flops[d, n] for d, n, b in runs[["dataset", "net", "batch_size"]].values
         ],
