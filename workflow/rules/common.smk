@@ -18,6 +18,7 @@ try:
     from mlpstudy import config as cfg
     from mlpstudy import cores, datasets, locks, memory, nets, order, runs
     from mlpstudy.backends import REGISTRY
+    from mlpstudy.backends.base import work_mb
     from mlpstudy.figures import figure_targets
 except ImportError as exc:
     raise WorkflowError(
@@ -147,18 +148,18 @@ MIN_RUNTIME_MIN = 5
 
 # Those were measured on the study's MLP; another net scales them by its own shapes
 # (mlpstudy.nets): the epoch by its FLOPs per image (never below the MLP's, whose steps
-# are overhead), the memory by what a step keeps per image, float32, four copies
-# (activations, their gradients, a framework's workspace and the gathered batch).
+# are overhead), the memory by what a step or an evaluation chunk of it holds at once
+# (mlpstudy.backends.base.work_mb).
 MLP = runs.net_of(config, nets.DEFAULT)
 
 
 def _work(wildcards):
-    """(FLOPs ratio to the MLP, MB a batch of this net keeps) for the run's net."""
+    """(FLOPs ratio to the MLP, MB this net holds at once) for the run's net."""
     net = runs.net_of(config, wildcards.net)
-    shape = datasets.get(wildcards.dataset).image_shape
+    dataset = datasets.get(wildcards.dataset)
+    shape = dataset.image_shape
     ratio = sum(net.flops(shape)) / sum(MLP.flops(shape))
-    batch_mb = int(wildcards.batch) * net.activations(shape) * 4 * 4 / 2**20
-    return max(1.0, ratio), batch_mb
+    return max(1.0, ratio), work_mb(net, shape, int(wildcards.batch), dataset.n_train)
 
 
 def train_mem_mb(wildcards, attempt):

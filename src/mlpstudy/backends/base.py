@@ -220,6 +220,25 @@ def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
     return max(1, EVAL_BYTES // (itemsize * sum(sizes)))
 
 
+def work_mb(
+    net: nets.Net, shape: tuple[int, ...], batch_size: int, n_train: int, itemsize: int = 4
+) -> float:
+    """MB a run of ``net`` on images of ``shape`` holds at once beyond its data and its
+    framework, for the scheduler's memory request: the larger of a training step's
+    (``batch_size`` images' activations, ``Net.activations``, four copies: activations,
+    their gradients, a framework's workspace and the gathered batch) and an evaluation
+    chunk's (the ``n_train`` training images, or ``eval_rows`` of them at a time, their
+    layer outputs twice: the outputs and a framework's workspace; a CNN's chunk holds up
+    to ``EVAL_BYTES``; measured: PyTorch's ``cnn`` peaks 400 MB above its MLP, in the
+    evaluation)."""
+    step = batch_size * net.activations(shape) * itemsize * 4
+    chunk = min(n_train, eval_rows(net, shape, itemsize)) * itemsize * sum(
+        math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
+        if not isinstance(layer, nets.Flatten)
+    )  # fmt: skip
+    return max(step, 2 * chunk) / 2**20
+
+
 def framework_seed(spec: TrainSpec) -> int:
     """One integer seed from ``(seed, trial)`` for a framework's own initializer and
     shuffling (the independent start); the same number for every framework."""
