@@ -14,9 +14,9 @@ and batch size, the coefficient of variation across trials of the training time
 (target <= 5 %) and of the steady-state epoch time (target <= 3 %), the contended loops
 left after re-timing (target: none in the published table) and the attempts it took,
 the huge-page coverage and CPU clock the runs recorded, and the machine's own spread:
-the CV across trials of each run's speed probe (``probe_s``, a fixed reference product
-timed on the loop's core before and after it, ``mlpstudy.speed``) and of the steady
-epoch over it. About 8 minutes on a quiet
+the CV across trials of each run's speed probes (``probe_blas_s``, ``probe_python_s``:
+fixed reference kernels timed on the loop's core before and after it,
+``mlpstudy.speed``) and the correlation of the steady epoch with each. About 8 minutes on a quiet
 2-core machine (up to 12 if many loops have to be re-timed).
 
 1. **Sweep**: the default command, ``snakemake --cores N`` (default 2), every target
@@ -237,13 +237,24 @@ def cv(values) -> float:
     return statistics.stdev(values) / statistics.mean(values)
 
 
+def corr(a, b) -> float:
+    """Pearson's correlation of the pairs where both are known (NaN with fewer than 3)."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if len(pairs) < 3:
+        return float("nan")
+    try:
+        return statistics.correlation(*zip(*pairs, strict=True))
+    except statistics.StatisticsError:  # a constant series
+        return float("nan")
+
+
 def noise_report(phases: dict[str, list[dict]]) -> bool:
     """Issue 21's noise table: one row per phase, backend and batch size; returns whether
     every target was met."""
     print(
         "| phase | backend | batch | trials | CV training time (<= 5 %) "
         "| CV steady epoch (<= 3 %) | steady epoch s, median | first epoch s, median "
-        "| CV probe (the machine) | CV steady epoch / probe "
+        "| CV probe: BLAS, interpreter | corr. steady epoch with probe: BLAS, interpreter "
         "| contended published | attempts | data on huge pages, min | process on huge "
         "pages, median | cpu MHz |"
     )
@@ -264,16 +275,16 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
             marks = ["" if good else " NO" for good in ok]
             mhz = sorted({round(r["cpu_mhz"]) for r in rows if r.get("cpu_mhz")})
             data_share = [r.get("data_hugepage_share") for r in rows]
-            normalised = [
-                r["steady_epoch_s"] / r["probe_s"] if r.get("probe_s") else None for r in rows
-            ]
+            probes = {k: [r.get(f"probe_{k}_s") for r in rows] for k in ("blas", "python")}
+            steady = [r.get("steady_epoch_s") for r in rows]
             print(
                 f"| {phase} | {cell[CELL.index('backend')]} | {cell[CELL.index('batch_size')]} "
                 f"| {len(rows)} | {got['training_time_s']:.1%}{marks[0]} "
                 f"| {got['steady_epoch_s']:.1%}{marks[1]} "
                 f"| {median(r.get('steady_epoch_s') for r in rows):.3f} "
                 f"| {median(r.get('first_epoch_s') for r in rows):.3f} "
-                f"| {cv(r.get('probe_s') for r in rows):.1%} | {cv(normalised):.1%} "
+                f"| {cv(probes['blas']):.1%}, {cv(probes['python']):.1%} "
+                f"| {corr(steady, probes['blas']):+.2f}, {corr(steady, probes['python']):+.2f} "
                 f"| {contended} | {sum(r.get('timing_attempts') or 1 for r in rows)} "
                 f"| {min((v for v in data_share if v is not None), default=float('nan')):.2f} "
                 f"| {median(r.get('process_hugepage_share') for r in rows):.2f} "

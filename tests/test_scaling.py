@@ -114,9 +114,11 @@ def test_the_time_per_step_is_the_steady_state_where_the_table_has_it():
     table["contended"] = False
     table.loc[table["trial"] == 2, "contended"] = True
     trials = per_trial(table).set_index(["net", "batch_size", "trial"])["time_per_step_s"]
-    steady = (table["steady_step_s"] / per_epoch).groupby(
-        [table["net"], table["batch_size"], table["trial"]]
-    ).mean()
+    steady = (
+        (table["steady_step_s"] / per_epoch)
+        .groupby([table["net"], table["batch_size"], table["trial"]])
+        .mean()
+    )
     assert trials[("mlp", 128, 0)] == pytest.approx(steady[("mlp", 128, 0)])
     assert trials[("mlp", 128, 0)] == pytest.approx(numpy_times("mlp", 128, 0))
     assert trials[("mlp", 32, 1)] == pytest.approx(3 * numpy_times("mlp", 32, 1))  # the mean

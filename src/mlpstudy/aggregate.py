@@ -65,7 +65,7 @@ TABLE_COLUMNS = (
 #: whether the published loop was still contended after re-timing (``timing_attempts``
 #: loops timed, ``mlpstudy.jobs``); what the workflow cannot control is recorded too
 #: (huge-page coverage of the data and of the process, the CPU's clock, the machine's
-#: speed on the loop's core by a fixed reference kernel, ``probe_s``).
+#: speed on the loop's core by fixed reference kernels, ``probe_*_s``).
 TIMING_COLUMNS = [
     *timing.COLUMNS,
     "others_cpu_s",
@@ -76,7 +76,8 @@ TIMING_COLUMNS = [
     "cpu_mhz",
     "data_hugepage_share",
     "process_hugepage_share",
-    "probe_s",
+    "probe_blas_s",
+    "probe_python_s",
 ]
 EXTRA_COLUMNS = [
     "diverged_epoch",

@@ -58,8 +58,8 @@ ATTEMPT_FIELDS = (
     "cpu_mhz",
     "process_hugepage_share",
     "data_hugepage_share",
-    "probe_s",
-    "probe_drift",
+    "probe_blas_s",
+    "probe_python_s",
 )
 
 

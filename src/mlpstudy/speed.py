@@ -1,15 +1,22 @@
-"""The machine's speed at a moment: one fixed reference kernel, timed where a loop runs.
+"""The machine's speed at a moment: fixed reference kernels, timed where a loop runs.
 
 Two identical runs of a timed loop can differ by more than anything a process controls
 (memory placement, alignment, huge pages: :mod:`mlpstudy.memory`): on a virtual machine
-the host's other work and its clock move the speed of a virtual CPU from one second to
-the next. A harness cannot remove that, but it can measure it: :func:`probe_s` times a
-fixed computation, the same in every run (a float32 matrix product small enough to live
-in the core's L2 cache, on one thread: no memory traffic, no framework), on the calling
-thread's core. Timed just before and just after a run's loop
-(:class:`mlpstudy.timing.LoopConditions`), it says how fast the machine was while the
-run was timed: runs that differ by as much as their probes do differ by the machine,
-not by the code.
+the host's other work moves the speed of a virtual CPU from one second to the next. A
+harness cannot remove that, but it can measure it. :func:`probe` times two fixed
+computations, the same in every run, on the calling thread's core:
+
+- ``blas``: a float32 matrix product small enough to live in the core's L2 cache, on
+  one thread (no memory traffic, no framework): the vector units, what NumPy's steps
+  spend their time in;
+- ``python``: a loop of the interpreter's own integer additions: the scalar, branchy
+  work of a framework's per-step dispatch (Python and C++ overhead).
+
+Measured on this project's 2-core VM (README, "Do identical runs reproduce each
+other?"), the second one switches between a fast and a slow regime (about 1.5x apart)
+that last seconds, while the first moves by a few per cent. Timed just before and just
+after a run's loop (:class:`mlpstudy.timing.LoopConditions`), they say how fast the
+machine was while the run was timed.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ import time
 
 import numpy as np
 
+#: The reference kernels, by the name their columns carry (``probe_<name>_s``).
+KERNELS = ("blas", "python")
 #: Side of the probe's square float32 matrices: 3 x 192^2 x 4 bytes = 432 KiB, in L2.
 SIZE = 192
-#: Products per timing and timings per probe (the probe is their median): about 4 ms
-#: per timing on a 2020s server core, 20 ms per probe.
+#: Products per timing and timings per probe (the probe is their median): about 3 ms
+#: per timing on a 2020s server core, 15 ms per probe.
 CALLS, REPEATS = 16, 5
+#: Iterations of the interpreter loop per timing: about 2 ms.
+PYTHON_ITERATIONS = 40_000
 
 
 def _operands(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,3 +59,23 @@ def probe_s(size: int = SIZE, calls: int = CALLS, repeats: int = REPEATS) -> flo
                 np.matmul(a, b, out=out)
             times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
+
+
+def python_probe_s(iterations: int = PYTHON_ITERATIONS, repeats: int = REPEATS) -> float:
+    """Seconds of ``iterations`` integer additions by the interpreter: the median of
+    ``repeats`` timings, after one untimed loop."""
+
+    def loop() -> float:
+        start, total = time.perf_counter(), 0
+        for i in range(iterations):
+            total += i
+        return time.perf_counter() - start
+
+    loop()
+    return statistics.median(loop() for _ in range(repeats))
+
+
+def probe() -> dict[str, float]:
+    """Both reference kernels' seconds, by name: ``blas`` (:func:`probe_s`) and
+    ``python`` (:func:`python_probe_s`)."""
+    return {"blas": probe_s(), "python": python_probe_s()}

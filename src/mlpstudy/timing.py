@@ -33,11 +33,12 @@ metrics (table columns in **bold**):
   during the loop and that were last seen on its pinned CPUs, largest first, as
   ``"comm[pid] seconds"`` (from ``/proc/*/task/*/stat`` and ``schedstat``, read before
   and after the loop; a task that moved to another CPU by the end is missed).
-- **probe_s**: the machine's speed on the loop's core while it ran: the seconds of a
-  fixed reference product (``mlpstudy.speed.probe_s``), the mean of its timings just
-  before and just after the loop (outside its timers), and ``probe_drift`` their ratio
-  (after / before). Runs whose times differ as their probes do differ by the machine,
-  not by the code. Taken only where the loop is pinned (a workflow job), None elsewhere.
+- **probe_blas_s**, **probe_python_s**: the machine's speed on the loop's core while it
+  ran: the seconds of two fixed reference kernels (``mlpstudy.speed.probe``: a small
+  float32 product, an interpreter loop), the mean of their timings just before and just
+  after the loop (outside its timers); ``probes`` has both timings. Runs whose times
+  differ as their probes do differ by the machine, not by the code. Taken only where
+  the loop is pinned (a workflow job), None elsewhere.
 
 :func:`contention` is the one rule that says whether a loop was contended, from these
 conditions; ``mlpstudy.jobs`` re-times a run whose loop was (docs/timing.md).
@@ -106,7 +107,7 @@ class LoopConditions:
         self._hugepages: float | None = None
         self._tasks: dict | None = None
         self._suspects: list[str] | None = None
-        self._probes: list[float] = []
+        self._probes: list[dict[str, float]] = []
 
     def _snapshot(self):
         return cpu_times(self.stat_path), time.process_time(), major_faults()
@@ -122,7 +123,7 @@ class LoopConditions:
         self._mhz = [cpu_mhz(self.pinned[0] if self.pinned else None)]
         self._tasks = task_times() if self.pinned else None
         if self.pinned:  # the speed of the loop's core, before it (outside its timers)
-            self._probes.append(speed.probe_s())
+            self._probes.append(speed.probe())
         self._start = self._snapshot()
         return self
 
@@ -133,7 +134,7 @@ class LoopConditions:
         self._end = self._snapshot()
         try:
             if self.pinned and self._probes:  # and after it
-                self._probes.append(speed.probe_s())
+                self._probes.append(speed.probe())
             self._mhz.append(cpu_mhz(self.pinned[0] if self.pinned else None))
             self._hugepages = memory.process_hugepage_share()
             if self._tasks is not None:
@@ -171,8 +172,13 @@ class LoopConditions:
             "cpu_mhz_source": self._mhz[0][1],
             "process_hugepage_share": self._hugepages,
             "others_on_cores": self._suspects if others and others > TICK_NOISE_S else [],
-            "probe_s": statistics.mean(self._probes) if self._probes else None,
-            "probe_drift": self._probes[-1] / self._probes[0] if len(self._probes) > 1 else None,
+            **{
+                f"probe_{kernel}_s": (
+                    statistics.mean(p[kernel] for p in self._probes) if self._probes else None
+                )
+                for kernel in speed.KERNELS
+            },
+            "probes": list(self._probes),
         }
 
 
