@@ -212,12 +212,17 @@ def model_input(net: nets.Net, input_shape: tuple[int, ...]) -> tuple[int, ...]:
 EVAL_BYTES = 256 * 2**20
 
 
+def layer_outputs(net: nets.Net, shape: tuple[int, ...]) -> int:
+    """Numbers per image the layers' outputs hold in evaluation (a flatten's is a
+    reshape: not counted)."""
+    return sum(math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
+               if not isinstance(layer, nets.Flatten))  # fmt: skip
+
+
 def eval_rows(net: nets.Net, shape: tuple[int, ...], itemsize: int) -> int:
     """Rows per evaluation call for inputs of ``shape``: as many as keep the outputs of
-    the layers (a flatten's is a reshape: not counted) within ``EVAL_BYTES``."""
-    sizes = [math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
-             if not isinstance(layer, nets.Flatten)]  # fmt: skip
-    return max(1, EVAL_BYTES // (itemsize * sum(sizes)))
+    the layers (:func:`layer_outputs`) within ``EVAL_BYTES``."""
+    return max(1, EVAL_BYTES // (itemsize * layer_outputs(net, shape)))
 
 
 def work_mb(
@@ -232,10 +237,8 @@ def work_mb(
     to ``EVAL_BYTES``; measured: PyTorch's ``cnn`` peaks 400 MB above its MLP, in the
     evaluation)."""
     step = batch_size * net.activations(shape) * itemsize * 4
-    chunk = min(n_train, eval_rows(net, shape, itemsize)) * itemsize * sum(
-        math.prod(s) for layer, s in zip(net.layers, net.shapes(shape)[1:], strict=True)
-        if not isinstance(layer, nets.Flatten)
-    )  # fmt: skip
+    rows = min(n_train, eval_rows(net, shape, itemsize))
+    chunk = rows * layer_outputs(net, shape) * itemsize
     return max(step, 2 * chunk) / 2**20
 
 

@@ -7,8 +7,7 @@ each framework overtakes hand-written NumPy.
   compilation; evaluation and shuffling left out; for a run recorded before the column,
   ``step_time_s / (epochs * ceil(n_train / batch_size))``), averaged over the learning
   rates of that trial (the work of a step does not depend on the learning rate), and the
-  work of one
-  step, ``batch_size * sum(net.flops(image_shape))`` (forward and backward FLOPs per
+  work of one step, ``batch_size * sum(net.flops(image_shape))`` (forward and backward FLOPs per
   image, ``mlpstudy.nets``; a partial last batch is counted as a full one). Diverged
   and contended runs have no time (``mlpstudy.stats.check_runs``, the statistics' rule).
 - :func:`scaling_table`: the mean and 95 % Student-t interval of the time per step over
