@@ -4,6 +4,7 @@
         [--mirror ../shared/data/mnist] [--alone-timing throughput|strict] [--target T]
         [KEY=VALUE ...]           # grid overrides, YAML values, e.g. 'batch_sizes=[32]'
     .venv/bin/python benchmarks/bench_timing.py --noise [--workdir DIR] [--mirror ...]
+    .venv/bin/python benchmarks/bench_timing.py --speed-series 60 [--processes 12]
 
 ``--noise`` (issue 21: run-to-run noise) runs the noise grid (lr 0.1 x batch 128, 512 x
 3 trials x the configured backends) twice, with short runs (3 epochs) and long runs (10
@@ -54,7 +55,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from mlpstudy import runs, timing  # noqa: E402
+from mlpstudy import runs, speed, timing  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SMALL_GRID = {"learning_rates": [0.01], "batch_sizes": [32, 512], "trials": 3, "epochs": 5}
@@ -275,7 +276,7 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
             marks = ["" if good else " NO" for good in ok]
             mhz = sorted({round(r["cpu_mhz"]) for r in rows if r.get("cpu_mhz")})
             data_share = [r.get("data_hugepage_share") for r in rows]
-            probes = {k: [r.get(f"probe_{k}_s") for r in rows] for k in ("blas", "python")}
+            probes = {k: [r.get(f"probe_{k}_s") for r in rows] for k in speed.KERNELS}
             steady = [r.get("steady_epoch_s") for r in rows]
             print(
                 f"| {phase} | {cell[CELL.index('backend')]} | {cell[CELL.index('batch_size')]} "
@@ -301,6 +302,15 @@ def noise_report(phases: dict[str, list[dict]]) -> bool:
                     f"{run.get('accepted_attempt')} (contended: {run.get('contended')}); "
                     f"attempts' contention: {reasons}"
                 )
+    every = [{**r, "phase": phase} for phase, found in phases.items() for r in found]
+    for backend in sorted({r["backend"] for r in every}):
+        mine = [r for r in every if r["backend"] == backend]
+        got = {k: speed.probe_correlation(mine, k, ["phase", *CELL]) for k in speed.KERNELS}
+        print(
+            f"- {backend}: the steady epoch against its run's probes, pooled over "
+            f"{len({(r['phase'], cell_of(r)) for r in mine})} cells ({got['blas'][1]} runs): "
+            + ", ".join(f"r = {r:+.2f} ({k})" for k, (r, _) in got.items())
+        )
     print(f"\nAll noise targets met: {'yes' if met else 'NO'}.")
     return met
 
@@ -333,6 +343,50 @@ def noise(args) -> int:
     return 0 if met else 1
 
 
+def speed_series(seconds: float, processes: int) -> int:
+    """``--speed-series``: the machine's speed over time, from ``mlpstudy.speed``'s two
+    kernels alternating in one process pinned to the last CPU for ``seconds``, then in
+    ``processes`` fresh ones (3 s each): the spread of their 1-second medians, how long
+    a state lasts (lag-1 autocorrelation), and the spread across processes."""
+    code = (
+        "import json, sys, time; from mlpstudy import speed\n"
+        "out, start = {k: [] for k in speed.KERNELS}, time.perf_counter()\n"
+        "while time.perf_counter() - start < float(sys.argv[1]):\n"
+        "    for k, v in speed.probe().items(): out[k].append(v)\n"
+        "print(json.dumps({**out, 'seconds': time.perf_counter() - start}))"
+    )
+    cpu = str(os.cpu_count() - 1)
+
+    def series(duration):
+        cmd = ["taskset", "-c", cpu, sys.executable, "-c", code, str(duration)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout)
+
+    long = series(seconds)
+    fresh = [series(3) for _ in range(processes)]
+    per_second = max(1, round(len(long["blas"]) / long["seconds"]))
+    print(
+        f"| kernel | one process, {long['seconds']:.0f} s: median, 5-95 % | CV of 1-s medians "
+        f"| lag-1 autocorrelation | {processes} fresh processes: CV of their medians |"
+    )
+    print("|---|---|---|---|---|")
+    for k in speed.KERNELS:
+        v = long[k]
+        chunks = [
+            statistics.median(v[i : i + per_second])
+            for i in range(0, len(v) - per_second + 1, per_second)
+        ]
+        q = statistics.quantiles(v, n=20)
+        lag = statistics.correlation(v[:-1], v[1:])
+        medians = [statistics.median(f[k]) for f in fresh]
+        print(
+            f"| {k} | {statistics.median(v) * 1e3:.3f} ms, {q[0] * 1e3:.3f}-{q[-1] * 1e3:.3f} "
+            f"| {cv(chunks):.1%} | {lag:+.2f} | {cv(medians):.1%} |"
+        )
+    print(f"\nMachine: {os.cpu_count()} logical CPUs, {cpu_model()}; pinned to CPU {cpu}.")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="default: a new temporary directory")
@@ -343,6 +397,13 @@ def main(argv=None) -> int:
         "--noise", action="store_true", help="issue 21's noise report (short and long runs)"
     )
     parser.add_argument(
+        "--speed-series",
+        type=float,
+        metavar="SECONDS",
+        help="the machine's speed over time (mlpstudy.speed's kernels), then in fresh processes",
+    )
+    parser.add_argument("--processes", type=int, default=12, help="with --speed-series")
+    parser.add_argument(
         "--target",
         action="append",
         default=[],
@@ -352,6 +413,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.noise:
         return noise(args)
+    if args.speed_series:
+        return speed_series(args.speed_series, args.processes)
 
     workdir = args.workdir or Path(
         subprocess.run(

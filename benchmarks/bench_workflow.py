@@ -10,7 +10,9 @@
 
 The sweep and report modes also print, per backend, the peak RSS of a training job, its
 slowest seconds per epoch and its start-up time: the measurements behind the training
-rule's mem_mb and runtime in workflow/rules/common.smk.
+rule's mem_mb and runtime in workflow/rules/common.smk; and how far the runs' steady
+epochs follow the machine's speed (the correlation with each run's probes, pooled over
+cells: ``mlpstudy.speed.probe_correlation``).
 
 Prints Markdown tables for README.
 """
@@ -31,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 sys.path.insert(0, str(REPO / "src"))
 
-from mlpstudy import aggregate  # noqa: E402
+from mlpstudy import aggregate, speed  # noqa: E402
 
 
 def dryrun(n_lrs=10, n_batches=10, trials=10) -> None:
@@ -86,6 +88,25 @@ def report(table_path: Path, wall_s: float | None) -> None:
     )
 
 
+def machine_speed(table_path: Path) -> None:
+    """How far the runs' steady epochs follow the machine's speed (``mlpstudy.speed``):
+    each backend's pooled within-cell correlation with its runs' probes."""
+    t = aggregate.read_table(table_path)
+    if not {f"probe_{k}_s" for k in speed.KERNELS} <= set(t.columns):
+        return
+    rows = t.astype(object).where(t.notna(), None).to_dict("records")
+    print(
+        "\n| backend | r of steady epoch with its probe: " + ", ".join(speed.KERNELS) + " | runs |"
+    )
+    print("|---|---|---|")
+    for backend in sorted(t["backend"].unique()):
+        mine = [r for r in rows if r["backend"] == backend]
+        got = [
+            speed.probe_correlation(mine, k, ["learning_rate", "batch_size"]) for k in speed.KERNELS
+        ]
+        print(f"| {backend} | {', '.join(f'{r:+.2f}' for r, _ in got)} | {got[0][1]} |")
+
+
 def resources(table_path: Path) -> None:
     """The figures behind the training rule's mem_mb and runtime (workflow/rules/common.smk)."""
     t = aggregate.read_table(table_path)
@@ -124,9 +145,11 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         report(Path("results/tf_vs_np.csv"), wall)
         resources(Path("results/tf_vs_np.csv"))
+        machine_speed(Path("results/tf_vs_np.csv"))
     else:
         report(args.table, args.wall_s)
         resources(args.table)
+        machine_speed(args.table)
     return 0
 
 

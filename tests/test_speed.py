@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from threadpoolctl import threadpool_info
 
 from mlpstudy import cores, speed, timing
@@ -49,3 +50,38 @@ def test_a_loop_outside_an_allocation_takes_no_probe():
         pass
     got = free.metrics(wall_s=1.0, cpu_s=1.0)
     assert got["probes"] == [] and got["probe_blas_s"] is None and got["probe_python_s"] is None
+
+
+def runs_of(times, probes, cells):
+    return [
+        {"backend": c, "steady_epoch_s": t, "probe_python_s": p}
+        for c, t, p in zip(cells, times, probes, strict=True)
+    ]
+
+
+def test_runs_that_follow_the_machine_correlate_with_their_probe_whatever_their_cell():
+    """Truth known: each run's time is its cell's time x its probe's share of its cell's
+    speed, so r = 1 pooled over cells of very different times; a time that ignores the
+    probe gives r near 0; runs without a probe (older ones) and lone cells are left out."""
+    rng = np.random.default_rng(0)
+    cells = ["numpy"] * 30 + ["tensorflow"] * 30
+    probes = list(rng.uniform(0.5, 1.5, 60))
+    follow = [(1.0 if c == "numpy" else 9.0) * p for c, p in zip(cells, probes, strict=True)]
+    r, n = speed.probe_correlation(runs_of(follow, probes, cells), "python", ["backend"])
+    assert r == pytest.approx(1.0) and n == 60
+    ignore = list(rng.uniform(0.5, 1.5, 60))
+    r, _ = speed.probe_correlation(runs_of(ignore, probes, cells), "python", ["backend"])
+    assert abs(r) < 0.35
+    inverse = [1 / t for t in follow]  # faster when the probe is slower: r = -1
+    older = runs_of(inverse, probes, cells) + [
+        {"backend": "numpy", "steady_epoch_s": 5.0, "probe_python_s": None},
+        {"backend": "jax", "steady_epoch_s": 5.0, "probe_python_s": 1.0},  # a lone cell
+    ]
+    r, n = speed.probe_correlation(older, "python", ["backend"])
+    assert r == pytest.approx(-1.0) and n == 60
+
+
+def test_no_correlation_without_spread():
+    same = runs_of([1.0, 1.0, 1.0], [0.5, 0.6, 0.7], ["numpy"] * 3)
+    r, n = speed.probe_correlation(same, "python", ["backend"])
+    assert math.isnan(r) and n == 3

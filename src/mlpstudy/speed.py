@@ -12,17 +12,20 @@ computations, the same in every run, on the calling thread's core:
 - ``python``: a loop of the interpreter's own integer additions: the scalar, branchy
   work of a framework's per-step dispatch (Python and C++ overhead).
 
-Measured on this project's 2-core VM (README, "Do identical runs reproduce each
-other?"), the second one switches between a fast and a slow regime (about 1.5x apart)
-that last seconds, while the first moves by a few per cent. Timed just before and just
-after a run's loop (:class:`mlpstudy.timing.LoopConditions`), they say how fast the
-machine was while the run was timed.
+Measured on this project's 2-core VM (``benchmarks/bench_timing.py --speed-series``;
+README, "Do identical runs reproduce each other?"), the second one's time spans 1.7x
+within one process, in states that last, while the first moves by a few per cent.
+Timed just before and just after a run's loop (:class:`mlpstudy.timing.LoopConditions`),
+they say how fast the machine was while the run was timed, and :func:`probe_correlation`
+how far a set of runs' times follows them.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -79,3 +82,31 @@ def probe() -> dict[str, float]:
     """Both reference kernels' seconds, by name: ``blas`` (:func:`probe_s`) and
     ``python`` (:func:`python_probe_s`)."""
     return {"blas": probe_s(), "python": python_probe_s()}
+
+
+def probe_correlation(
+    runs: Iterable[Mapping], kernel: str, cell: Sequence[str], time: str = "steady_epoch_s"
+) -> tuple[float, int]:
+    """How far the runs' times follow the machine: Pearson's r, pooled over cells, of each
+    run's log ``time`` and its log ``probe_<kernel>_s``, both taken from their cell's mean
+    (``cell``: the columns that make a cell, e.g. backend, learning rate, batch size), and
+    the number of runs it is over. Runs without both values are left out; so is a cell
+    with fewer than two runs. NaN when nothing is left or a side does not vary."""
+    cells: dict[tuple, list[tuple[float, float]]] = {}
+    for run in runs:
+        t, p = run.get(time), run.get(f"probe_{kernel}_s")
+        if t is None or p is None or not (t > 0 and p > 0):
+            continue
+        cells.setdefault(tuple(run[c] for c in cell), []).append((math.log(t), math.log(p)))
+    xs, ys = [], []
+    for pairs in cells.values():
+        if len(pairs) < 2:
+            continue
+        mean_t = statistics.fmean(t for t, _ in pairs)
+        mean_p = statistics.fmean(p for _, p in pairs)
+        ys += [t - mean_t for t, _ in pairs]
+        xs += [p - mean_p for _, p in pairs]
+    sxx, syy = sum(x * x for x in xs), sum(y * y for y in ys)
+    if not xs or sxx == 0 or syy == 0:
+        return float("nan"), len(xs)
+    return sum(x * y for x, y in zip(xs, ys, strict=True)) / math.sqrt(sxx * syy), len(xs)
