@@ -180,6 +180,9 @@ class Conv2DOp:
         # one window copy per kernel offset when C is small (measured: C = 1, 3x faster)
         self.per_offset = c < PER_OFFSET_CHANNELS
         self.y = np.empty((rows, ho, wo, o), dtype)
+        # the bias repeated along an output row: y += b as (N Ho, Wo O) rows, a long inner
+        # loop instead of one of O (measured: cnn-small's first conv, 3.5x faster)
+        self.bias_row = np.empty((wo, o), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
         self.dxp = np.empty(padded, dtype) if need_dx else None
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
@@ -211,7 +214,9 @@ class Conv2DOp:
             np.copyto(cols6, windows.transpose(0, 1, 2, 4, 5, 3))
         y = self.y[:rows]
         np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
-        y += params[self.b]
+        self.bias_row[...] = params[self.b]
+        rows_of_y = y.reshape(rows * ho, wo * o)  # a view: y is a contiguous buffer
+        rows_of_y += self.bias_row.reshape(-1)
         if self.round:
             self.round(y)
         if self.relu:
