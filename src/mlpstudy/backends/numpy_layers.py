@@ -215,7 +215,7 @@ class Conv2DOp:
         y = self.y[:rows]
         np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
         self.bias_row[...] = params[self.b]
-        rows_of_y = y.reshape(rows * ho, wo * o)  # a view: y is a contiguous buffer
+        rows_of_y = y.reshape(rows * ho, wo * o, copy=False)  # raises rather than copy
         rows_of_y += self.bias_row.reshape(-1)
         if self.round:
             self.round(y)
