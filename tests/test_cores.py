@@ -332,3 +332,159 @@ def test_lock_dir_is_private_and_refuses_a_symlink(tmp_path):
     (tmp_path / "link").symlink_to(made)
     with pytest.raises(RuntimeError, match="refusing"):
         cores.lock_dir(tmp_path / "link")
+
+
+# --------------------------------------------------------------------------- borrowing
+
+
+def fake_borrow(directory, cpus=(0, 1, 2)) -> cores.Borrow:
+    plan = cores.layout(cpus, local=True)
+    return cores.Borrow(plan, cores.lock_dir(directory), poll_s=0.01, pin=False).start()
+
+
+def until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_idle_dedicated_cores_are_lent_one_per_job_never_the_reserve(tmp_path):
+    borrows = [fake_borrow(tmp_path) for _ in range(3)]
+    try:
+        until(lambda: sum(b.core is not None for b in borrows) == 2)
+        time.sleep(0.1)  # the third finds no core free, ever: the reserve is not lent
+        lent = sorted(b.core for b in borrows if b.core is not None)
+        assert lent == [(1,), (2,)]
+    finally:
+        for b in borrows:
+            b.stop()
+    assert all(b.core is None for b in borrows)
+
+
+def test_a_waiting_loop_gets_a_lent_core_and_nothing_is_lent_while_it_waits(tmp_path):
+    """Every dedicated core lent: a timed loop that asks gets one at once (untimed wait);
+    while its ticket lives no core is lent, and after it both are lent again."""
+    borrows = [fake_borrow(tmp_path) for _ in range(2)]
+    try:
+        until(lambda: all(b.core is not None for b in borrows))
+        holder = python(
+            HOLDER.format(cpus={0, 1, 2}, hold=0.5, mode="strict", rounds=1, dir=str(tmp_path))
+        )
+        out, _ = holder.communicate(timeout=60)
+        cpus, reserve_used, *_ = json.loads(out)
+        assert cpus in ([1], [2]) and not reserve_used
+        until(lambda: all(b.core is not None for b in borrows))
+        # a live ticket (a loop waiting): every lent core comes back, none is lent anew
+        queue = cores._Queue(cores.lock_dir(tmp_path))
+        try:
+            until(lambda: all(b.core is None for b in borrows))
+            time.sleep(0.1)
+            assert all(b.core is None for b in borrows)
+        finally:
+            queue.leave()
+        until(lambda: all(b.core is not None for b in borrows))
+    finally:
+        for b in borrows:
+            b.stop()
+
+
+def test_paused_borrowing_gives_the_core_back_for_the_body(tmp_path):
+    borrow = fake_borrow(tmp_path, cpus=(0, 1))
+    try:
+        until(lambda: borrow.core is not None)
+        with borrow.paused():
+            assert borrow.core is None
+            time.sleep(0.05)
+            assert borrow.core is None
+        until(lambda: borrow.core is not None)
+    finally:
+        borrow.stop()
+
+
+def test_nothing_is_lent_outside_a_strict_local_sweep(tmp_path, monkeypatch):
+    monkeypatch.delenv(cores.CPUS_ENV, raising=False)  # not started by a confined Snakemake
+    assert cores.borrow_idle_cores(directory=tmp_path) is None
+    monkeypatch.setenv(cores.CPUS_ENV, f"{socket.gethostname()}:0-1023")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # a cluster job: its CPU set is all it has
+    assert cores.borrow_idle_cores(directory=tmp_path) is None
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.setenv(cores.CPUS_ENV, "another-host:0-1023")
+    assert cores.borrow_idle_cores(directory=tmp_path) is None
+
+
+BORROWER = """
+    import json, os, subprocess, sys, threading, time
+    from mlpstudy import cores
+    borrow = cores.borrow_idle_cores(directory={dir!r}, poll_s=0.01)
+    def busy():
+        while True:
+            pass
+    spin = threading.Thread(target=busy, daemon=True)
+    spin.start()  # untimed work, busy on whatever the job may use
+    while borrow.core is None:
+        time.sleep(0.01)
+    lent = sorted(os.sched_getaffinity(0))
+    with cores.borrowing_paused():
+        code = "import os; print(sorted(os.sched_getaffinity(0)))"
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    while borrow.core is None:
+        time.sleep(0.01)
+    print(json.dumps(dict(lent=lent, child=child.stdout.strip())), flush=True)
+    if {loop!r}:
+        with cores.exclusive(1, "strict", directory={dir!r}) as a:
+            inside = sorted(map(sorted, cores.thread_affinities().values()))
+        after = sorted(map(sorted, cores.thread_affinities().values()))
+        print(json.dumps(dict(cpus=a.cpus, inside=inside, after=after, borrow=cores._borrow)))
+    else:
+        time.sleep(3600)
+"""
+
+LOOP_SEES = """
+    import json, os
+    from mlpstudy import cores
+    other = {other}
+    with cores.exclusive(1, "strict", directory={dir!r}) as a:
+        seen = sorted({{cpu for tid in os.listdir(f"/proc/{{other}}/task")
+                        for cpu in os.sched_getaffinity(int(tid))}})
+    print(json.dumps(dict(cpus=a.cpus, other=seen)))
+"""
+
+
+@needs_two_cpus
+def test_a_job_borrows_the_idle_core_and_a_loop_never_shares_it(tmp_path):
+    """Real pinning, as in a sweep: a job confined to the reserve borrows the dedicated
+    core (every thread, busy); a child spawned while paused stays on the reserve; a timed
+    loop that then asks gets the core with the borrower's threads all moved off it."""
+    reserve, other = REAL_CPUS[0], REAL_CPUS[1]
+    env = {cores.CPUS_ENV: f"{socket.gethostname()}:{cores.format_cpus(REAL_CPUS)}"}
+    confine = dict(env=env, preexec_fn=lambda: os.sched_setaffinity(0, {reserve}))
+    borrower = python(BORROWER.format(dir=str(tmp_path), loop=False), **confine)
+    try:
+        got = json.loads(wait_for_line(borrower))
+        assert got["lent"] == [reserve, other] and got["child"] == str([reserve])
+        loop = python(LOOP_SEES.format(dir=str(tmp_path), other=borrower.pid), **confine)
+        out, _ = loop.communicate(timeout=60)
+        seen = json.loads(out)
+        assert seen["cpus"] == [other] and seen["other"] == [reserve]
+    finally:
+        kill(borrower)
+
+
+@needs_two_cpus
+def test_a_jobs_borrowing_ends_when_its_own_timed_loop_starts(tmp_path):
+    reserve, other = REAL_CPUS[0], REAL_CPUS[1]
+    env = {cores.CPUS_ENV: f"{socket.gethostname()}:{cores.format_cpus(REAL_CPUS)}"}
+    job = python(
+        BORROWER.format(dir=str(tmp_path), loop=True),
+        env=env,
+        preexec_fn=lambda: os.sched_setaffinity(0, {reserve}),
+    )
+    try:
+        wait_for_line(job)
+        got = json.loads(wait_for_line(job))
+        assert got["cpus"] == [other] and got["borrow"] is None
+        assert all(cpus == [other] for cpus in got["inside"])  # its own borrow ended first
+        assert all(cpus == [reserve] for cpus in got["after"])  # where the job started
+    finally:
+        kill(job)

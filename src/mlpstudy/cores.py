@@ -26,6 +26,11 @@ figures, statistics). How this module makes that true:
   :func:`timed_loop`, which takes the cores when the loop starts and frees them when it
   ends. The set the main process could use is published in ``MLPSTUDY_CPUS`` so a
   training job knows which cores it may take.
+- **Idle cores are lent.** A dedicated core that no timed loop holds or waits for is
+  lent to the untimed work of one job (:func:`borrow_idle_cores`, called by each job at
+  its start): the job holds that core's lock, so no loop starts there, and moves every
+  thread back to the reserve before it lets go, as soon as a loop waits. A job's
+  borrowing ends when its timed loop starts.
 - **Every thread is pinned.** ``os.sched_setaffinity(0, ...)`` pins only the calling
   thread; :func:`pin_process` pins every thread of ``/proc/self/task`` (threads created
   later inherit), and the previous affinity comes back when the allocation ends.
@@ -347,6 +352,153 @@ class LoopRegistry:
         }
 
 
+# --------------------------------------------------------------------------- borrowing
+
+
+def _loop_waiting(directory: Path) -> bool:
+    """Whether a timed loop waits for cores now (a live queue ticket)."""
+    return any(_is_live(path) for path in directory.glob("wait-*.ticket"))
+
+
+class Borrow:
+    """An idle dedicated core lent to this process's untimed work (strict, run locally).
+
+    Every job Snakemake starts in strict mode begins on the reserve core, where Snakemake
+    runs too: the light jobs whole, and each training job's import, data loading and
+    model build. When no timed loop holds a dedicated core or waits for one, that core
+    would stay idle while two jobs share the reserve. A Borrow (a background thread)
+    takes such a core's lock, the very lock a timed loop takes, so no loop can run there
+    meanwhile, and lets every thread of this process use that core besides the reserve.
+    As soon as any timed loop waits (a live queue ticket), it moves every thread back to
+    the reserve first and then releases the lock: the waiter gets the core within one
+    poll and never shares it. It borrows again once no loop waits.
+
+    One core per process (Snakemake runs as many jobs as ``--cores``: each borrower gets
+    a core of its own, and the reserve stays for Snakemake). Child processes are not
+    moved back with their parent: spawn them inside :meth:`paused`. ``pin=False`` takes
+    and releases the locks without pinning (tests on a fake CPU set).
+    """
+
+    def __init__(
+        self,
+        plan: Layout,
+        directory: Path,
+        *,
+        poll_s: float = POLL_S,
+        pin: bool = True,
+    ):
+        self.plan = plan
+        self.directory = directory
+        self.poll_s = poll_s
+        self.pin = pin
+        self.core: tuple[int, ...] | None = None
+        self._fd: int | None = None
+        self._paused = 0
+        self._state = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlpstudy-borrow", daemon=True)
+
+    def start(self) -> Borrow:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._state:
+                if self._stop.is_set():
+                    break
+                if self._fd is None and not self._paused:
+                    self._try_borrow()
+                elif self._fd is not None and _loop_waiting(self.directory):
+                    self._give_back()
+            self._stop.wait(self.poll_s)
+
+    def _try_borrow(self) -> None:
+        with _held(self.directory / "alloc.lock"):
+            if _loop_waiting(self.directory):
+                return
+            taken = _take(self.directory, list(self.plan.dedicated), 1)
+        if taken:
+            [(self.core, self._fd)] = taken
+            if self.pin:
+                pin_process(set(self.plan.reserve) | set(self.core))
+
+    def _give_back(self) -> None:
+        if self.pin:
+            pin_process(self.plan.reserve)
+        os.close(self._fd)
+        self._fd = self.core = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The body runs on the reserve only, with no core borrowed (e.g. to spawn a child)."""
+        with self._state:
+            self._paused += 1
+            if self._fd is not None:
+                self._give_back()
+        try:
+            yield
+        finally:
+            with self._state:
+                self._paused -= 1
+
+    def stop(self) -> None:
+        """Give the core back (every thread on the reserve again) and end the thread."""
+        self._stop.set()
+        with self._state:
+            if self._fd is not None:
+                self._give_back()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+# This process's Borrow, if any: like _holding, process state (the affinity of every
+# thread), which exclusive() must end before it pins the process to a loop's cores.
+_borrow: Borrow | None = None
+
+
+def borrow_idle_cores(
+    *, directory: str | os.PathLike | None = None, poll_s: float = POLL_S
+) -> Borrow | None:
+    """Called by each job at its start: lend it an idle dedicated core (:class:`Borrow`)
+    until its timed loop starts (:func:`exclusive` ends it) or it exits.
+
+    Only where Snakemake confined itself to the reserve (strict, local: ``MLPSTUDY_CPUS``
+    published for this host, not under SLURM) and there is a dedicated core. Returns the
+    Borrow, or None where nothing is lent.
+    """
+    global _borrow
+    if _borrow is not None:
+        return _borrow
+    host, _, published = os.environ.get(CPUS_ENV, "").partition(":")
+    if not published or host != socket.gethostname() or under_slurm():
+        return None
+    plan = layout(usable_cpus(), local=True)
+    if plan.reserve is None or not plan.dedicated:
+        return None
+    _borrow = Borrow(plan, lock_dir(directory), poll_s=poll_s).start()
+    return _borrow
+
+
+def end_borrowing() -> None:
+    """Give back this process's borrowed core, if any, and lend it none any more."""
+    global _borrow
+    if _borrow is not None:
+        _borrow.stop()
+        _borrow = None
+
+
+@contextlib.contextmanager
+def borrowing_paused() -> Iterator[None]:
+    """The body runs with no core borrowed (a child process spawned in it stays on the
+    reserve, as it would without borrowing)."""
+    if _borrow is None:
+        yield
+        return
+    with _borrow.paused():
+        yield
+
+
 # --------------------------------------------------------------------------- allocation
 
 
@@ -465,6 +617,7 @@ def exclusive(
         return
     if _holding:
         raise RuntimeError("exclusive() does not nest: this process already holds cores")
+    end_borrowing()  # the untimed work is over: every thread back where the job started
     usable = sorted(usable_cpus() if cpus is None else set(cpus))
     directory = lock_dir(directory)
     alloc = Allocation(mode, threads, usable=tuple(usable), lock_dir=directory)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlpstudy import dataset, machine, memory, timing
+from mlpstudy import cores, dataset, machine, memory, timing
 from mlpstudy.atomic import atomic_path, write_text
 from mlpstudy.backends.base import HISTORY_COLUMNS, TrainSpec
 
@@ -137,6 +137,7 @@ def resume(state_path: str, reattempt: Callable[[str], Any] | None = None) -> di
 def fresh_process(state_path: str) -> None:
     """Replace this process with ``python -m mlpstudy.jobs --resume state_path``: the same
     PID (Snakemake waits for it) and log (file descriptor 2), a fresh interpreter."""
+    cores.end_borrowing()  # ended by the loop already; a borrowed core must not leak
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", required=True, metavar="STATE")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    cores.borrow_idle_cores()  # as the train script does: untimed work, an idle core
     resume(args.resume)
     return 0
 

@@ -75,13 +75,14 @@ def _import_time_in_subprocess(modules: tuple[str, ...]) -> float:
         + "".join(f"import {module}\n" for module in modules)
         + "print(time.perf_counter() - t)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    ).stdout
+    with cores.borrowing_paused():  # the child stays on the job's own cores
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        ).stdout
     return float(out.strip().splitlines()[-1])
 
 

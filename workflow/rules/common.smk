@@ -177,8 +177,9 @@ def train_runtime_min(wildcards, attempt):
 # Honest timings (mlpstudy.cores, docs/timing.md). Training jobs claim `training_slots`
 # (their threads; in strict mode all of them when a run needs the reserve core too); the
 # capacity is this machine's cores. In strict mode Snakemake pins itself to the reserve
-# core, so every job it starts runs there (light jobs; training jobs until their timed
-# loop moves to its own dedicated cores), and one job prepares while the others train.
+# core, so every job it starts begins there (light jobs; training jobs until their timed
+# loop moves to its own dedicated cores), and one job prepares while the others train;
+# a job's untimed work also borrows a dedicated core while no timed loop wants it.
 TIMING = config["timing"]
 if workflow.is_main_process and workflow.local_exec:
     if "training_slots" not in workflow.global_resources:

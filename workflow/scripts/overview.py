@@ -6,6 +6,11 @@ figure (mlpstudy.figures.scaling)."""
 import contextlib
 import logging
 
+from mlpstudy import cores
+
+# untimed work: an idle dedicated core, until a timed loop wants it (mlpstudy.cores)
+cores.borrow_idle_cores()
+
 with (
     open(snakemake.log[0], "w") as log,
     contextlib.redirect_stdout(log),

@@ -4,6 +4,11 @@
 import contextlib
 import logging
 
+from mlpstudy import cores
+
+# untimed work: an idle dedicated core, until a timed loop wants it (mlpstudy.cores)
+cores.borrow_idle_cores()
+
 with (
     open(snakemake.log[0], "w") as log,
     contextlib.redirect_stdout(log),

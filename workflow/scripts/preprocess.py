@@ -2,6 +2,11 @@
 
 import logging
 
+from mlpstudy import cores
+
+# untimed work: an idle dedicated core, until a timed loop wants it (mlpstudy.cores)
+cores.borrow_idle_cores()
+
 from mlpstudy import config, dataset
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")

@@ -10,6 +10,11 @@ log = open(snakemake.log[0], "a", buffering=1)
 os.dup2(log.fileno(), 2)
 logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(message)s")
 
+from mlpstudy import cores
+
+# untimed work: an idle dedicated core, until a timed loop wants it (mlpstudy.cores)
+cores.borrow_idle_cores()
+
 from mlpstudy.backends.base import TrainSpec  # noqa: E402
 from mlpstudy.jobs import run_job  # noqa: E402
 
