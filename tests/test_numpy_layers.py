@@ -287,7 +287,7 @@ def test_maxpool_ties_route_as_pytorch(pool, stride):
     op = numpy_layers.MaxPool2DOp(layer, (), x.shape[1:], out_shape, 2, np.float64, True)
     dy = rng.normal(0, 1, (2, *out_shape))
     y = op.forward(x, {})
-    dx = op.backward(dy, {}, {})
+    dx = op.backward(dy.copy(), {}, {})  # backward may overwrite its dy
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
     yt = torch.nn.functional.max_pool2d(xt, pool, stride)
     yt.backward(torch.from_numpy(dy.transpose(0, 3, 1, 2).copy()))
@@ -297,16 +297,19 @@ def test_maxpool_ties_route_as_pytorch(pool, stride):
 
 def test_buffer_bytes_are_the_hand_count():
     """mlp in float32, per image: hidden z/a1 and its ReLU mask, logits, the output layer's
-    input gradient, row max, row sum, exp (no input gradient for the first layer)."""
+    input gradient, row max, row sum, exp (no input gradient for the first layer); fixed:
+    the ReLU's row of 64 zeros, and the 50,890 gradients."""
     model = numpy_layers.Model(CATALOG["mlp"], MNIST, 32, np.float32)
     assert model.row_bytes == 4 * (64 + 10 + 64 + 1 + 1 + 10) + 64
-    assert model.nbytes == 32 * model.row_bytes + 4 * 50_890
+    assert model.nbytes == 32 * model.row_bytes + 4 * 64 + 4 * 50_890
 
 
 @pytest.mark.parametrize("channels", [1, 2, 6])
-def test_both_im2col_copies_give_the_same_windows(channels, monkeypatch):
-    """Per kernel offset (few channels) or every window at once: the same X_col, the same
-    outputs and input gradients, 'same' padding and stride 2 included."""
+def test_both_im2col_layouts_give_the_same_windows(channels, monkeypatch):
+    """X_col as rows (every window at once) or transposed with the bias's row of ones
+    (per kernel offset, few channels): the same X_col, the same outputs, gradients and
+    input gradients (to float64 rounding: the bias is added inside the product), 'same'
+    padding and stride 2 included, on a short batch (2 images in buffers for 3)."""
     layer = Conv2D(3, (3, 2), stride=2, padding="same")
     in_shape = (7, 6, channels)
     rng = np.random.default_rng(channels)
@@ -314,22 +317,22 @@ def test_both_im2col_copies_give_the_same_windows(channels, monkeypatch):
     x = rng.normal(0, 1, (2, *in_shape))
     dy = rng.normal(0, 1, (2, *layer.out_shape(in_shape)))
     seen = []
-    for threshold in (0, 100):  # never per offset, always per offset
+    for threshold in (0, 100):  # never transposed, always transposed
         monkeypatch.setattr(numpy_layers, "PER_OFFSET_CHANNELS", threshold)
         op = numpy_layers.Conv2DOp(
-            layer, ("W", "b"), in_shape, layer.out_shape(in_shape), 2, np.float64, True
+            layer, ("W", "b"), in_shape, layer.out_shape(in_shape), 3, np.float64, True
         )
-        assert op.per_offset == (channels < threshold)
+        assert op.transposed == (channels < threshold)
         y = op.forward(x, params).copy()
-        cols = op.cols.copy()
+        cols = op.x_col(2).copy()
         grads = {k: np.zeros_like(p) for k, p in params.items()}
         seen.append((y, cols, op.backward(dy.copy(), params, grads).copy(), grads))
     (y0, c0, dx0, g0), (y1, c1, dx1, g1) = seen
     np.testing.assert_array_equal(c0, c1)
-    np.testing.assert_array_equal(y0, y1)
-    np.testing.assert_array_equal(dx0, dx1)
+    np.testing.assert_allclose(y1, y0, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dx1, dx0, rtol=1e-13, atol=1e-13)
     for name in g0:
-        np.testing.assert_array_equal(g0[name], g1[name])
+        np.testing.assert_allclose(g1[name], g0[name], rtol=1e-13, atol=1e-13)
 
 
 def test_relu_mask_applied_by_the_pool_is_the_convs_own():
@@ -352,3 +355,57 @@ def test_relu_mask_applied_by_the_pool_is_the_convs_own():
         model.backward(params, x, onehot, 1 / 5)
     assert (fused.ops[0].y <= 0).mean() > 0.3
     np.testing.assert_array_equal(fused.grad, plain.grad)
+
+
+@pytest.mark.parametrize(
+    "shape", [(8, 8, 1), (9, 9, 2)], ids=["pool-covers", "last-row-and-column-in-no-window"]
+)
+def test_a_conv_emits_window_major_pixels_for_its_tiling_pool(shape, monkeypatch):
+    """A few-channel conv before a tiling max-pool emits only the pixels the pool's windows
+    cover, window-major, and the pool reads its offsets as blocks: the loss and every
+    gradient are those of the plain NHWC layout (as rows), with exact ties among positives
+    and all-zero windows, on a short batch (4 images in buffers for 5)."""
+    net = Net("c", (Conv2D(3, 2), MaxPool2D(2), Conv2D(2, 2), Flatten(), Dense(4, "softmax")))
+    params = _params(net, shape)
+    params["b1"][:] = -0.5  # many conv outputs negative: all-zero windows, ties at 0
+    rng = np.random.default_rng(4)
+    x = np.round(rng.random((4, *shape)), 1)  # coarse values: exact ties after the conv
+    y = rng.integers(0, 4, 4)
+    onehot = numpy_layers.one_hot(y, 4, np.float64)
+    major = numpy_layers.Model(net, shape, 5, np.float64)
+    conv, pool = major.ops[:2]
+    assert conv.grid == (2, 2, *net.shapes(shape)[2][:2]) and pool.window_major
+    monkeypatch.setattr(numpy_layers, "PER_OFFSET_CHANNELS", 0)
+    plain = numpy_layers.Model(net, shape, 5, np.float64)
+    assert plain.ops[0].grid is None and not plain.ops[1].window_major
+    for model in (major, plain):
+        model.backward(params, x, onehot, 1 / 4)
+    assert (major.ops[0].y <= 0).mean() > 0.3
+    np.testing.assert_allclose(major.grad, plain.grad, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        major.evaluate(params, x, y), plain.evaluate(params, x, y), rtol=1e-13
+    )
+
+
+@pytest.mark.parametrize("in_shape", [(6, 8, 3), (7, 9, 2)], ids=["covers", "leaves-a-border"])
+def test_a_window_major_pool_routes_ties_as_the_nhwc_pool(in_shape):
+    """Many ties (values in {0, 1, 2}): the pool taking window-major input gives the
+    maxima and, at the covered pixels, the input gradient of the NHWC pool (itself
+    checked against PyTorch's above); the first maximum in row-major order wins."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, (2, *in_shape)).astype(np.float64)
+    layer = MaxPool2D(2)
+    out_shape = layer.out_shape(in_shape)
+    (hp, wp, c), n = out_shape, len(x)
+    dy = rng.normal(0, 1, (n, *out_shape))
+
+    def major(a):  # (N, H, W, C) -> the covered pixels as (N, 2, 2, Hp, Wp, C)
+        return a[:, : 2 * hp, : 2 * wp].reshape(n, hp, 2, wp, 2, c).transpose(0, 2, 4, 1, 3, 5)
+
+    plain = numpy_layers.MaxPool2DOp(layer, (), in_shape, out_shape, 2, np.float64, True)
+    blocks = numpy_layers.MaxPool2DOp(layer, (), in_shape, out_shape, 2, np.float64, True)
+    blocks.take_window_major(2)
+    y = plain.forward(x, {}).copy()
+    np.testing.assert_array_equal(blocks.forward(np.ascontiguousarray(major(x)), {}), y)
+    dx = plain.backward(dy.copy(), {}, {})
+    np.testing.assert_array_equal(blocks.backward(dy.copy(), {}, {}), major(dx))

@@ -13,8 +13,9 @@ upstream gradient dy = dL/dy (L the batch's loss):
 - conv2d by im2col: the padded input's windows, one row per output pixel and one column
   per (u, v, c) kernel entry, are copied once into the matrix X_col (N Ho Wo, kh kw C),
   built with ``sliding_window_view`` (or, for fewer than ``PER_OFFSET_CHANNELS`` input
-  channels, one strided slice copy per kernel offset); then z = X_col W_col + b is one
-  matrix product with W_col the HWIO kernel as (kh kw C, O). Backward: dW_col =
+  channels, transposed with a row of ones, one strided slice copy per kernel offset, the
+  bias folded into the product: ``Conv2DOp``); then z = X_col W_col + b is one matrix
+  product with W_col the HWIO kernel as (kh kw C, O). Backward: dW_col =
   X_col^T dz, db = 1^T dz (a product with a vector of ones: a column sum over many short
   rows is slow as a reduction), and dX_col = dz W_col^T as one (N Ho Wo, C) block per
   kernel offset, D_uv = dz W[u, v]^T (one batched product, written over X_col, no longer
@@ -29,7 +30,11 @@ upstream gradient dy = dL/dy (L the batch's loss):
   window offset; backward, the argmax offset (found from the kept x and y) routes the
   gradient: dx at the maximum of each window += dy, 0 elsewhere. Ties go to the first
   maximum in the window's row-major order (a later offset wins only when strictly
-  greater), as TensorFlow's and PyTorch's CPU kernels do.
+  greater), as TensorFlow's and PyTorch's CPU kernels do. A few-channel conv before a
+  pool whose windows tile its output emits only the covered pixels, window-major, so
+  that each window offset is a contiguous block (``Conv2DOp.order_for``); the loss and
+  the weight gradients do not depend on a pixel order.
+- every op's backward may overwrite its dy (the buffer of the op after it).
 - flatten: a reshape to (N, H W C) in (h, w, c) order; backward, the reshape back.
 - dropout (training): y = x * keep / (1 - rate) with the step's keep-mask (a boolean array
   like x), dx = dy * keep / (1 - rate); in evaluation y = x. Without a mask it keeps
@@ -66,6 +71,8 @@ parameters, so an optimizer updates everything with a few passes over one array.
 
 from __future__ import annotations
 
+import math
+
 import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -77,6 +84,8 @@ EVAL_BYTES = 64 * 2**20
 #: Below this many input channels, im2col copies one window offset at a time (a long
 #: inner loop over the pixels) instead of every window at once (an inner loop over C).
 PER_OFFSET_CHANNELS = 4
+#: The ops' buffers whose size does not grow with the batch (the rest have ``rows`` rows).
+FIXED_BUFFERS = frozenset({"zeros", "bias_row", "w_aug", "g_aug"})
 
 
 def to_bfloat16(a: np.ndarray) -> np.ndarray:
@@ -113,6 +122,20 @@ def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
     return out
 
 
+def _zeros_row(out_shape, dtype, relu: bool):
+    """The row of zeros ``relu_`` compares one image's outputs with (None without ReLU)."""
+    return np.zeros(math.prod(out_shape), dtype) if relu else None
+
+
+def relu_(y: np.ndarray, zeros: np.ndarray) -> np.ndarray:
+    """y <- max(y, 0) in place, each image's outputs against a row of ``zeros``: NumPy's
+    maximum against a scalar runs no vector loop (measured: 2-3.5x slower on cnn-small's
+    and the study's MLP's outputs)."""
+    rows = y.reshape(len(y), -1)
+    np.maximum(rows, zeros, out=rows)
+    return y
+
+
 def _window(start: int, count: int, stride: int) -> slice:
     """Rows start, start + stride, ..., ``count`` of them."""
     return slice(start, start + (count - 1) * stride + 1, stride)
@@ -126,6 +149,7 @@ class DenseOp:
         self.relu = layer.activation == "relu"
         self.y = np.empty((rows, *out_shape), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.zeros = _zeros_row(out_shape, dtype, self.relu)
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
         self.round = None  # set by Model: its compute's rounding under mixed precision
 
@@ -137,7 +161,7 @@ class DenseOp:
         if self.round:
             self.round(y)
         if self.relu:
-            np.maximum(y, 0, out=y)
+            relu_(y, self.zeros)
         return y
 
     def backward(self, dy, params, grads):
@@ -161,12 +185,21 @@ class DenseOp:
 
 
 class Conv2DOp:
-    """Conv2D by im2col and one matrix product; backward by col2im (module docstring)."""
+    """Conv2D by im2col and one matrix product; backward by col2im (module docstring).
+
+    X_col is kept in one of two layouts: as rows, (N Ho Wo, kh kw C), built from every
+    window at once; or, for fewer than ``PER_OFFSET_CHANNELS`` input channels,
+    transposed, (kh kw C + 1, N Ho Wo) with a last row of ones, one row per kernel entry
+    copied per kernel offset (a long inner loop over the pixels, where the rows' inner
+    loop would run over C): z = [X_col^T; 1]^T [W_col; b] is then one product that adds
+    the bias too, and [X_col^T; 1] dz gives dW_col and db in one (measured: cnn-small's
+    first conv, forward and weight gradients 1.6x faster than as rows).
+    """
 
     def __init__(self, layer: Conv2D, names, in_shape, out_shape, rows, dtype, need_dx):
         self.w, self.b = names
         self.relu = layer.activation == "relu"
-        (h, w, c), (ho, wo, o) = in_shape, out_shape
+        (h, w, c), (_, wo, o) = in_shape, out_shape
         (kh, kw), self.stride = layer.kernel, layer.stride
         (top, bottom), (left, right) = layer.pads(in_shape)
         self.kernel, self.in_shape, self.out_shape = (kh, kw), in_shape, out_shape
@@ -174,26 +207,70 @@ class Conv2DOp:
         self.inner = (slice(top, top + h), slice(left, left + w))
         padded = (rows, h + top + bottom, w + left + right, c)
         self.xp = np.zeros(padded, dtype) if top + bottom + left + right else None
-        # X_col; in backward, its memory holds dX_col as (kh kw, N Ho Wo, C)
-        self.cols = np.empty((rows * ho * wo, kh * kw * c), dtype)
-        self.ones = np.ones(rows * ho * wo, dtype)  # db = 1^T dz, a matrix product
-        # one window copy per kernel offset when C is small (measured: C = 1, 3x faster)
-        self.per_offset = c < PER_OFFSET_CHANNELS
-        self.y = np.empty((rows, ho, wo, o), dtype)
-        # the bias repeated along an output row: y += b as (N Ho, Wo O) rows, a long inner
-        # loop instead of one of O (measured: cnn-small's first conv, 3.5x faster)
-        self.bias_row = np.empty((wo, o), dtype)
-        self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.transposed = c < PER_OFFSET_CHANNELS
+        if self.transposed:
+            self.w_aug = np.empty((kh * kw * c + 1, o), dtype)  # [W_col; b]
+            self.g_aug = np.empty((kh * kw * c + 1, o), dtype)  # [dW_col; db]
+        else:
+            # the bias repeated along an output row: y += b as (N Ho, Wo O) rows, a long
+            # inner loop instead of one of O (measured: cnn-small's first conv, 3.5x faster)
+            self.bias_row = np.empty((wo, o), dtype)
+        self.grid = None  # (ph, pw, Hp, Wp) once ``order_for`` a tiling max-pool after it
+        self._pixel_buffers(rows, dtype)
         self.dxp = np.empty(padded, dtype) if need_dx else None
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
         self.need_dx = need_dx
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
         self.round = None  # set by Model: its compute's rounding under mixed precision
 
-    def _cols6(self, rows):
-        """X_col as (N, Ho, Wo, kh, kw, C): the same memory."""
-        ho, wo, _ = self.out_shape
-        return self.cols[: rows * ho * wo].reshape(rows, ho, wo, *self.kernel, self.in_shape[2])
+    def _pixel_buffers(self, rows: int, dtype) -> None:
+        """The buffers with one entry per output pixel: X_col, y, the ReLU's mask and its
+        row of zeros."""
+        k, o = self.kernel[0] * self.kernel[1] * self.in_shape[2], self.out_shape[2]
+        if self.grid is None:
+            self.pixels, y_shape = self.out_shape[0] * self.out_shape[1], self.out_shape
+        else:
+            self.pixels, y_shape = math.prod(self.grid), (*self.grid, o)
+        m = rows * self.pixels
+        if self.transposed:
+            # [X_col^T; 1]: the ones row is written once; backward writes dX_col^T above it
+            self.cols = np.ones((k + 1, m), dtype)
+        else:
+            # X_col; in backward, its memory holds dX_col as (kh kw, N Ho Wo, C)
+            self.cols = np.empty((m, k), dtype)
+            self.ones = np.ones(m, dtype)  # db = 1^T dz, a matrix product
+        self.y = np.empty((rows, *y_shape), dtype)
+        self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.zeros = _zeros_row(y_shape, dtype, self.relu)
+
+    def order_for(self, pool: MaxPool2DOp, rows: int) -> None:
+        """Emit only the pixels the windows of the tiling max-pool after it cover, window-
+        major: y as (N, ph, pw, Hp, Wp, O), y[n, u, v, i, j] the output pixel (i ph + u,
+        j pw + v), so that the pool's window offsets are contiguous blocks (set by Model,
+        for the transposed layout, whose copies take any pixel order at no cost)."""
+        (ph, pw), (hp, wp, _) = pool.pool, pool.out_shape
+        self.grid = (ph, pw, hp, wp)
+        self._pixel_buffers(rows, self.y.dtype)
+
+    def _ordered(self, a: np.ndarray) -> np.ndarray:
+        """A (N, Ho, Wo, C) view over output pixels in this op's pixel order (a view): as
+        it is, or (``grid``) the pixels a pool's windows cover, as (N, ph, pw, Hp, Wp, C)."""
+        if self.grid is None:
+            return a
+        ph, pw, hp, wp = self.grid
+        covered = a[:, : hp * ph, : wp * pw]
+        tiles = covered.reshape(len(a), hp, ph, wp, pw, a.shape[-1], copy=False)
+        return tiles.transpose(0, 2, 4, 1, 3, 5)
+
+    def x_col(self, rows: int) -> np.ndarray:
+        """X_col (N pixels, kh kw C) of the last forward pass of ``rows`` images (a view)."""
+        m = rows * self.pixels
+        return self.cols[:-1, :m].T if self.transposed else self.cols[:m]
+
+    def _entries(self, rows: int) -> np.ndarray:
+        """The transposed layout's kernel-entry rows as (kh, kw, C, N pixels): a view."""
+        kernel_t = self.cols[:-1, : rows * self.pixels]
+        return kernel_t.reshape(*self.kernel, self.in_shape[2], -1, copy=False)
 
     def forward(self, x, params, train=False):
         rows = len(x)
@@ -203,29 +280,36 @@ class Conv2DOp:
             xp = self.xp[:rows]
             xp[:, self.inner[0], self.inner[1], :] = x
         (ho, wo, o), (sh, sw) = self.out_shape, self.stride
-        cols6 = self._cols6(rows)
-        if self.per_offset:
-            for u, v in self.offsets:
-                np.copyto(cols6[:, :, :, u, v, :], xp[:, _window(u, ho, sh), _window(v, wo, sw)])
+        y = self.y[:rows]
+        if self.transposed:
+            entries = self._entries(rows)
+            for u, v in self.offsets:  # (N, Ho, Wo, C) windows -> C rows of N pixels
+                pixels = self._ordered(xp[:, _window(u, ho, sh), _window(v, wo, sw)])
+                np.copyto(entries[u, v].reshape(-1, *pixels.shape[:-1]), np.moveaxis(pixels, -1, 0))
+            np.copyto(self.w_aug[:-1], params[self.w].reshape(-1, o))
+            np.copyto(self.w_aug[-1], params[self.b])
+            np.matmul(self.cols[:, : rows * self.pixels].T, self.w_aug, out=y.reshape(-1, o))
         else:
+            cols = self.x_col(rows)
             # (N, H', W', C, kh, kw) windows, every stride-th -> (N, Ho, Wo, kh, kw, C)
             windows = sliding_window_view(xp, self.kernel, axis=(1, 2))
             windows = windows[:, _window(0, ho, sh), _window(0, wo, sw)]
+            cols6 = cols.reshape(rows, ho, wo, *self.kernel, self.in_shape[2])
             np.copyto(cols6, windows.transpose(0, 1, 2, 4, 5, 3))
-        y = self.y[:rows]
-        np.matmul(self.cols[: rows * ho * wo], params[self.w].reshape(-1, o), out=y.reshape(-1, o))
-        self.bias_row[...] = params[self.b]
-        rows_of_y = y.reshape(rows * ho, wo * o, copy=False)  # raises rather than copy
-        rows_of_y += self.bias_row.reshape(-1)
+            np.matmul(cols, params[self.w].reshape(-1, o), out=y.reshape(-1, o))
+            self.bias_row[...] = params[self.b]
+            rows_of_y = y.reshape(rows * ho, wo * o, copy=False)  # raises rather than copy
+            rows_of_y += self.bias_row.reshape(-1)
         if self.round:
             self.round(y)
         if self.relu:
-            np.maximum(y, 0, out=y)
+            relu_(y, self.zeros)
         return y
 
     def backward(self, dy, params, grads):
-        """dz = dy * 1(y > 0); dW_col = X_col^T dz; db = 1^T dz; dX_col = dz W_col^T, one
-        (N Ho Wo, C) block per kernel offset (one batched product), added back by col2im."""
+        """dz = dy * 1(y > 0); dW_col = X_col^T dz; db = 1^T dz; dX_col = dz W_col^T, added
+        back by col2im: as rows, one (N Ho Wo, C) block per kernel offset (one batched
+        product); transposed, dX_col^T = W_col dz^T, one row per kernel entry."""
         rows = len(dy)
         (ho, wo, o), (sh, sw) = self.out_shape, self.stride
         if self.relu and not self.masked_downstream:
@@ -235,24 +319,36 @@ class Conv2DOp:
         if self.round:
             self.round(dy)
         dz = dy.reshape(-1, o)
-        cols = self.cols[: rows * ho * wo]
-        np.matmul(cols.T, dz, out=grads[self.w].reshape(-1, o))
-        np.matmul(self.ones[: len(dz)], dz, out=grads[self.b])
+        if self.transposed:
+            np.matmul(self.cols[:, : len(dz)], dz, out=self.g_aug)
+            np.copyto(grads[self.w].reshape(-1, o), self.g_aug[:-1])
+            np.copyto(grads[self.b], self.g_aug[-1])
+        else:
+            np.matmul(self.x_col(rows).T, dz, out=grads[self.w].reshape(-1, o))
+            np.matmul(self.ones[: len(dz)], dz, out=grads[self.b])
         if self.round:
             self.round(grads[self.w])
             self.round(grads[self.b])
         if not self.need_dx:
             return None
-        # dX_col[(u, v)] = dz W[u, v]^T for every offset at once, over X_col's memory:
-        # contiguous (N, Ho, Wo, C) blocks, so each col2im addition runs over whole rows
-        c = self.in_shape[2]
-        w_t = params[self.w].reshape(len(self.offsets), c, o).transpose(0, 2, 1)
-        blocks = cols.reshape(len(self.offsets), len(dz), c)
-        np.matmul(dz, w_t, out=blocks)
         dxp = self.dxp[:rows]
         dxp.fill(0)
-        for (u, v), block in zip(self.offsets, blocks):
-            dxp[:, _window(u, ho, sh), _window(v, wo, sw), :] += block.reshape(rows, ho, wo, c)
+        c = self.in_shape[2]
+        if self.transposed:
+            np.matmul(params[self.w].reshape(-1, o), dz.T, out=self.cols[:-1, : len(dz)])
+            entries = self._entries(rows)
+            for u, v in self.offsets:
+                pixels = self._ordered(dxp[:, _window(u, ho, sh), _window(v, wo, sw), :])
+                pixels += np.moveaxis(entries[u, v].reshape(-1, *pixels.shape[:-1]), 0, -1)
+        else:
+            # dX_col[(u, v)] = dz W[u, v]^T for every offset at once, over X_col's memory:
+            # contiguous (N, Ho, Wo, C) blocks, so each col2im addition runs over whole rows
+            w_t = params[self.w].reshape(len(self.offsets), c, o).transpose(0, 2, 1)
+            blocks = self.cols[: len(dz)].reshape(len(self.offsets), len(dz), c)
+            np.matmul(dz, w_t, out=blocks)
+            for (u, v), block in zip(self.offsets, blocks):
+                window = dxp[:, _window(u, ho, sh), _window(v, wo, sw), :]
+                window += block.reshape(rows, ho, wo, c)
         if self.round:
             self.round(dxp)
         if self.dx is None:
@@ -267,63 +363,86 @@ class MaxPool2DOp:
 
     Forward takes the maximum alone (one ``np.maximum`` per window offset, nothing kept
     but the output: evaluation pays for no routing). Backward finds each window's argmax
-    from the kept input and output: offset k routes the gradient where x equals the
-    maximum and no earlier offset did (``taken``), so ties go to the first maximum.
+    from the kept input and output: offset k, in the window's row-major order, takes what
+    of dy no earlier offset took where x equals the maximum (``remaining``: dy, less what
+    each offset took), so ties go to the first maximum.
+
+    After a conv that emits its pixels window-major (``Conv2DOp.order_for``: a pool whose
+    windows tile its input), x is (N, ph, pw, Hp, Wp, C): each window offset one
+    contiguous block per image, where NHWC's offsets are strided slices with an inner
+    loop over C (measured: cnn-small's first pool, forward and backward 4x faster).
     """
 
     def __init__(self, layer: MaxPool2D, names, in_shape, out_shape, rows, dtype, need_dx):
-        (ph, pw), (sh, sw) = layer.pool, layer.stride
-        (h, w, _), (ho, wo, _) = in_shape, out_shape
+        self.pool, (sh, sw) = layer.pool, layer.stride
+        (ph, pw), (h, w, _), (ho, wo, _) = self.pool, in_shape, out_shape
+        self.out_shape = out_shape
         self.offsets = [
             (_window(u, ho, sh), _window(v, wo, sw)) for u in range(ph) for v in range(pw)
         ]
         self.y = np.empty((rows, *out_shape), dtype)
         self.hit = np.empty(self.y.shape, bool) if need_dx else None
-        self.taken = np.empty(self.y.shape, bool) if need_dx else None
-        # each input pixel in at most one window: the gradient is written, not added
+        self.tiles = (sh, sw) == (ph, pw)  # windows side by side, no gap, no overlap
+        # each input pixel in at most one window: dx is written, not added
         self.disjoint = sh >= ph and sw >= pw
-        self.covers = self.disjoint and (sh, sw) == (ph, pw) and (h, w) == (ho * sh, wo * sw)
+        self.covers = self.tiles and (h, w) == (ho * sh, wo * sw)
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
-        self.tmp = None if self.disjoint or not need_dx else np.empty(self.y.shape, dtype)
+        self.taken = None if self.disjoint or not need_dx else np.empty(self.y.shape, dtype)
+        self.window_major = False  # set by Model (``take_window_major``)
         self.relu_input = False  # set by Model: the input is a ReLU's output
+
+    def take_window_major(self, rows: int) -> None:
+        """Take x as the conv before it emits it (``Conv2DOp.order_for``) and give dx in
+        the same order: (N, ph, pw, Hp, Wp, C), the pixels no window covers left out."""
+        self.window_major, self.covers = True, True
+        if self.dx is not None:
+            self.dx = np.empty((rows, *self.pool, *self.out_shape), self.dx.dtype)
+
+    def _blocks(self, a: np.ndarray) -> np.ndarray:
+        """A window-major (N, ph, pw, Hp, Wp, C) array as (N, ph pw, Hp Wp C): a view."""
+        return a.reshape(len(a), len(self.offsets), -1)
+
+    def _slices(self, a: np.ndarray) -> list[np.ndarray]:
+        """Each window offset's values of an input-shaped array, in row-major order, as
+        arrays shaped like the output (views)."""
+        if self.window_major:
+            blocks = self._blocks(a).swapaxes(0, 1)
+            return [block.reshape(len(a), *self.out_shape) for block in blocks]
+        return [a[:, i, j, :] for i, j in self.offsets]
 
     def forward(self, x, params, train=False):
         self.x = x
         y = self.y[: len(x)]
-        (i0, j0), *rest = self.offsets
+        first, *rest = self._slices(x)
         if not rest:
-            np.copyto(y, x[:, i0, j0, :])
+            np.copyto(y, first)
             return y
-        (i1, j1), *rest = rest
-        np.maximum(x[:, i0, j0, :], x[:, i1, j1, :], out=y)
-        for i, j in rest:
-            np.maximum(y, x[:, i, j, :], out=y)
+        second, *rest = rest
+        np.maximum(first, second, out=y)
+        for values in rest:
+            np.maximum(y, values, out=y)
         return y
 
     def backward(self, dy, params, grads):
         """dx[n, i s_h + u, j s_w + v, c] += dy[n, i, j, c] where (u, v) is the argmax."""
         rows = len(dy)
-        x, y, dx = self.x, self.y[:rows], self.dx[:rows]
-        hit, taken = self.hit[:rows], self.taken[:rows]
+        y, dx, hit = self.y[:rows], self.dx[:rows], self.hit[:rows]
         if self.relu_input:
             # the ReLU before the pool: its 1(z > 0) at a window's maximum is 1(y > 0)
             np.greater(y, 0, out=hit)
             dy *= hit
         if not self.covers:
             dx.fill(0)
-        last = len(self.offsets) - 1
-        for k, (i, j) in enumerate(self.offsets):
-            np.equal(x[:, i, j, :], y, out=hit)
-            if k == 0:
-                np.copyto(taken, hit)
-            else:
-                np.greater(hit, taken, out=hit)  # hit and not taken: a later tie loses
-                if k < last:
-                    np.logical_or(taken, hit, out=taken)
+        remaining, last = dy, len(self.offsets) - 1  # dy's buffer: no longer needed
+        for k, (values, out) in enumerate(zip(self._slices(self.x), self._slices(dx))):
+            np.equal(values, y, out=hit)
             if self.disjoint:
-                np.multiply(dy, hit, out=dx[:, i, j, :])
+                taken = np.multiply(remaining, hit, out=out)
             else:
-                dx[:, i, j, :] += np.multiply(dy, hit, out=self.tmp[:rows])
+                taken = np.multiply(remaining, hit, out=self.taken[:rows])
+                out += taken
+            if k < last:
+                remaining -= taken
         return dx
 
 
@@ -377,6 +496,7 @@ class BatchNormOp:
         self.y = np.empty((rows, *out_shape), dtype)
         self.xhat = np.empty((rows, *out_shape), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu else None
+        self.zeros = _zeros_row(out_shape, dtype, self.relu)
         self.dx = np.empty((rows, *in_shape), dtype) if need_dx else None
         c = in_shape[-1]
         self.batch_mean, self.batch_var, self.inv = (np.empty(c, dtype) for _ in range(3))
@@ -405,7 +525,7 @@ class BatchNormOp:
         if self.round:
             self.round(y)
         if self.relu:
-            np.maximum(y, 0, out=y)
+            relu_(y, self.zeros)
         return y
 
     def backward(self, dy, params, grads):
@@ -500,6 +620,14 @@ class Model:
                 and isinstance(after, MaxPool2DOp)
             ):
                 op.masked_downstream = after.relu_input = after.hit is not None
+            if (
+                isinstance(op, Conv2DOp)
+                and op.transposed
+                and isinstance(after, MaxPool2DOp)
+                and after.tiles
+            ):
+                op.order_for(after, rows)
+                after.take_window_major(rows)
         self.dropouts = [op for op in self.ops if isinstance(op, DropoutOp)]
         self.norms = [op for op in self.ops if isinstance(op, BatchNormOp)]
         # mixed precision: every op rounds what it writes; the weights it reads are
@@ -519,12 +647,16 @@ class Model:
         self.row_max = np.empty((rows, 1), self.dtype)
         self.row_sum = np.empty((rows, 1), self.dtype)
         self.exp = np.empty((rows, k), self.dtype)
-        arrays = [self.row_max, self.row_sum, self.exp]
-        arrays += [a for op in self.ops for a in vars(op).values() if isinstance(a, np.ndarray)]
-        #: Bytes of the buffers per image of batch (all but ``grad`` have ``rows`` rows),
-        #: and in all, ``grad`` included: what a step writes besides batch and parameters.
+        arrays, fixed = [self.row_max, self.row_sum, self.exp], []
+        for op in self.ops:
+            for name, a in vars(op).items():
+                if isinstance(a, np.ndarray):
+                    (fixed if name in FIXED_BUFFERS else arrays).append(a)
+        #: Bytes of the buffers per image of batch (those with ``rows`` rows), and in all,
+        #: the fixed ones and ``grad`` included: what a step writes besides batch and
+        #: parameters.
         self.row_bytes = sum(a.nbytes for a in arrays) // rows
-        self.nbytes = self.row_bytes * rows + self.grad.nbytes
+        self.nbytes = self.row_bytes * rows + sum(a.nbytes for a in fixed) + self.grad.nbytes
 
     def forward(self, params, x, train: bool = False, keep=None) -> np.ndarray:
         """The logits of the batch ``x`` (a view of a buffer: the next call overwrites it);
