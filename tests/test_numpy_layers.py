@@ -298,10 +298,14 @@ def test_maxpool_ties_route_as_pytorch(pool, stride):
 def test_buffer_bytes_are_the_hand_count():
     """mlp in float32, per image: hidden z/a1 and its ReLU mask, logits, the output layer's
     input gradient, row max, row sum, exp (no input gradient for the first layer); fixed:
-    the ReLU's row of 64 zeros, and the 50,890 gradients."""
+    the ReLU's row of 64 zeros, and the 50,890 gradients twice (a batch's and a chunk's).
+    Evaluation: no mask, no input gradient, no gradients."""
     model = numpy_layers.Model(CATALOG["mlp"], MNIST, 32, np.float32)
     assert model.row_bytes == 4 * (64 + 10 + 64 + 1 + 1 + 10) + 64
-    assert model.nbytes == 32 * model.row_bytes + 4 * 64 + 4 * 50_890
+    assert model.nbytes == 32 * model.row_bytes + 4 * 64 + 2 * 4 * 50_890
+    evaluation = numpy_layers.Model(CATALOG["mlp"], MNIST, 32, np.float32, backward=False)
+    assert evaluation.row_bytes == 4 * (64 + 10 + 1 + 1 + 10)
+    assert evaluation.nbytes == 32 * evaluation.row_bytes + 4 * 64
 
 
 @pytest.mark.parametrize("channels", [1, 2, 6])
@@ -409,3 +413,87 @@ def test_a_window_major_pool_routes_ties_as_the_nhwc_pool(in_shape):
     np.testing.assert_array_equal(blocks.forward(np.ascontiguousarray(major(x)), {}), y)
     dx = plain.backward(dy.copy(), {}, {})
     np.testing.assert_array_equal(blocks.backward(dy.copy(), {}, {}), major(dx))
+
+
+# --- chunked passes (numpy_layers.pass_rows) -------------------------------------------
+
+DROPPED = Net(
+    "dropped",
+    (
+        Conv2D(3, 3, padding="same"),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(6),
+        nets.Dropout(0.5),
+        Dense(4, "softmax"),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("net", "shape"),
+    [(ODD, ODD_SHAPE), (DROPPED, ODD_SHAPE), (CATALOG["cnn-small"], MNIST)],
+    ids=["odd", "dropout", "cnn-small"],
+)
+def test_a_batch_in_chunks_gives_the_whole_batch_gradients(net, shape):
+    """7 images in passes of 3 (3, 3, 1): the summed gradients of the whole batch, its
+    keep-masks sliced with it; a second batch sees nothing of the first's chunks."""
+    params = _params(net, shape)
+    rng = np.random.default_rng(3)
+    x = rng.random((7, *shape))
+    onehot = numpy_layers.one_hot(rng.integers(0, net.n_classes, 7), net.n_classes, np.float64)
+    whole = numpy_layers.Model(net, shape, 7, np.float64)
+    keep = [rng.random((7, *op.y.shape[1:])) > 0.5 for op in whole.dropouts] or None
+    whole.backward(params, x, onehot, 1 / 7, keep)
+    chunked = numpy_layers.Model(net, shape, 3, np.float64)
+    for _ in range(2):
+        chunked.backward(params, x, onehot, 1 / 7, keep)
+        for name, grad in whole.grads.items():
+            np.testing.assert_allclose(chunked.grads[name], grad, rtol=1e-12, atol=1e-15)
+
+
+def test_batch_norm_and_mixed_precision_take_their_batch_whole():
+    """Their statistics and rounding are the whole batch's: no chunks, and a batch larger
+    than the passes is refused rather than taken in chunks."""
+    normed = Net("normed", (Flatten(), Dense(5, "linear"), nets.BatchNorm(), Dense(3, "softmax")))
+    assert numpy_layers.pass_rows(normed, (4, 4, 1), 10**6, np.float32) == 10**6
+    mlp = CATALOG["mlp"]
+    assert numpy_layers.pass_rows(mlp, MNIST, 10**6, np.float32, "bfloat16") == 10**6
+    model = numpy_layers.Model(normed, (4, 4, 1), 3, np.float64)
+    x = np.random.default_rng(0).random((5, 4, 4, 1))
+    with pytest.raises(ValueError, match="batch norm or under mixed precision"):
+        model.backward(_params(normed, (4, 4, 1)), x, np.eye(3)[[0, 1, 2, 0, 1]], 0.2)
+
+
+def test_pass_rows_keeps_a_pass_within_chunk_bytes(monkeypatch):
+    """The fewest passes whose input rows and buffers fit in CHUNK_BYTES, all of one size
+    but the last; the study's MLP at batch 512 in one pass; at least one image a pass."""
+    for net in CATALOG.values():
+        for backward in (True, False):
+            one = numpy_layers.Model(net, MNIST, 1, np.float32, backward=backward)
+            per_row = one.row_bytes + 4 * 784
+            for batch in (32, 128, 512, 60_000):
+                rows = numpy_layers.pass_rows(net, MNIST, batch, np.float32, backward=backward)
+                passes = -(-batch // rows)
+                assert rows * per_row <= numpy_layers.CHUNK_BYTES or rows == 1
+                fewest = -(-batch // max(1, numpy_layers.CHUNK_BYTES // per_row))
+                assert passes == fewest, (net.name, batch, backward)
+    assert numpy_layers.pass_rows(CATALOG["mlp"], MNIST, 512, np.float32) == 512
+    assert numpy_layers.pass_rows(CATALOG["cnn"], MNIST, 128, np.float32) < 128
+    monkeypatch.setattr(numpy_layers, "CHUNK_BYTES", 1)
+    assert numpy_layers.pass_rows(CATALOG["cnn"], MNIST, 128, np.float32) == 1
+
+
+def test_an_evaluation_model_has_no_backward_pass():
+    """backward=False: the training model's loss and accuracy, no backward buffers."""
+    params = _params(ODD, ODD_SHAPE)
+    rng = np.random.default_rng(4)
+    x, y = rng.random((9, *ODD_SHAPE)), rng.integers(0, 4, 9)
+    evaluation = numpy_layers.Model(ODD, ODD_SHAPE, 4, np.float64, backward=False)
+    trained = numpy_layers.Model(ODD, ODD_SHAPE, 4, np.float64)
+    assert evaluation.evaluate(params, x, y) == pytest.approx(
+        trained.evaluate(params, x, y), rel=1e-12
+    )
+    assert evaluation.row_bytes < trained.row_bytes
+    with pytest.raises(ValueError, match="built for evaluation"):
+        evaluation.backward(params, x, numpy_layers.one_hot(y, 4, np.float64), 1 / 9)

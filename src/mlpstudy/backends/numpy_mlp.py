@@ -7,6 +7,10 @@ allocated once per run, so a step costs little beyond its matrix products:
 
 - each mini-batch is gathered by the epoch's permutation into a preallocated
   buffer, where it is still in cache for the matrix products that read it;
+- a batch whose pass would touch more than ``numpy_layers.CHUNK_BYTES`` (a CNN's at
+  batch 128 and up) is taken in equal chunks whose layer buffers stay in cache from one
+  layer to the next, their gradients summed; the evaluation likewise
+  (``numpy_layers.pass_rows``);
 - labels are one-hot encoded once, so delta = y_hat - y_onehot is one subtraction;
 - the 1/b of the batch mean and the learning rate are folded into the output layer's
   delta (one small multiplication), so each gradient product already is the SGD update
@@ -221,7 +225,7 @@ def train(
     onehot = numpy_layers.one_hot(y_train, net.n_classes, dtype)
     n, batch = len(x_train), spec.batch_size
     compute = spec.compute
-    model = numpy_layers.Model(net, shape, min(batch, n), dtype, compute)
+    model = numpy_layers.trainer(net, shape, min(batch, n), dtype, compute)
     batch_x = np.empty((min(batch, n), *shape), dtype)
     batch_onehot = np.empty((min(batch, n), net.n_classes), dtype)
     optimizer = OPTIMIZERS[spec.optimizer](
