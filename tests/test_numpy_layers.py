@@ -497,3 +497,12 @@ def test_an_evaluation_model_has_no_backward_pass():
     assert evaluation.row_bytes < trained.row_bytes
     with pytest.raises(ValueError, match="built for evaluation"):
         evaluation.backward(params, x, numpy_layers.one_hot(y, 4, np.float64), 1 / 9)
+
+
+@pytest.mark.parametrize("k", [1, 2, 10, 33])
+def test_row_max_is_numpys_max(k):
+    """Column by column up to FEW_COLUMNS, NumPy's reduction beyond: the same numbers."""
+    z = np.random.default_rng(k).standard_normal((37, k)).astype(np.float32)
+    out = np.empty((37, 1), np.float32)
+    assert numpy_layers.row_max(z, out) is out
+    np.testing.assert_array_equal(out[:, 0], z.max(axis=1))
