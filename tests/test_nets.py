@@ -338,15 +338,16 @@ def test_nothing_but_the_catalog_names_a_network(name):
 
 
 def test_the_memory_a_run_holds_is_its_largest_step_or_evaluation_chunk():
-    """The scheduler's request grows by what a net holds at once (base.work_mb): an MLP
-    evaluates its whole training set in one call (74 outputs per image, twice), a CNN in
-    chunks of up to EVAL_BYTES of outputs (twice), and a large enough batch's step wins."""
+    """The scheduler's request grows by what a net holds at once (base.work_mb): every net
+    evaluates in chunks of up to CHUNK_BYTES of outputs (twice), the MLP's of 28339
+    images (74 outputs per image) or its whole set if smaller, and a large enough batch's
+    step wins."""
     from mlpstudy.backends import base
 
     mlp, cnn = CATALOG["mlp"], CATALOG["cnn"]
-    assert base.work_mb(mlp, (28, 28, 1), 32, 60000) == pytest.approx(2 * 60000 * 74 * 4 / 2**20)
+    assert base.work_mb(mlp, (28, 28, 1), 32, 60000) == pytest.approx(2 * 28339 * 74 * 4 / 2**20)
     assert base.work_mb(mlp, (28, 28, 1), 32, 1000) == pytest.approx(2 * 1000 * 74 * 4 / 2**20)
-    chunk = base.work_mb(cnn, (28, 28, 1), 32, 60000) * 2**20 / 2
-    assert base.EVAL_BYTES - 4 * 40_000 < chunk <= base.EVAL_BYTES  # within one image
+    chunk = base.work_mb(cnn, (28, 28, 1), 1, 60000) * 2**20 / 2
+    assert base.CHUNK_BYTES - 4 * 40_000 < chunk <= base.CHUNK_BYTES  # within one image
     step = 4096 * cnn.activations((28, 28, 1)) * 4 * 4 / 2**20
     assert base.work_mb(cnn, (28, 28, 1), 4096, 60000) == pytest.approx(step)

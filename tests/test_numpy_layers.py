@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mlpstudy import nets
-from mlpstudy.backends import numpy_layers
+from mlpstudy.backends import base, numpy_layers
 from mlpstudy.nets import CATALOG, Conv2D, Dense, Flatten, MaxPool2D, Net
 
 MNIST = (28, 28, 1)
@@ -466,7 +466,7 @@ def test_batch_norm_and_mixed_precision_take_their_batch_whole():
 
 
 def test_pass_rows_keeps_a_pass_within_chunk_bytes(monkeypatch):
-    """The fewest passes whose input rows and buffers fit in CHUNK_BYTES, all of one size
+    """The fewest passes whose input rows and buffers fit in base.CHUNK_BYTES, all of one size
     but the last; the study's MLP at batch 512 in one pass; at least one image a pass."""
     for net in CATALOG.values():
         for backward in (True, False):
@@ -475,12 +475,12 @@ def test_pass_rows_keeps_a_pass_within_chunk_bytes(monkeypatch):
             for batch in (32, 128, 512, 60_000):
                 rows = numpy_layers.pass_rows(net, MNIST, batch, np.float32, backward=backward)
                 passes = -(-batch // rows)
-                assert rows * per_row <= numpy_layers.CHUNK_BYTES or rows == 1
-                fewest = -(-batch // max(1, numpy_layers.CHUNK_BYTES // per_row))
+                assert rows * per_row <= base.CHUNK_BYTES or rows == 1
+                fewest = -(-batch // max(1, base.CHUNK_BYTES // per_row))
                 assert passes == fewest, (net.name, batch, backward)
     assert numpy_layers.pass_rows(CATALOG["mlp"], MNIST, 512, np.float32) == 512
     assert numpy_layers.pass_rows(CATALOG["cnn"], MNIST, 128, np.float32) < 128
-    monkeypatch.setattr(numpy_layers, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(base, "CHUNK_BYTES", 1)
     assert numpy_layers.pass_rows(CATALOG["cnn"], MNIST, 128, np.float32) == 1
 
 

@@ -128,7 +128,7 @@ def test_l2_train_loss_is_the_data_loss_in_chunks_too(tensorflow_mlp, data, monk
     evaluation in chunks of 41 rows gives one call's numbers."""
     l2 = spec("l2", {"lambda": 0.2}, epochs=1)
     whole = tensorflow_mlp.train(l2, *data)
-    monkeypatch.setattr(base, "EVAL_BYTES", 41 * 74 * 4)  # the MLP's 74 numbers a row
+    monkeypatch.setattr(base, "CHUNK_BYTES", 41 * 74 * 4)  # the MLP's 74 numbers a row
     assert base.eval_rows(l2.net, (784,), 4) == 41
     chunked = tensorflow_mlp.train(l2, *data)
     row, other = whole.history[0], chunked.history[0]

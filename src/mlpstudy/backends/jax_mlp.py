@@ -18,9 +18,8 @@ one ``jax.jit``-compiled function whose parameter, optimizer-state and statistic
 buffers are donated (updated in place).
 The training and test sets become device arrays once per run; each step gathers its
 mini-batch inside the compiled step from the epoch's permutation.
-The per-epoch loss and accuracies come from one compiled call on each whole set, or
-one per chunk of ``eval_rows`` rows where one call would hold more than ``base.EVAL_BYTES``
-of layer outputs (CNNs).
+The per-epoch loss and accuracies come from one compiled call per chunk of ``eval_rows``
+rows of each whole set, whose layer outputs stay in cache (``base.CHUNK_BYTES``).
 
 Option ``scan_epoch`` (default false): one compiled function runs the whole epoch with
 ``jax.lax.scan`` over the full batches plus one step for a short last batch, so

@@ -79,13 +79,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from mlpstudy.nets import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Net
 
-#: Bytes one pass over a chunk of rows may touch (its input rows and the layer buffers it
-#: writes): a batch larger than that is taken in chunks (``pass_rows``), whose buffers
-#: stay in cache from one layer to the next. A quarter of the 32 MiB L3 of the machine it
-#: was tuned on (2-core AMD EPYC, 2026-12-04; measured against whole batches, one pinned
-#: core: the evaluation of cnn, cnn-small and mlp 0.72x, 0.74x and 0.88x the time, a
-#: training step of cnn at batch 128 0.82x, of cnn-small at batch 512 0.73x).
-CHUNK_BYTES = 8 * 2**20
+from . import base
+
 #: Up to this many columns (classes), ``row_max`` takes a row's maximum column by column.
 FEW_COLUMNS = 32
 #: Below this many input channels, a conv keeps X_col transposed and copies one window
@@ -850,13 +845,16 @@ def norm_inputs(net: Net, params, x: np.ndarray, keep=None) -> list[np.ndarray]:
 
 def pass_rows(net: Net, input_shape, batch: int, dtype, compute=None, backward=True) -> int:
     """Images per pass for batches of up to ``batch``: the whole batch, or, where a pass
-    over it would touch more than ``CHUNK_BYTES`` (input rows and layer buffers) and the
-    net can be taken in chunks (``Model``), as few equal chunks as keep within it."""
+    over it would touch more than ``base.CHUNK_BYTES`` (input rows and layer buffers) and
+    the net can be taken in chunks (``Model``), passes of ceil(batch / k) images, k the
+    fewest that keep within it (measured against whole batches, one pinned core: the
+    evaluation of cnn, cnn-small and mlp 0.72x, 0.74x and 0.88x the time, a training step
+    of cnn at batch 128 0.82x, of cnn-small at batch 512 0.73x)."""
     one = Model(net, input_shape, 1, dtype, compute, backward)
     if backward and not one.chunks_batch:
         return batch
     per_row = one.row_bytes + math.prod(input_shape) * np.dtype(dtype).itemsize
-    chunks = -(-batch // max(1, CHUNK_BYTES // per_row))
+    chunks = -(-batch // max(1, base.CHUNK_BYTES // per_row))
     return -(-batch // chunks)
 
 

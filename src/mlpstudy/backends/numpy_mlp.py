@@ -7,7 +7,7 @@ allocated once per run, so a step costs little beyond its matrix products:
 
 - each mini-batch is gathered by the epoch's permutation into a preallocated
   buffer, where it is still in cache for the matrix products that read it;
-- a batch whose pass would touch more than ``numpy_layers.CHUNK_BYTES`` (a CNN's at
+- a batch whose pass would touch more than ``base.CHUNK_BYTES`` (a CNN's at
   batch 128 and up) is taken in equal chunks whose layer buffers stay in cache from one
   layer to the next, their gradients summed; the evaluation likewise
   (``numpy_layers.pass_rows``);

@@ -6,7 +6,7 @@ A ``Sequential`` of Keras' own layers, one per layer of the net (``Conv2D``,
 (``SGD``, ``SGD(momentum=..., nesterov=...)`` or ``Adam(...)`` with the spec's numbers,
 epsilon set explicitly), sparse categorical cross-entropy and one ``fit`` call per
 epoch; the per-epoch quantities come from ``test_on_batch`` on the whole sets (in chunks
-where one call would hold more than ``base.EVAL_BYTES`` of layer outputs: CNNs) between
+of ``base.eval_rows`` rows, whose layer outputs stay in cache: ``base.CHUNK_BYTES``) between
 the ``fit`` calls (Keras' running loss average during ``fit`` is not the loss over the
 training set after the epoch, so it is not recorded).
 

@@ -84,9 +84,6 @@ from .base import (
 )
 from .loop import run_epochs
 
-#: Rows per chunk when evaluating a whole data set (bounds the evaluation's memory).
-EVAL_CHUNK = 10000
-
 
 def set_threads(n: int) -> dict[str, int]:
     """Set PyTorch's intra-/inter-op pools (and NumPy's BLAS) to ``n``; return them.
@@ -336,7 +333,7 @@ def evaluate(net: nets.Net, params: Params, x: np.ndarray, y: np.ndarray) -> tup
     dtype)."""
     dtype, shape = _dtype(params), x.shape[1:]
     model = build_model(net, shape, params, dtype=dtype)
-    rows = min(EVAL_CHUNK, eval_rows(net, shape, dtype.itemsize))
+    rows = eval_rows(net, shape, dtype.itemsize)
     return _scores(model, torch.as_tensor(to_nchw(np.asarray(x)), dtype=dtype), _labels(y), rows)
 
 
@@ -378,7 +375,7 @@ def train(
         for x in (x_train, x_test)
     )
     y_train, y_test = _labels(y_train), _labels(y_test)
-    rows = min(EVAL_CHUNK, eval_rows(net, shape, dtype.itemsize))
+    rows = eval_rows(net, shape, dtype.itemsize)
 
     def batch_loss(xb, yb, keep):
         with autocast(spec):
