@@ -7,10 +7,10 @@ allocated once per run, so a step costs little beyond its matrix products:
 
 - each mini-batch is gathered by the epoch's permutation into a preallocated
   buffer, where it is still in cache for the matrix products that read it;
-- a batch whose pass would touch more than ``base.CHUNK_BYTES`` (a CNN's at
-  batch 128 and up) is taken in equal chunks whose layer buffers stay in cache from one
-  layer to the next, their gradients summed; the evaluation likewise
-  (``numpy_layers.pass_rows``);
+- a batch whose pass would touch more than ``base.CHUNK_BYTES`` (cnn's from batch 32,
+  cnn-small's from 64; no MLP's of the catalog up to 512) is taken in equal chunks
+  whose layer buffers stay in cache from one layer to the next, their gradients summed;
+  the evaluation likewise (``numpy_layers.pass_rows``);
 - labels are one-hot encoded once, so delta = y_hat - y_onehot is one subtraction;
 - the 1/b of the batch mean and the learning rate are folded into the output layer's
   delta (one small multiplication), so each gradient product already is the SGD update
