@@ -361,30 +361,44 @@ def test_relu_mask_applied_by_the_pool_is_the_convs_own():
     np.testing.assert_array_equal(fused.grad, plain.grad)
 
 
+@pytest.mark.parametrize("layout", ["transposed", "rows"])
 @pytest.mark.parametrize(
-    "shape", [(8, 8, 1), (9, 9, 2)], ids=["pool-covers", "last-row-and-column-in-no-window"]
+    "shape", [(17, 17, 1), (16, 16, 2)], ids=["pools-cover", "last-row-and-column-in-no-window"]
 )
-def test_a_conv_emits_window_major_pixels_for_its_tiling_pool(shape, monkeypatch):
-    """A few-channel conv before a tiling max-pool emits only the pixels the pool's windows
-    cover, window-major, and the pool reads its offsets as blocks: the loss and every
-    gradient are those of the plain NHWC layout (as rows), with exact ties among positives
-    and all-zero windows, on a short batch (4 images in buffers for 5)."""
-    net = Net("c", (Conv2D(3, 2), MaxPool2D(2), Conv2D(2, 2), Flatten(), Dense(4, "softmax")))
+def test_a_conv_emits_window_major_pixels_for_its_tiling_pool(shape, layout, monkeypatch):
+    """A conv before a tiling max-pool emits only the pixels the pool's windows cover,
+    window-major, and the pool reads its offsets as blocks: the loss and every gradient
+    are those of every pixel in NHWC order, with exact ties among positives and all-zero
+    windows, on a short batch (4 images in buffers for 5); for the first conv (no input
+    gradient) and for one inside the net (its input gradient through col2im), in X_col's
+    transposed layout and as rows."""
+    if layout == "rows":
+        monkeypatch.setattr(numpy_layers, "PER_OFFSET_CHANNELS", 0)
+    net = Net(
+        "c",
+        (Conv2D(3, 2), MaxPool2D(2), Conv2D(3, 2), Conv2D(4, 2), MaxPool2D(2), Flatten(),
+         Dense(4, "softmax")),
+    )  # fmt: skip
     params = _params(net, shape)
-    params["b1"][:] = -0.5  # many conv outputs negative: all-zero windows, ties at 0
+    params["b1"][:] = params["b3"][:] = -0.5  # many conv outputs negative: ties at 0
     rng = np.random.default_rng(4)
     x = np.round(rng.random((4, *shape)), 1)  # coarse values: exact ties after the conv
     y = rng.integers(0, 4, 4)
     onehot = numpy_layers.one_hot(y, 4, np.float64)
     major = numpy_layers.Model(net, shape, 5, np.float64)
-    conv, pool = major.ops[:2]
-    assert conv.grid == (2, 2, *net.shapes(shape)[2][:2]) and pool.window_major
-    monkeypatch.setattr(numpy_layers, "PER_OFFSET_CHANNELS", 0)
+    shapes = net.shapes(shape)
+    covers = [shapes[i][0] == 2 * shapes[i + 1][0] for i in (1, 4)]  # each pool's input
+    assert covers == [shape[0] % 2 == 1] * 2  # both pools, or neither, leave a border
+    for conv, pool, i in ((major.ops[0], major.ops[1], 2), (major.ops[3], major.ops[4], 5)):
+        assert conv.grid == (2, 2, *shapes[i][:2]) and pool.window_major
+        assert conv.transposed == (layout == "transposed")
+    assert major.ops[3].need_dx
+    monkeypatch.setattr(numpy_layers, "WINDOW_MAJOR", False)
     plain = numpy_layers.Model(net, shape, 5, np.float64)
-    assert plain.ops[0].grid is None and not plain.ops[1].window_major
+    assert all(op.grid is None for op in plain.ops if isinstance(op, numpy_layers.Conv2DOp))
     for model in (major, plain):
         model.backward(params, x, onehot, 1 / 4)
-    assert (major.ops[0].y <= 0).mean() > 0.3
+    assert (major.ops[0].y <= 0).mean() > 0.3 and (major.ops[3].y <= 0).mean() > 0.3
     np.testing.assert_allclose(major.grad, plain.grad, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(
         major.evaluate(params, x, y), plain.evaluate(params, x, y), rtol=1e-13

@@ -13,8 +13,8 @@ buffer of the layer after it):
 - ReLU (fused into dense and conv2d): y = max(z, 0), dz = dy * 1(y > 0).
 - conv2d by im2col: the padded input's windows, one row per output pixel and one column
   per (u, v, c) kernel entry, are copied once into the matrix X_col (N Ho Wo, kh kw C),
-  built with ``sliding_window_view`` (or, for fewer than ``PER_OFFSET_CHANNELS`` input
-  channels, transposed with a row of ones, one strided slice copy per kernel offset, the
+  in one call from a strided view of every window (or, for fewer than
+  ``PER_OFFSET_CHANNELS`` input channels, into X_col transposed with a row of ones, the
   bias folded into the product: ``Conv2DOp``); then z = X_col W_col + b is one matrix
   product with W_col the HWIO kernel as (kh kw C, O). Backward: dW_col =
   X_col^T dz, db = 1^T dz (a product with a vector of ones: a column sum over many short
@@ -31,10 +31,11 @@ buffer of the layer after it):
   window offset; backward, the argmax offset (found from the kept x and y) routes the
   gradient: dx at the maximum of each window += dy, 0 elsewhere. Ties go to the first
   maximum in the window's row-major order (a later offset wins only when strictly
-  greater), as TensorFlow's and PyTorch's CPU kernels do. A few-channel conv before a
-  pool whose windows tile its output emits only the covered pixels, window-major, so
-  that each window offset is a contiguous block (``Conv2DOp.order_for``); the loss and
-  the weight gradients do not depend on a pixel order.
+  greater), as TensorFlow's and PyTorch's CPU kernels do. A conv before a pool whose
+  windows tile its output emits only the covered pixels, window-major, so that each
+  window offset is a contiguous block (``Conv2DOp.order_for``): the pixels no window
+  covers feed nothing, and the loss and the weight gradients do not depend on a pixel
+  order.
 - flatten: a reshape to (N, H W C) in (h, w, c) order; backward, the reshape back.
 - dropout (training): y = x * keep / (1 - rate) with the step's keep-mask (a boolean array
   like x), dx = dy * keep / (1 - rate); in evaluation y = x. Without a mask it keeps
@@ -75,7 +76,7 @@ import math
 
 import ml_dtypes
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from mlpstudy.nets import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, Net
 
@@ -87,6 +88,9 @@ FEW_COLUMNS = 32
 #: offset at a time (a long inner loop over the pixels) instead of keeping it as rows,
 #: every window at once (an inner loop over C): ``Conv2DOp``.
 PER_OFFSET_CHANNELS = 4
+#: A conv before a max-pool whose windows tile its output emits the covered pixels only,
+#: window-major (``Conv2DOp.order_for``); False: every pixel, NHWC (tests compare the two).
+WINDOW_MAJOR = True
 #: The ops' buffers whose size does not grow with the batch (the rest have ``rows`` rows).
 FIXED_BUFFERS = frozenset({"zeros", "bias_row", "w_aug", "g_aug"})
 
@@ -220,7 +224,7 @@ class Conv2DOp:
     ):
         self.w, self.b = names
         self.relu = layer.activation == "relu"
-        (h, w, c), (_, wo, o) = in_shape, out_shape
+        (h, w, c), o = in_shape, out_shape[2]
         (kh, kw), self.stride = layer.kernel, layer.stride
         (top, bottom), (left, right) = layer.pads(in_shape)
         self.kernel, self.in_shape, self.out_shape = (kh, kw), in_shape, out_shape
@@ -229,38 +233,43 @@ class Conv2DOp:
         padded = (rows, h + top + bottom, w + left + right, c)
         self.xp = np.zeros(padded, dtype) if top + bottom + left + right else None
         self.transposed = c < PER_OFFSET_CHANNELS
-        self.with_backward = backward
+        self.with_backward, self.need_dx = backward, need_dx
         if self.transposed:
             self.w_aug = np.empty((kh * kw * c + 1, o), dtype)  # [W_col; b]
             self.g_aug = np.empty((kh * kw * c + 1, o), dtype) if backward else None  # [dW_col; db]
-        else:
-            # the bias repeated along an output row: y += b as (N Ho, Wo O) rows, a long
-            # inner loop instead of one of O (measured: cnn-small's first conv, 3.5x faster)
-            self.bias_row = np.empty((wo, o), dtype)
         self.grid = None  # (ph, pw, Hp, Wp) once ``order_for`` a tiling max-pool after it
         self._pixel_buffers(rows, dtype)
         self.dxp = np.empty(padded, dtype) if need_dx else None
         self.dx = np.empty((rows, h, w, c), dtype) if need_dx and self.xp is not None else None
-        self.need_dx = need_dx
         self.masked_downstream = False  # set by Model: a max-pool after it applies 1(y > 0)
         self.round = None  # set by Model: its compute's rounding under mixed precision
 
     def _pixel_buffers(self, rows: int, dtype) -> None:
         """The buffers with one entry per output pixel: X_col, y, the ReLU's mask and its
-        row of zeros."""
-        k, o = self.kernel[0] * self.kernel[1] * self.in_shape[2], self.out_shape[2]
+        row of zeros; as rows, the bias's row, and under ``grid`` with an input gradient,
+        dz in NHWC order (``dz_full``) and room for dX_col's blocks over every pixel."""
+        k, (ho, wo, o) = self.kernel[0] * self.kernel[1] * self.in_shape[2], self.out_shape
         if self.grid is None:
-            self.pixels, y_shape = self.out_shape[0] * self.out_shape[1], self.out_shape
+            self.pixels, y_shape = ho * wo, self.out_shape
         else:
             self.pixels, y_shape = math.prod(self.grid), (*self.grid, o)
         m = rows * self.pixels
+        self.dz_full = None
         if self.transposed:
             # [X_col^T; 1]: the ones row is written once; backward writes dX_col^T above it
             self.cols = np.ones((k + 1, m), dtype)
         else:
-            # X_col; in backward, its memory holds dX_col as (kh kw, N Ho Wo, C)
-            self.cols = np.empty((m, k), dtype)
+            # X_col; in backward, its memory holds dX_col as (kh kw, N Ho Wo, C), which
+            # under ``grid`` is over every output pixel, more than X_col's covered ones
+            full = self.grid is not None and self.need_dx
+            self.blocks = np.empty(rows * ho * wo * k if full else m * k, dtype)
+            self.cols = self.blocks[: m * k].reshape(m, k)
+            if full:  # the pixels no pool window covers get no gradient: zero, written once
+                self.dz_full = np.zeros((rows, ho, wo, o), dtype)
             self.ones = np.ones(m, dtype) if self.with_backward else None  # db = 1^T dz
+            # the bias repeated along an output row: y += b as rows of (Wo O), a long
+            # inner loop instead of one of O (measured: cnn-small's first conv, 3.5x faster)
+            self.bias_row = np.empty((y_shape[-2], o), dtype)
         self.y = np.empty((rows, *y_shape), dtype)
         self.mask = np.empty(self.y.shape, bool) if self.relu and self.with_backward else None
         self.zeros = _zeros_row(y_shape, dtype, self.relu)
@@ -268,8 +277,13 @@ class Conv2DOp:
     def order_for(self, pool: MaxPool2DOp, rows: int) -> None:
         """Emit only the pixels the windows of the tiling max-pool after it cover, window-
         major: y as (N, ph, pw, Hp, Wp, O), y[n, u, v, i, j] the output pixel (i ph + u,
-        j pw + v), so that the pool's window offsets are contiguous blocks (set by Model,
-        for the transposed layout, whose copies take any pixel order at no cost)."""
+        j pw + v), so that the pool's window offsets are contiguous blocks (set by Model).
+        The im2col copy takes any pixel order at no cost, and skips the uncovered pixels
+        (cnn-small's second conv: 100 of 121), as do its products; as rows, the input
+        gradient puts dz back in NHWC order first (``dz_full``, uncovered pixels 0), so
+        that col2im still adds whole rows (measured, cnn-small at batch 128 on one core,
+        Haswell kernels: a step 4.06 -> 3.48 ms, the evaluation 11.7 -> 9.8 ms per 1000
+        images, ``benchmarks/profile_numpy.py``)."""
         (ph, pw), (hp, wp, _) = pool.pool, pool.out_shape
         self.grid = (ph, pw, hp, wp)
         self._pixel_buffers(rows, self.y.dtype)
@@ -283,6 +297,23 @@ class Conv2DOp:
         covered = a[:, : hp * ph, : wp * pw]
         tiles = covered.reshape(len(a), hp, ph, wp, pw, a.shape[-1], copy=False)
         return tiles.transpose(0, 2, 4, 1, 3, 5)
+
+    def _windows(self, xp: np.ndarray) -> np.ndarray:
+        """The (padded) input's windows, one per output pixel in this op's pixel order, as
+        a read-only view (N, Ho, Wo, kh, kw, C), or (``grid``) (N, ph, pw, Hp, Wp, kh, kw, C):
+        output pixel (i, j) reads xp[n, i s_h + u, j s_w + v, c]; under ``grid`` pixel
+        (i ph + a, j pw + b) is entry [n, a, b, i, j] (``_ordered``). One strided view, so
+        that the copy into X_col is one call however many offsets the kernel has."""
+        s_n, s_h, s_w, s_c = xp.strides
+        (sh, sw), (ho, wo, _) = self.stride, self.out_shape
+        if self.grid is None:
+            pixels, steps = (ho, wo), (sh * s_h, sw * s_w)
+        else:
+            ph, pw, hp, wp = self.grid
+            pixels = self.grid
+            steps = (sh * s_h, sw * s_w, ph * sh * s_h, pw * sw * s_w)
+        shape = (len(xp), *pixels, *self.kernel, self.in_shape[2])
+        return as_strided(xp, shape, (s_n, *steps, s_h, s_w, s_c), writeable=False)
 
     def x_col(self, rows: int) -> np.ndarray:
         """X_col (N pixels, kh kw C) of the last forward pass of ``rows`` images (a view)."""
@@ -301,26 +332,23 @@ class Conv2DOp:
         else:
             xp = self.xp[:rows]
             xp[:, self.inner[0], self.inner[1], :] = x
-        (ho, wo, o), (sh, sw) = self.out_shape, self.stride
+        ho, wo, o = self.out_shape
         y = self.y[:rows]
-        if self.transposed:
-            entries = self._entries(rows)
-            for u, v in self.offsets:  # (N, Ho, Wo, C) windows -> C rows of N pixels
-                pixels = self._ordered(xp[:, _window(u, ho, sh), _window(v, wo, sw)])
-                np.copyto(entries[u, v].reshape(-1, *pixels.shape[:-1]), np.moveaxis(pixels, -1, 0))
+        windows = self._windows(xp)  # (N, *pixels, kh, kw, C), a view
+        if self.transposed:  # (kh, kw, C) first: one row of X_col^T per kernel entry
+            entries = self._entries(rows).reshape(
+                *windows.shape[-3:], *windows.shape[:-3], copy=False
+            )
+            np.copyto(entries, windows.transpose(-3, -2, -1, *range(windows.ndim - 3)))
             np.copyto(self.w_aug[:-1], params[self.w].reshape(-1, o))
             np.copyto(self.w_aug[-1], params[self.b])
             np.matmul(self.cols[:, : rows * self.pixels].T, self.w_aug, out=y.reshape(-1, o))
         else:
             cols = self.x_col(rows)
-            # (N, H', W', C, kh, kw) windows, every stride-th -> (N, Ho, Wo, kh, kw, C)
-            windows = sliding_window_view(xp, self.kernel, axis=(1, 2))
-            windows = windows[:, _window(0, ho, sh), _window(0, wo, sw)]
-            cols6 = cols.reshape(rows, ho, wo, *self.kernel, self.in_shape[2])
-            np.copyto(cols6, windows.transpose(0, 1, 2, 4, 5, 3))
+            np.copyto(cols.reshape(windows.shape, copy=False), windows)
             np.matmul(cols, params[self.w].reshape(-1, o), out=y.reshape(-1, o))
             self.bias_row[...] = params[self.b]
-            rows_of_y = y.reshape(rows * ho, wo * o, copy=False)  # raises rather than copy
+            rows_of_y = y.reshape(-1, self.bias_row.size, copy=False)  # raises rather than copy
             rows_of_y += self.bias_row.reshape(-1)
         if self.round:
             self.round(y)
@@ -365,8 +393,13 @@ class Conv2DOp:
         else:
             # dX_col[(u, v)] = dz W[u, v]^T for every offset at once, over X_col's memory:
             # contiguous (N, Ho, Wo, C) blocks, so each col2im addition runs over whole rows
+            if self.dz_full is not None:  # window-major dz -> NHWC, uncovered pixels 0
+                full = self.dz_full[:rows]
+                np.copyto(self._ordered(full), dy)
+                dz = full.reshape(-1, o)
             w_t = params[self.w].reshape(len(self.offsets), c, o).transpose(0, 2, 1)
-            blocks = self.cols[: len(dz)].reshape(len(self.offsets), len(dz), c)
+            blocks = self.blocks[: len(dz) * len(self.offsets) * c]
+            blocks = blocks.reshape(len(self.offsets), len(dz), c)
             np.matmul(dz, w_t, out=blocks)
             for (u, v), block in zip(self.offsets, blocks):
                 window = dxp[:, _window(u, ho, sh), _window(v, wo, sw), :]
@@ -661,12 +694,8 @@ class Model:
                 and isinstance(after, MaxPool2DOp)
             ):
                 op.masked_downstream = after.relu_input = after.hit is not None
-            if (
-                isinstance(op, Conv2DOp)
-                and op.transposed
-                and isinstance(after, MaxPool2DOp)
-                and after.tiles
-            ):
+            tiling_pool = isinstance(after, MaxPool2DOp) and after.tiles
+            if WINDOW_MAJOR and isinstance(op, Conv2DOp) and tiling_pool:
                 op.order_for(after, rows)
                 after.take_window_major(rows)
         self.dropouts = [op for op in self.ops if isinstance(op, DropoutOp)]
@@ -699,7 +728,7 @@ class Model:
         arrays, fixed = [self.row_max, self.row_sum, self.exp], []
         for op in self.ops:
             for name, a in vars(op).items():
-                if isinstance(a, np.ndarray):
+                if isinstance(a, np.ndarray) and a.base is None:  # views counted once
                     (fixed if name in FIXED_BUFFERS else arrays).append(a)
         #: Bytes of the buffers per image of batch (those with ``rows`` rows), and in all,
         #: the fixed ones and ``grad`` included: what a step writes besides batch and
