@@ -210,11 +210,11 @@ class DenseOp:
 class Conv2DOp:
     """Conv2D by im2col and one matrix product; backward by col2im (module docstring).
 
-    X_col is kept in one of two layouts: as rows, (N Ho Wo, kh kw C), built from every
-    window at once; or, for fewer than ``PER_OFFSET_CHANNELS`` input channels,
-    transposed, (kh kw C + 1, N Ho Wo) with a last row of ones, one row per kernel entry
-    copied per kernel offset (a long inner loop over the pixels, where the rows' inner
-    loop would run over C): z = [X_col^T; 1]^T [W_col; b] is then one product that adds
+    X_col is kept in one of two layouts, each copied in one call from a strided view of
+    every window (``_windows``): as rows, (N Ho Wo, kh kw C); or, for fewer than
+    ``PER_OFFSET_CHANNELS`` input channels, transposed, (kh kw C + 1, N Ho Wo) with a last
+    row of ones, one row per kernel entry (a long inner loop over the pixels, where the
+    rows' inner loop would run over C): z = [X_col^T; 1]^T [W_col; b] is then one product that adds
     the bias too, and [X_col^T; 1] dz gives dW_col and db in one (measured: cnn-small's
     first conv, forward and weight gradients 1.6x faster than as rows).
     """
